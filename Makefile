@@ -1,0 +1,50 @@
+# ttsr-lightning: every command a user needs. The virtualenv is created on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: help install train test test-all lint format bench clean
+
+help:
+	@echo "make install   create $(VENV), install torch==$(TORCH_VERSION) first, then this package [dev]"
+	@echo "make train     train the default experiment on the embedded sample dataset (CPU, minutes)"
+	@echo "make test      fast test suite (CPU, < 10 min)"
+	@echo "make test-all  every test, slow ones included"
+	@echo "make lint      ruff + mypy"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(PY) -m ttsr_lightning
+
+test: install
+	$(PY) -m pytest -m "not slow and not gpu" -q
+
+test-all: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/ruff format --check src tests benchmarks experiments
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format src tests benchmarks experiments
+	$(VENV)/bin/ruff check --fix src tests benchmarks experiments
+
+bench: install
+	$(PY) benchmarks/search_transfer.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/data_loader.py
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

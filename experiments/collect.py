@@ -1,0 +1,189 @@
+"""Collect finished runs into a paper table: Markdown, CSV and a PNG plot, ours beside the paper's.
+
+    python experiments/collect.py table3_csfi multirun/2026-11-24_10-00-00 [more run dirs] --out results/
+
+Every folder below the given ones that holds a ``run.json`` (written by ``train``) is a run; its
+``name`` is the experiment it ran. Runs on the embedded sample set are labelled SMOKE: their numbers
+only show that the pipeline works. Parameter counts are measured on the models the runs built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tables import TABLES, PaperValue, Table  # noqa: E402
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    smoke: bool
+    metrics: dict[str, float]
+    params: dict[str, int]
+
+
+def find_runs(roots: list[Path]) -> list[Run]:
+    runs = []
+    for root in roots:
+        if not root.exists():
+            raise FileNotFoundError(f"run folder {root} does not exist")
+        for info_file in sorted(root.rglob("run.json")):
+            info = json.loads(info_file.read_text())
+            runs.append(
+                Run(info_file.parent, info["name"], bool(info["smoke"]), info["metrics"], info["params"])
+            )
+    return runs
+
+
+def _fmt(value: float | None, digits: int, verified: bool = True) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" + ("" if verified else "?")
+
+
+def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
+    """One output row per table row: ours, the paper's and the difference, per column."""
+    by_name: dict[str, Run] = {}
+    for run in runs:  # the newest run of an experiment wins (run folders sort by time)
+        by_name[run.name] = run
+    rows, any_smoke = [], False
+    for row in table.rows:
+        run = by_name.get(row.experiment)
+        out: dict[str, Any] = {"model": row.label, "experiment": row.experiment, "run": str(run.path) if run else ""}
+        any_smoke |= bool(run and run.smoke)
+        if table.with_params:
+            out["params_M"] = round(run.params["params/generator"] / 1e6, 3) if run else None
+            out["paper_params_M"] = row.paper_params_m
+        for column, set_name in row.columns.items():
+            paper = row.paper.get(column, PaperValue(None, None))
+            for measure in ("psnr", "ssim"):
+                ours = run.metrics.get(f"test/{set_name}/{measure}") if run else None
+                theirs = getattr(paper, measure)
+                out[f"{column} {measure}"] = ours
+                out[f"{column} {measure} paper"] = theirs
+                out[f"{column} {measure} paper verified"] = getattr(paper, f"{measure}_verified")
+                out[f"{column} {measure} diff"] = None if ours is None or theirs is None else ours - theirs
+            out[f"{column} psnr bicubic"] = run.metrics.get(f"test/{set_name}/psnr_bicubic") if run else None
+        rows.append(out)
+    return rows, any_smoke
+
+
+def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
+    columns = list(table.rows[0].columns)
+    header = ["Model"] + (["Params (M) ours / paper"] if table.with_params else [])
+    for column in columns:
+        header += [f"{column} ours", f"{column} paper", f"{column} Δ PSNR", f"{column} bicubic"]
+    lines = [f"## {table.title}", ""]
+    if smoke:
+        lines += [
+            "> **SMOKE RUN**: trained for a few steps on the embedded sample set; these numbers only show",
+            "> that the pipeline runs end to end. They say nothing about the paper's claims.",
+            "",
+        ]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["model"]]
+        if table.with_params:
+            cells.append(f"{_fmt(row['params_M'], 2)} / {_fmt(row['paper_params_M'], 2)}")
+        for column in columns:
+            cells.append(f"{_fmt(row[f'{column} psnr'], 2)} / {_fmt(row[f'{column} ssim'], 4)}")
+            cells.append(
+                f"{_fmt(row[f'{column} psnr paper'], 2, row[f'{column} psnr paper verified'])} / "
+                f"{_fmt(row[f'{column} ssim paper'], 3, row[f'{column} ssim paper verified'])}"
+            )
+            diff = row[f"{column} psnr diff"]
+            cells.append("–" if diff is None else f"{diff:+.2f}")
+            cells.append(_fmt(row[f"{column} psnr bicubic"], 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "PSNR (dB) / SSIM on the Y channel, official protocol (uint8 rounding, BT.601, no border crop).",
+        'A "?" marks a paper number that ../shared/paper/TTSR.md could not verify against the paper.',
+        f"Reproduce: `{table.command}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: Table, rows: list[dict[str, Any]], smoke: bool, path: Path) -> None:
+    """Table 4: PSNR per reference level; tables with parameters: PSNR vs parameters; else bars."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    columns = list(table.rows[0].columns)
+    if len(columns) > 1 and not table.with_params:  # one curve per row across the columns
+        for row in rows:
+            for suffix, style in (("", "o-"), (" paper", "s--")):
+                values = [row[f"{c} psnr{suffix}"] for c in columns]
+                points = [(i, v) for i, v in enumerate(values) if v is not None]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, style, label=f"{row['model']}{' (paper)' if suffix else ' (ours)'}")
+        ax.set_xticks(range(len(columns)), columns)
+        ax.set_xlabel("reference / test set")
+    elif table.with_params:
+        column = columns[0]
+        for row in rows:
+            for params, psnr, marker, who in (
+                (row["params_M"], row[f"{column} psnr"], "o", "ours"),
+                (row["paper_params_M"], row[f"{column} psnr paper"], "s", "paper"),
+            ):
+                if params is not None and psnr is not None:
+                    ax.scatter(params, psnr, marker=marker, label=f"{row['model']} ({who})")
+                    ax.annotate(row["model"], (params, psnr), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("parameters (M)")
+    else:
+        column = columns[0]
+        labels = [row["model"] for row in rows]
+        ours = [row[f"{column} psnr"] or 0.0 for row in rows]
+        ax.bar(range(len(rows)), ours, color="tab:blue")
+        ax.set_xticks(range(len(rows)), labels, rotation=20, ha="right", fontsize=8)
+        low = min((v for v in ours if v), default=0.0)
+        ax.set_ylim(bottom=max(0.0, low - 1.0))
+    ax.set_ylabel("PSNR (dB, Y)")
+    ax.set_title(("SMOKE RUN (sample data) — " if smoke else "") + table.title, fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", choices=sorted(TABLES))
+    parser.add_argument("runs", nargs="+", type=Path, help="run or sweep folders to search for run.json")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    args = parser.parse_args(argv)
+    table = TABLES[args.table]
+    rows, smoke = collect(table, find_runs(args.runs))
+    missing = [row["experiment"] for row in rows if not row["run"]]
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / args.table
+    stem.with_suffix(".md").write_text(to_markdown(table, rows, smoke))
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(table, rows, smoke, stem.with_suffix(".png"))
+    print(stem.with_suffix(".md").read_text())
+    print(f"wrote {stem}.md, {stem}.csv, {stem}.png")
+    if missing:
+        print(f"missing runs for: {', '.join(missing)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

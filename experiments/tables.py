@@ -1,0 +1,157 @@
+"""The paper's tables: which experiment fills which row, and the paper's numbers beside it.
+
+Paper numbers come from ../shared/paper/TTSR.md. ``*_verified=False`` marks the numbers that fact sheet
+tags [M] (remembered, not checked against the PDF): they are shown with a "?" and never asserted.
+Each row names the metric it compares: ``set`` is an evaluation-set name as the test DataModule
+logs it (``test/<set>/psnr``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    """A paper cell; ``*_verified`` is False for numbers TTSR.md tags [M] (shown with a "?")."""
+
+    psnr: float | None
+    ssim: float | None
+    psnr_verified: bool = False
+    ssim_verified: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    experiment: str
+    columns: dict[str, str]  # column title -> evaluation-set name
+    paper: dict[str, PaperValue] = field(default_factory=dict)  # column title -> paper value
+    paper_params_m: float | None = None  # the paper's parameter count, millions
+    paper_params_verified: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str
+    title: str
+    rows: tuple[Row, ...]
+    command: str
+    with_params: bool = False
+
+
+CUFED5 = {"CUFED5": "CUFED5_stitched"}
+
+TABLES: dict[str, Table] = {}
+
+
+def _register(table: Table) -> None:
+    TABLES[table.key] = table
+
+
+_register(
+    Table(
+        key="table1_main",
+        title="Table 1: PSNR/SSIM (Y) on CUFED5, Sun80, Urban100, Manga109 (x4)",
+        command="python -m ttsr_lightning --multirun +experiment=ttsr_rec,ttsr",
+        rows=(
+            Row(
+                "TTSR-rec",
+                "ttsr_rec",
+                {"CUFED5": "CUFED5_stitched", "Sun80": "Sun80", "Urban100": "Urban100", "Manga109": "Manga109"},
+                {
+                    "CUFED5": PaperValue(27.09, 0.804, psnr_verified=True),
+                    "Sun80": PaperValue(30.02, 0.814),
+                    "Urban100": PaperValue(25.87, 0.784),
+                    "Manga109": PaperValue(30.09, 0.907),
+                },
+            ),
+            Row(
+                "TTSR",
+                "ttsr",
+                {"CUFED5": "CUFED5_stitched", "Sun80": "Sun80", "Urban100": "Urban100", "Manga109": "Manga109"},
+                {
+                    "CUFED5": PaperValue(25.53, 0.765),
+                    "Sun80": PaperValue(28.59, 0.774),
+                    "Urban100": PaperValue(24.62, 0.747),
+                    "Manga109": PaperValue(28.70, 0.886),
+                },
+            ),
+        ),
+    )
+)
+
+_register(
+    Table(
+        key="table2_texture_transformer",
+        title="Table 2: texture-transformer ablation on CUFED5 (reconstruction loss, no CSFI)",
+        command=(
+            "python -m ttsr_lightning --multirun "
+            "+experiment=ablation_base,ablation_ha,ablation_ha_sa,ablation_ha_sa_lte"
+        ),
+        with_params=True,
+        rows=(
+            Row("Base", "ablation_base", CUFED5, {"CUFED5": PaperValue(26.34, 0.780)}),
+            Row("Base+HA", "ablation_ha", CUFED5, {"CUFED5": PaperValue(26.59, 0.786)}),
+            Row("Base+HA+SA", "ablation_ha_sa", CUFED5, {"CUFED5": PaperValue(26.81, 0.795)}),
+            Row("Base+HA+SA+LTE", "ablation_ha_sa_lte", CUFED5, {"CUFED5": PaperValue(26.92, 0.797)}),
+        ),
+    )
+)
+
+_register(
+    Table(
+        key="table3_csfi",
+        title="Table 3: CSFI vs. a wider network on CUFED5 (reconstruction loss)",
+        command=(
+            "python -m ttsr_lightning --multirun "
+            "+experiment=ablation_tt,ablation_csfi,ablation_tt_c80,ablation_tt_c96"
+        ),
+        with_params=True,
+        rows=(
+            Row("Base+TT", "ablation_tt", CUFED5, {"CUFED5": PaperValue(26.92, 0.797)}, 4.42),
+            Row("Base+TT+CSFI", "ablation_csfi", CUFED5, {"CUFED5": PaperValue(27.09, 0.804, True)}, 6.42),
+            Row("Base+TT(C80)", "ablation_tt_c80", CUFED5, {"CUFED5": PaperValue(26.93, 0.797)}, 6.53),
+            Row("Base+TT(C96)", "ablation_tt_c96", CUFED5, {"CUFED5": PaperValue(26.98, 0.799)}, 9.10, True),
+        ),
+    )
+)
+
+_LEVEL_PAPER = {
+    "L1": PaperValue(26.99, 0.800, psnr_verified=True),
+    "L2": PaperValue(26.74, 0.791),
+    "L3": PaperValue(26.64, 0.788),
+    "L4": PaperValue(26.58, 0.787),
+    "L5": PaperValue(None, None),
+    "LR": PaperValue(26.43, 0.782),
+}
+
+_register(
+    Table(
+        key="table4_reference_similarity",
+        title="Table 4: TTSR-rec on CUFED5 with references of decreasing similarity (L1..L5, LR)",
+        command="python -m ttsr_lightning +experiment=reference_similarity",
+        rows=(
+            Row(
+                "TTSR-rec",
+                "reference_similarity",
+                {level: f"CUFED5_{level}" for level in _LEVEL_PAPER},
+                dict(_LEVEL_PAPER),
+            ),
+        ),
+    )
+)
+
+_register(
+    Table(
+        key="loss_ablation",
+        title="Loss ablation on CUFED5 (the paper shows it qualitatively only: no paper numbers)",
+        command="python -m ttsr_lightning --multirun +experiment=ttsr,ablation_no_adv,ablation_no_tpl,ttsr_rec",
+        rows=(
+            Row("all losses (TTSR)", "ttsr", CUFED5),
+            Row("w/o adversarial", "ablation_no_adv", CUFED5),
+            Row("w/o transferal perceptual", "ablation_no_tpl", CUFED5),
+            Row("reconstruction only (TTSR-rec)", "ttsr_rec", CUFED5),
+        ),
+    )
+)

@@ -1,0 +1,91 @@
+"""Finding and reading image files: the only place that decodes images.
+
+Colour policy: 8-bit RGB is used as is. Other 8-bit modes (grayscale ``L``/``LA``, palette ``P``/``PA``,
+``RGBA``, ``CMYK``, ``YCbCr``, bilevel ``1``) are converted with Pillow's ``convert("RGB")`` (grey is
+replicated, alpha is dropped, not composited), and the dataset logs one warning per colour mode (per
+loader worker process), naming the first such file. Modes with more than 8 bits per channel (``I;16``,
+``I``, ``F``) are refused: there is no single right way to bring them to 0..255.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+CONVERTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
+
+
+def is_image_file(path: Path) -> bool:
+    """A visible file whose suffix is one of IMAGE_SUFFIXES (case-insensitive)."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: Path, pattern: str = "*") -> list[Path]:
+    """Image files directly inside ``folder`` whose name matches ``pattern``, sorted by name.
+
+    Hidden files and files with other suffixes (``Thumbs.db``, ``README``) are not images and are not
+    listed; every listed image is used by the datasets.
+    """
+    return sorted(path for path in folder.glob(pattern) if is_image_file(path))
+
+
+def require_folder(folder: Path, dataset: str, expected: str) -> None:
+    """Raise DatasetLayoutError when ``folder`` is not an existing directory."""
+    if not folder.is_dir():
+        raise DatasetLayoutError(dataset, [f"{folder}: folder not found; expected {expected}"])
+
+
+class RGBImageReader:
+    """Decodes image files to 8-bit RGB PIL images, with the colour policy of this module.
+
+    Args:
+        dataset: dataset name used in log messages.
+    """
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self._converted_modes: set[str] = set()
+
+    def read(self, path: Path) -> Image.Image:
+        """The fully decoded image at ``path`` in mode RGB; ImageError naming the file otherwise."""
+        try:
+            with Image.open(path) as opened:
+                opened.load()  # decode now: a truncated file fails here, not later inside a resize
+                image = opened
+        except FileNotFoundError as exc:
+            raise ImageError(f"{path}: file not found; expected an image file") from exc
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as exc:
+            raise ImageError(f"{path}: cannot decode image ({exc}); expected a readable PNG/JPEG/BMP") from exc
+        if image.mode == "RGB":
+            return image
+        if image.mode not in CONVERTED_MODES:
+            raise ImageError(
+                f"{path}: colour mode {image.mode!r} is not supported; expected 8-bit RGB "
+                f"(8-bit {', '.join(sorted(CONVERTED_MODES))} are converted to RGB)"
+            )
+        if image.mode not in self._converted_modes:
+            self._converted_modes.add(image.mode)
+            log.warning(
+                "%s: converting %s images to RGB (first one: %s); logged once per colour mode",
+                self.dataset,
+                image.mode,
+                path,
+            )
+        return image.convert("RGB")
+
+
+def find_images(folder: Path, pattern: str, dataset: str, expected: str) -> list[Path]:
+    """``list_images(folder, pattern)``; DatasetLayoutError when the folder is missing or has none."""
+    require_folder(folder, dataset, expected)
+    images = list_images(folder, pattern)
+    if not images:
+        raise DatasetLayoutError(dataset, [f"{folder}: no images match {pattern!r}; expected {expected}"])
+    return images

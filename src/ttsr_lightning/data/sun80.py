@@ -1,0 +1,92 @@
+"""Sun80 (Sun and Hays, ICCP 2012): 80 natural images, each with about 20 web "scene match" references.
+
+Layout (``root``, e.g. ``<data_dir>/Sun80``; the folder names of the original archive, which
+MASA-SR and C2-Matching read as well)::
+
+    root/Sun_Hays_SR_groundtruth/<image>.jpg              80 HR images
+    root/Sun_Hays_SR_scenematches/<image>.jpg/*.jpg       that image's references (a folder per image,
+                                                          named after the image file; a folder named
+                                                          after the stem, <image>/, is accepted too)
+
+One reference per image (``reference``):
+- ``"random"`` (default): drawn uniformly from the image's sorted references by a generator seeded
+  with (``seed``, image index), the authors' protocol (TTSR issue #19) made reproducible.
+- an integer k: the k-th reference in sorted file-name order (0 = first) for every image.
+- a mapping {image stem: reference file name}: a named reference per image (every image needs one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from ttsr_lightning.data.errors import DatasetLayoutError
+from ttsr_lightning.data.eval_dataset import EvalDataset, EvalItem
+from ttsr_lightning.data.image_io import list_images, require_folder
+from ttsr_lightning.data.seeding import reference_generator
+
+DATASET_NAME = "Sun80"
+HR_FOLDER = "Sun_Hays_SR_groundtruth"
+REFERENCE_FOLDER = "Sun_Hays_SR_scenematches"
+
+
+class Sun80Dataset(EvalDataset):
+    """Sun80 with one reference per image, picked at random (seeded), by rank, or by name.
+
+    Args:
+        root: folder holding ``Sun_Hays_SR_groundtruth/`` and ``Sun_Hays_SR_scenematches/``.
+        reference: ``"random"``, a rank k (int), or a mapping {image stem: reference file name}.
+        seed: seed of the random pick (non-negative).
+    """
+
+    def __init__(self, root: str | Path, reference: str | int | Mapping[str, str] = "random", seed: int = 0) -> None:
+        if seed < 0:
+            raise ValueError(f"Sun80 seed must be >= 0, got {seed}")
+        if isinstance(reference, str) and reference != "random":
+            raise ValueError(f"Sun80 reference must be 'random', a rank (int) or a mapping; got {reference!r}")
+        if isinstance(reference, int) and (isinstance(reference, bool) or reference < 0):
+            raise ValueError(f"Sun80 reference rank must be an int >= 0, got {reference!r}")
+        self.root = Path(root)
+        hr_dir, ref_root = self.root / HR_FOLDER, self.root / REFERENCE_FOLDER
+        require_folder(self.root, DATASET_NAME, f"the Sun80 folder holding {HR_FOLDER}/ and {REFERENCE_FOLDER}/")
+        require_folder(hr_dir, DATASET_NAME, "the 80 HR images")
+        require_folder(ref_root, DATASET_NAME, "one folder of references per HR image")
+        images = list_images(hr_dir)
+        problems = [] if images else [f"{hr_dir}: no images found; expected the HR images"]
+        items = []
+        self.candidates: dict[str, list[Path]] = {}  # image stem -> all its references, sorted
+        for index, hr in enumerate(images):
+            folder = next((f for f in (ref_root / hr.name, ref_root / hr.stem) if f.is_dir()), None)
+            if folder is None:
+                problems.append(f"{ref_root / hr.name}: folder not found; expected the references of {hr.name}")
+                continue
+            refs = list_images(folder)
+            if not refs:
+                problems.append(f"{folder}: no images found; expected the references of {hr.name}")
+                continue
+            self.candidates[hr.stem] = refs
+            if isinstance(reference, Mapping):
+                named = reference.get(hr.stem)
+                if named is None or not (folder / named).is_file():
+                    problems.append(f"{folder}: reference {named!r} named for {hr.stem} not found")
+                    continue
+                ref = folder / named
+            elif isinstance(reference, int):
+                if reference >= len(refs):
+                    problems.append(f"{folder}: has {len(refs)} references; expected at least {reference + 1}")
+                    continue
+                ref = refs[reference]
+            else:
+                ref = refs[int(reference_generator(seed, index).integers(len(refs)))]
+            items.append(EvalItem(hr.stem, hr, (ref,), ref.stem))
+        if problems:
+            raise DatasetLayoutError(DATASET_NAME, problems)
+        self.reference = reference
+        self.seed = seed
+        if isinstance(reference, Mapping):
+            policy = "named"
+        elif isinstance(reference, int):
+            policy = f"rank {reference}"
+        else:
+            policy = f"random(seed={seed})"
+        super().__init__(DATASET_NAME, items, policy)

@@ -1,0 +1,145 @@
+"""The TTSR generator: texture transformer (LTE + search-transfer) feeding the main network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from ttsr_lightning.models.lte import LTE
+from ttsr_lightning.models.main_net import MainNet
+from ttsr_lightning.models.search_transfer import SearchTransfer
+from ttsr_lightning.pretrained import VggWeights
+
+# Implementations of the search-transfer, by name; all share SearchTransfer's forward signature and
+# its TransferredTextures result.
+SEARCH_TRANSFERS: dict[str, type[nn.Module]] = {"reference": SearchTransfer}
+
+
+class GeneratorOutput(NamedTuple):
+    """What the generator returns; h, w = LR size. The last five are None when hard_attention=False.
+
+    sr: (B, 3, 4h, 4w) in [-1, 1].
+    soft_attention: (B, 1, h, w) in [0, 1], S (returned even when the main net does not use it).
+    hard_index: (B, h*w) int64, the Ref lv3 position chosen for each LR position.
+    t_lv3 (B, 256, h, w), t_lv2 (B, 128, 2h, 2w), t_lv1 (B, 64, 4h, 4w): transferred textures, >= 0.
+    """
+
+    sr: torch.Tensor
+    soft_attention: torch.Tensor | None
+    hard_index: torch.Tensor | None
+    t_lv3: torch.Tensor | None
+    t_lv2: torch.Tensor | None
+    t_lv1: torch.Tensor | None
+
+
+class TTSRGenerator(nn.Module):
+    """TTSR (Yang et al., CVPR 2020) x4 generator, with every switch of the paper's ablations.
+
+    Args:
+        n_feats: main-network channels (64; the paper's "wider" ablation uses 80 and 96).
+        num_res_blocks: residual blocks of (SFE, stage x1, stage x2, stage x4); official (16, 16, 8, 4).
+        hard_attention: False is the paper's "Base": no texture transfer at all. No LTE and no
+            search-transfer are built, the main net has no texture-fusion heads, and ``ref`` /
+            ``ref_down_up`` are ignored. Then ``soft_attention`` and ``learnable_extractor`` must be
+            False too (the paper's Base row ticks none of HA, SA, LTE).
+        soft_attention: False ("Base+HA") fuses ``F + conv(cat(F, T))`` without the S weighting;
+            S is still computed by the search (its arg-max is the hard attention) and returned.
+        learnable_extractor: False ("w/o LTE") freezes the LTE at its VGG19 initialisation
+            (``requires_grad=False``); the paper's ablation rows before "+LTE" use frozen VGG19
+            features, which needs ``vgg_weights`` to give ImageNet weights to mean anything.
+        csfi: False replaces the multi-branch CSFI network by one path of stacked stages; see
+            :class:`~ttsr_lightning.models.main_net.MainNet` for the exact construction.
+        vgg_weights: LTE initialisation, ``"imagenet"`` / ``"auto"`` / ``"random"`` / a file path
+            (see :mod:`ttsr_lightning.pretrained`).
+        search_transfer: implementation of the search-transfer, a key of ``SEARCH_TRANSFERS``.
+        search_chunk_size: chunk size of a chunked implementation (None = its default); the
+            ``"reference"`` implementation takes none.
+
+    ``config`` holds the architecture arguments (all but ``vgg_weights``, ``search_transfer`` and
+    ``search_chunk_size``, which choose an initialisation and an implementation, not the function) as
+    plain values, so a generator-only checkpoint can rebuild the module. State-dict keys are
+    ``lte.*`` and ``main_net.*``: the official ``LTE.*`` / ``MainNet.*`` with the prefix renamed.
+
+    ``forward(lr, lr_up, ref, ref_down_up)``:
+        lr: (B, 3, h, w) in [-1, 1]; lr_up: (B, 3, 4h, 4w) in [-1, 1], bicubic x4 of lr;
+        ref: (B, 3, H, W) in [-1, 1] (H, W multiples of 4); ref_down_up: (B, 3, H, W), ref bicubic
+        /4 then x4. The images are detached before the LTE (as official): the LTE learns through
+        S and T only. Returns :class:`GeneratorOutput`.
+    """
+
+    def __init__(
+        self,
+        n_feats: int = 64,
+        num_res_blocks: Sequence[int] = (16, 16, 8, 4),
+        hard_attention: bool = True,
+        soft_attention: bool = True,
+        learnable_extractor: bool = True,
+        csfi: bool = True,
+        vgg_weights: VggWeights = "auto",
+        search_transfer: str = "reference",
+        search_chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not hard_attention and (soft_attention or learnable_extractor):
+            raise ValueError(
+                "hard_attention=False (Base: no texture transfer) needs soft_attention=False and "
+                f"learnable_extractor=False; got soft_attention={soft_attention}, "
+                f"learnable_extractor={learnable_extractor}"
+            )
+        if search_transfer not in SEARCH_TRANSFERS:
+            raise ValueError(
+                f"search_transfer must be one of {sorted(SEARCH_TRANSFERS)}, got {search_transfer!r}"
+            )
+        if search_transfer == "reference" and search_chunk_size is not None:
+            raise ValueError(
+                f"search_chunk_size={search_chunk_size} does not apply to search_transfer='reference' "
+                "(it computes the whole relevance matrix at once); leave it null"
+            )
+        self.config: dict[str, Any] = {
+            "n_feats": n_feats,
+            "num_res_blocks": [int(n) for n in num_res_blocks],
+            "hard_attention": hard_attention,
+            "soft_attention": soft_attention,
+            "learnable_extractor": learnable_extractor,
+            "csfi": csfi,
+        }
+        self.soft_attention = soft_attention
+        self.lte: LTE | None = None
+        self.search_transfer: nn.Module | None = None
+        if hard_attention:
+            self.lte = LTE(vgg_weights, requires_grad=learnable_extractor)
+            chunk_kwargs = {} if search_chunk_size is None else {"chunk_size": search_chunk_size}
+            self.search_transfer = SEARCH_TRANSFERS[search_transfer](**chunk_kwargs)
+        self.main_net = MainNet(n_feats, num_res_blocks, hard_attention, soft_attention, csfi)
+
+    def forward(
+        self, lr: torch.Tensor, lr_up: torch.Tensor, ref: torch.Tensor, ref_down_up: torch.Tensor
+    ) -> GeneratorOutput:
+        batch, _, height, width = lr.shape
+        if lr_up.shape != (batch, 3, 4 * height, 4 * width):
+            raise ValueError(
+                f"lr_up must be 4x lr, ({batch}, 3, {4 * height}, {4 * width}); got {tuple(lr_up.shape)}"
+            )
+        if self.lte is None or self.search_transfer is None:
+            return GeneratorOutput(self.main_net(lr), None, None, None, None, None)
+        if ref_down_up.shape != ref.shape or ref.shape[:2] != (batch, 3):
+            raise ValueError(
+                f"ref and ref_down_up must both be ({batch}, 3, H, W); "
+                f"got {tuple(ref.shape)} and {tuple(ref_down_up.shape)}"
+            )
+
+        _, _, query_lv3 = self.lte(lr_up.detach())
+        _, _, key_lv3 = self.lte(ref_down_up.detach())
+        value_lv1, value_lv2, value_lv3 = self.lte(ref.detach())
+        textures = self.search_transfer(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)
+        sr = self.main_net(
+            lr,
+            textures.soft_attention if self.soft_attention else None,
+            textures.t_lv3,
+            textures.t_lv2,
+            textures.t_lv1,
+        )
+        return GeneratorOutput(sr, *textures)

@@ -1,0 +1,45 @@
+"""Compose the project's Hydra config in tests, with outputs under a tmp folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from ttsr_lightning.config_paths import CONFIG_DIR
+
+# A model and schedule small enough for a CPU test: 8 channels, one residual block per stage.
+TINY = [
+    "model.generator.n_feats=8",
+    "model.generator.num_res_blocks=[1,1,1,1]",
+    "model.generator.vgg_weights=random",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+    "optim.warmup_epochs=1",
+    "logger=none",
+]
+
+
+def compose_config(tmp_path: Path, data_dir: Path, overrides: list[str] = (), tiny: bool = True) -> DictConfig:
+    """The config `python -m ttsr_lightning <overrides>` would run, writing below ``tmp_path``."""
+    GlobalHydra.instance().clear()
+    all_overrides = [
+        f"paths.root_dir={tmp_path}",
+        f"paths.data_dir={data_dir}",
+        f"paths.output_dir={tmp_path / 'run'}",
+        *(TINY if tiny else []),
+        *overrides,
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=all_overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

@@ -1,0 +1,147 @@
+"""TTSRGenerator: outputs and ranges, ablation switches, gradients, validation, and its Hydra config."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
+
+CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "ttsr.yaml"
+
+
+def small(
+    hard_attention: bool = True, soft_attention: bool = True, learnable_extractor: bool = True
+) -> TTSRGenerator:
+    return TTSRGenerator(
+        n_feats=8,
+        num_res_blocks=(1, 1, 1, 1),
+        hard_attention=hard_attention,
+        soft_attention=soft_attention,
+        learnable_extractor=learnable_extractor,
+        vgg_weights="random",
+    )
+
+
+def images(batch: int = 2, lr_size: tuple[int, int] = (6, 5), ref_size: tuple[int, int] = (20, 28)) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    h, w = lr_size
+    return {
+        "lr": torch.rand(batch, 3, h, w, generator=generator) * 2 - 1,
+        "lr_up": torch.rand(batch, 3, 4 * h, 4 * w, generator=generator) * 2 - 1,
+        "ref": torch.rand(batch, 3, *ref_size, generator=generator) * 2 - 1,
+        "ref_down_up": torch.rand(batch, 3, *ref_size, generator=generator) * 2 - 1,
+    }
+
+
+def test_outputs_shapes_and_ranges() -> None:
+    out = small()(**images())
+    assert isinstance(out, GeneratorOutput)
+    assert out.sr.shape == (2, 3, 24, 20) and out.sr.min() >= -1 and out.sr.max() <= 1
+    assert out.soft_attention is not None and out.hard_index is not None
+    assert out.soft_attention.shape == (2, 1, 6, 5)
+    assert out.soft_attention.min() >= 0 and out.soft_attention.max() <= 1 + 1e-6
+    assert out.hard_index.shape == (2, 30) and out.hard_index.dtype == torch.int64
+    assert out.hard_index.min() >= 0 and out.hard_index.max() < 5 * 7  # Ref lv3 is 5x7
+    assert out.t_lv3 is not None and out.t_lv2 is not None and out.t_lv1 is not None
+    assert out.t_lv3.shape == (2, 256, 6, 5) and out.t_lv2.shape == (2, 128, 12, 10)
+    assert out.t_lv1.shape == (2, 64, 24, 20)
+    assert min(out.t_lv3.min(), out.t_lv2.min(), out.t_lv1.min()) >= 0
+
+
+def test_state_dict_keys_are_renamed_official_keys() -> None:
+    prefixes = {key.split(".", 1)[0] for key in small().state_dict()}
+    assert prefixes == {"lte", "main_net"}
+
+
+def test_base_has_no_texture_transfer() -> None:
+    generator = small(hard_attention=False, soft_attention=False, learnable_extractor=False)
+    assert generator.lte is None and generator.search_transfer is None
+    inputs = images()
+    out = generator(**inputs)
+    assert out.sr.shape == (2, 3, 24, 20)
+    assert out[1:] == (None, None, None, None, None)
+    inputs["ref"] = torch.zeros(2, 3, 8, 8)  # ignored
+    torch.testing.assert_close(generator(**inputs).sr, out.sr)
+
+
+def test_soft_attention_off_still_returns_s() -> None:
+    out = small(soft_attention=False)(**images())
+    assert out.soft_attention is not None and out.soft_attention.shape == (2, 1, 6, 5)
+
+
+def test_lte_learns_through_s_and_t_only() -> None:
+    generator = small()
+    inputs = {name: image.requires_grad_() for name, image in images(batch=1).items()}
+    generator(**inputs).sr.sum().backward()
+    assert generator.lte is not None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.lte.parameters())
+    assert inputs["lr"].grad is not None
+    assert all(inputs[name].grad is None for name in ("lr_up", "ref", "ref_down_up"))  # detached
+
+
+def test_frozen_extractor() -> None:
+    generator = small(learnable_extractor=False)
+    assert generator.lte is not None
+    assert not any(p.requires_grad for p in generator.lte.parameters())
+    assert all(p.requires_grad for p in generator.main_net.parameters())
+
+
+def test_config_rebuilds_the_same_architecture() -> None:
+    generator = TTSRGenerator(n_feats=16, num_res_blocks=[2, 1, 1, 3], csfi=False, vgg_weights="random")
+    assert generator.config == {
+        "n_feats": 16,
+        "num_res_blocks": [2, 1, 1, 3],
+        "hard_attention": True,
+        "soft_attention": True,
+        "learnable_extractor": True,
+        "csfi": False,
+    }
+    rebuilt = TTSRGenerator(**generator.config, vgg_weights="random")
+    shapes = {key: value.shape for key, value in generator.state_dict().items()}
+    assert {key: value.shape for key, value in rebuilt.state_dict().items()} == shapes
+
+
+def test_argument_validation() -> None:
+    with pytest.raises(ValueError, match="hard_attention=False"):
+        small(hard_attention=False)  # soft attention and the learnable LTE default to True
+    with pytest.raises(ValueError, match="hard_attention=False"):
+        small(hard_attention=False, soft_attention=False)
+    with pytest.raises(ValueError, match="search_transfer must be one of"):
+        TTSRGenerator(search_transfer="fast", vgg_weights="random")
+    with pytest.raises(ValueError, match="search_chunk_size"):
+        TTSRGenerator(search_chunk_size=64, vgg_weights="random")
+
+
+def test_input_shape_validation() -> None:
+    generator = small()
+    inputs = images()
+    with pytest.raises(ValueError, match="lr_up must be 4x lr"):
+        generator(**{**inputs, "lr_up": inputs["lr_up"][..., :-4]})
+    with pytest.raises(ValueError, match="ref and ref_down_up"):
+        generator(**{**inputs, "ref_down_up": inputs["ref_down_up"][..., :-4]})
+
+
+def test_config_has_exactly_the_constructor_arguments() -> None:
+    config = OmegaConf.to_container(OmegaConf.load(CONFIG))
+    assert isinstance(config, dict)
+    parameters = inspect.signature(TTSRGenerator).parameters
+    assert set(config) == {"_target_"} | set(parameters)
+    defaults = {name: parameter.default for name, parameter in parameters.items()}
+    assert {**config, "num_res_blocks": tuple(config["num_res_blocks"])} == {
+        "_target_": "ttsr_lightning.models.TTSRGenerator",
+        **defaults,
+    }
+
+
+def test_config_instantiates_with_hydra_lists() -> None:
+    generator = instantiate(
+        OmegaConf.load(CONFIG), n_feats=8, num_res_blocks=[1, 2, 1, 1], vgg_weights="random", csfi=False
+    )
+    assert isinstance(generator, TTSRGenerator)
+    assert generator.config["num_res_blocks"] == [1, 2, 1, 1] and len(generator.main_net.RB11) == 2

@@ -1,0 +1,162 @@
+"""Y-channel PSNR/SSIM against the official evaluation's numbers, closed forms, and DDP-style reduction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ttsr_lightning.metrics import YPSNR, YSSIM, y_psnr, y_ssim
+
+_LUMA_SUM = (65.738 + 129.057 + 25.064) / 256.0  # Y gain of a grey step (R = G = B)
+
+
+def _from_uint8(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1], the project's image convention."""
+    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 127.5 - 1.0
+
+
+def _random_images(batch: int, height: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    hr = torch.rand(batch, 3, height, width, generator=generator) * 2 - 1
+    sr = (hr + 0.1 * torch.randn(batch, 3, height, width, generator=generator)).clamp(-1, 1)
+    return sr, hr
+
+
+@pytest.fixture(scope="module")
+def official_metrics(shared_fixtures: Path) -> dict[str, np.ndarray]:
+    with np.load(shared_fixtures / "official_metrics.npz") as data:
+        return dict(data)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_y_psnr_and_ssim_match_official_evaluation_on_photos(
+    official_metrics: dict[str, np.ndarray], name: str
+) -> None:
+    sr = _from_uint8(official_metrics[f"sr_{name}"])
+    hr = _from_uint8(official_metrics[f"hr_{name}"])
+    assert y_psnr(sr, hr).item() == pytest.approx(float(official_metrics[f"psnr_{name}"]), abs=1e-5)
+    assert y_psnr(sr, hr).item() == pytest.approx(float(official_metrics[f"psnr64_{name}"]), abs=1e-9)
+    assert y_ssim(sr, hr).item() == pytest.approx(float(official_metrics[f"ssim_{name}"]), abs=1e-6)
+
+
+def test_y_psnr_and_ssim_match_official_pipeline_outputs(shared_fixtures: Path) -> None:
+    pipeline = torch.load(shared_fixtures / "official_pipeline.pt", weights_only=False)
+    assert len(pipeline["test"]) >= 2
+    for stem, item in pipeline["test"].items():
+        sr, hr = item["sr"].unsqueeze(0), item["HR"].unsqueeze(0)
+        assert y_psnr(sr, hr).item() == pytest.approx(item["psnr"], abs=1e-5), stem
+        assert y_ssim(sr, hr).item() == pytest.approx(item["ssim"], abs=1e-6), stem
+
+
+def test_y_psnr_of_a_uniform_grey_offset_has_the_closed_form() -> None:
+    hr = torch.full((1, 3, 16, 16), -1.0)  # black: 0 after the [0, 255] mapping
+    sr = torch.full((1, 3, 16, 16), 10 / 127.5 - 1.0)  # grey level 10 in every channel
+    expected = -20.0 * math.log10(10 * _LUMA_SUM / 255.0)
+    assert y_psnr(sr, hr).item() == pytest.approx(expected, abs=1e-10)
+
+
+def test_rounding_is_half_to_even_before_measuring() -> None:
+    # In float32, 0 maps to 127.5 and -1/127.5 to 126.5 exactly: half-to-even gives 128 and 126
+    # (two levels apart); rounding half up would give 128 and 127 (one level).
+    hr = torch.zeros(1, 3, 16, 16)
+    sr = torch.full_like(hr, -1.0 / 127.5)
+    assert ((sr + 1) * 127.5 == 126.5).all() and ((hr + 1) * 127.5 == 127.5).all()
+    two_levels = -20.0 * math.log10(2 * _LUMA_SUM / 255.0)
+    assert y_psnr(sr, hr).item() == pytest.approx(two_levels, abs=1e-10)
+
+
+def test_y_ssim_is_one_for_identical_images_and_below_for_noise() -> None:
+    sr, hr = _random_images(batch=2, height=24, width=20, seed=0)
+    assert torch.allclose(y_ssim(hr, hr), torch.ones(2, dtype=torch.float64), atol=1e-12)
+    assert (y_ssim(sr, hr) < 0.99).all()
+
+
+def test_crop_border_equals_measuring_the_cropped_images() -> None:
+    sr, hr = _random_images(batch=2, height=32, width=28, seed=1)
+    cropped_sr, cropped_hr = sr[..., 4:-4, 4:-4], hr[..., 4:-4, 4:-4]
+    assert torch.equal(y_psnr(sr, hr, crop_border=4), y_psnr(cropped_sr, cropped_hr))
+    assert torch.equal(y_ssim(sr, hr, crop_border=4), y_ssim(cropped_sr, cropped_hr))
+    assert not torch.equal(y_psnr(sr, hr, crop_border=4), y_psnr(sr, hr))
+
+
+def test_functions_return_one_value_per_image() -> None:
+    sr, hr = _random_images(batch=3, height=16, width=16, seed=2)
+    batched = y_psnr(sr, hr)
+    assert batched.shape == (3,) and batched.dtype == torch.float64
+    singles = torch.cat([y_psnr(sr[i : i + 1], hr[i : i + 1]) for i in range(3)])
+    assert torch.equal(batched, singles)
+    assert y_ssim(sr, hr).shape == (3,)
+
+
+@pytest.mark.parametrize(
+    ("sr_shape", "hr_shape", "crop_border", "message"),
+    [
+        ((1, 3, 16, 16), (1, 3, 16, 12), 0, "same shape"),
+        ((1, 1, 16, 16), (1, 1, 16, 16), 0, "RGB"),
+        ((1, 3, 16, 16), (1, 3, 16, 16), 8, "leaves nothing"),
+        ((1, 3, 16, 16), (1, 3, 16, 16), -1, "crop_border"),
+    ],
+)
+def test_bad_inputs_are_rejected(
+    sr_shape: tuple[int, ...], hr_shape: tuple[int, ...], crop_border: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        y_psnr(torch.zeros(sr_shape), torch.zeros(hr_shape), crop_border)
+
+
+def test_y_ssim_rejects_images_smaller_than_its_window() -> None:
+    with pytest.raises(ValueError, match="at least 11x11"):
+        y_ssim(torch.zeros(1, 3, 20, 20), torch.zeros(1, 3, 20, 20), crop_border=5)
+
+
+@pytest.mark.parametrize(("metric_class", "measure"), [(YPSNR, y_psnr), (YSSIM, y_ssim)])
+def test_metric_is_the_mean_of_per_image_values_over_batches(
+    metric_class: type[YPSNR | YSSIM], measure: Callable[..., torch.Tensor]
+) -> None:
+    metric = metric_class(crop_border=2)
+    per_image = []
+    for seed, batch in enumerate((2, 3, 1)):
+        sr, hr = _random_images(batch=batch, height=20, width=24, seed=10 + seed)
+        metric.update(sr, hr)
+        per_image.append(measure(sr, hr, crop_border=2))
+    expected = torch.cat(per_image).mean()
+    assert metric.compute().item() == pytest.approx(expected.item(), abs=1e-12)
+    metric.reset()
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert math.isnan(metric.compute().item())
+
+
+@pytest.mark.parametrize("metric_class", [YPSNR, YSSIM])
+def test_metric_states_reduce_across_ranks_like_one_metric_over_all_images(
+    metric_class: type[YPSNR | YSSIM],
+) -> None:
+    images = [
+        _random_images(batch=batch, height=16, width=16, seed=20 + i) for i, batch in enumerate((4, 1, 2))
+    ]
+    single = metric_class()
+    for sr, hr in images:
+        single.update(sr, hr)
+    # Emulate torch.distributed.all_gather between two ranks: Metric.compute gathers each state
+    # with rank 1's copy and reduces it by its dist_reduce_fx, the code path DDP runs.
+    peer_state: dict[int, torch.Tensor] = {}
+
+    def all_gather(tensor: torch.Tensor, group: object = None) -> list[torch.Tensor]:
+        return [tensor, peer_state[id(tensor)]]
+
+    rank0 = metric_class(dist_sync_fn=all_gather, distributed_available_fn=lambda: True)
+    rank1 = metric_class()
+    rank0.update(*images[0])  # rank 0 sees 4 images, rank 1 sees 3 in two batches
+    rank1.update(*images[1])
+    rank1.update(*images[2])
+    peer_state.update({id(getattr(rank0, name)): getattr(rank1, name) for name in ("total", "count")})
+
+    assert rank0.compute().item() == pytest.approx(single.compute().item(), abs=1e-12)
+    # Averaging the ranks' means instead would weight rank 1's images more.
+    mean_of_rank_means = ((rank0.total / rank0.count + rank1.total / rank1.count) / 2).item()
+    assert abs(mean_of_rank_means - single.compute().item()) > 1e-6
+    assert rank0.count.item() == 4  # compute() restored the local state after the synced computation
