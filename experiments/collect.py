@@ -62,7 +62,11 @@ def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
     rows, any_smoke = [], False
     for row in table.rows:
         run = by_name.get(row.experiment)
-        out: dict[str, Any] = {"model": row.label, "experiment": row.experiment, "run": str(run.path) if run else ""}
+        out: dict[str, Any] = {
+            "model": row.label,
+            "experiment": row.experiment,
+            "run": str(run.path) if run else "",
+        }
         any_smoke |= bool(run and run.smoke)
         if table.with_params:
             out["params_M"] = round(run.params["params/generator"] / 1e6, 3) if run else None
@@ -140,7 +144,9 @@ def plot(table: Table, rows: list[dict[str, Any]], smoke: bool, path: Path) -> N
             ):
                 if params is not None and psnr is not None:
                     ax.scatter(params, psnr, marker=marker, label=f"{row['model']} ({who})")
-                    ax.annotate(row["model"], (params, psnr), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                    ax.annotate(
+                        row["model"], (params, psnr), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                    )
         ax.set_xlabel("parameters (M)")
     else:
         column = columns[0]
@@ -163,7 +169,9 @@ def plot(table: Table, rows: list[dict[str, Any]], smoke: bool, path: Path) -> N
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("runs", nargs="+", type=Path, help="run or sweep folders to search for run.json")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")

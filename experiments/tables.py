@@ -58,7 +58,12 @@ _register(
             Row(
                 "TTSR-rec",
                 "ttsr_rec",
-                {"CUFED5": "CUFED5_stitched", "Sun80": "Sun80", "Urban100": "Urban100", "Manga109": "Manga109"},
+                {
+                    "CUFED5": "CUFED5_stitched",
+                    "Sun80": "Sun80",
+                    "Urban100": "Urban100",
+                    "Manga109": "Manga109",
+                },
                 {
                     "CUFED5": PaperValue(27.09, 0.804, psnr_verified=True),
                     "Sun80": PaperValue(30.02, 0.814),
@@ -69,7 +74,12 @@ _register(
             Row(
                 "TTSR",
                 "ttsr",
-                {"CUFED5": "CUFED5_stitched", "Sun80": "Sun80", "Urban100": "Urban100", "Manga109": "Manga109"},
+                {
+                    "CUFED5": "CUFED5_stitched",
+                    "Sun80": "Sun80",
+                    "Urban100": "Urban100",
+                    "Manga109": "Manga109",
+                },
                 {
                     "CUFED5": PaperValue(25.53, 0.765),
                     "Sun80": PaperValue(28.59, 0.774),
@@ -146,7 +156,9 @@ _register(
     Table(
         key="loss_ablation",
         title="Loss ablation on CUFED5 (the paper shows it qualitatively only: no paper numbers)",
-        command="python -m ttsr_lightning --multirun +experiment=ttsr,ablation_no_adv,ablation_no_tpl,ttsr_rec",
+        command=(
+            "python -m ttsr_lightning --multirun +experiment=ttsr,ablation_no_adv,ablation_no_tpl,ttsr_rec"
+        ),
         rows=(
             Row("all losses (TTSR)", "ttsr", CUFED5),
             Row("w/o adversarial", "ablation_no_adv", CUFED5),

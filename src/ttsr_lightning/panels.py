@@ -52,11 +52,4 @@ def make_panel(
 PANEL_CAPTION = "LR bicubic | Ref | SR | HR | soft attention"
 
 
-def stack_rows(rows: list[np.ndarray], gap: int = 4) -> np.ndarray:
-    """Stack panels of different widths vertically on a white canvas."""
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return np.concatenate(padded, axis=0)[:-gap]
-
-
-__all__ = ["PANEL_CAPTION", "heatmap", "make_panel", "resize_to_height", "stack_rows", "to_uint8_image"]
+__all__ = ["PANEL_CAPTION", "heatmap", "make_panel", "resize_to_height", "to_uint8_image"]

@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
+from torchmetrics import Metric
 
-from ttsr_lightning.metrics import YPSNR, YSSIM
+from ttsr_lightning.losses import WGANGPLoss
+from ttsr_lightning.metrics import YPSNR, YSSIM, y_psnr, y_ssim
+from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
 
 LOSS_TERMS = ("reconstruction", "perceptual", "transferal_perceptual", "adversarial")
 
@@ -48,22 +51,18 @@ class OptimSettings:
     warmup_epochs: int = 2
     gradient_clip_val: float | None = None
     fused: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> OptimSettings:
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"optim: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        settings = cls(
-            **{
-                k: tuple(float(x) for x in v) if k.endswith("betas") else v
-                for k, v in values.items()
-                if k != "lr_milestones"
-            },
-            lr_milestones=tuple(int(m) for m in values.get("lr_milestones", ())),
-        )
+        converted: dict[str, Any] = dict(values)
+        for key in ("generator_betas", "discriminator_betas", "lr_milestones"):
+            if key in converted:
+                converted[key] = tuple(converted[key])
+        settings = cls(**converted)
         settings.validate()
         return settings
 
@@ -120,6 +119,10 @@ class TTSRSystem(LightningModule):
         num_image_panels: evaluation images per set kept for the image panels callback.
         crop_border: pixels shaved off each side before PSNR/SSIM (official: 0).
         lazy_lte_copy_sync: copy the LTE into its frozen twin only when the LTE changed since the last copy.
+        channels_last: keep weights and image batches in channels-last memory format (faster
+            convolutions on tensor cores; same results up to rounding).
+        compile: ``torch.compile`` the main network, the LTE and the perceptual VGG in place (keys
+            unchanged). The critic stays eager: its gradient penalty needs double backward.
     """
 
     def __init__(
@@ -131,6 +134,8 @@ class TTSRSystem(LightningModule):
         num_image_panels: int = 4,
         crop_border: int = 0,
         lazy_lte_copy_sync: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -140,18 +145,18 @@ class TTSRSystem(LightningModule):
         if crop_border < 0:
             raise ValueError(f"system.crop_border must be >= 0, got {crop_border}")
 
-        self.generator: nn.Module = instantiate(generator)
+        self.generator: TTSRGenerator = instantiate(generator)
         uses_adversarial = self.loss_weights["adversarial"] > 0
         if uses_adversarial and discriminator is None:
             raise ValueError("model.discriminator must be configured when loss.weights.adversarial > 0")
-        self.discriminator: nn.Module | None = instantiate(discriminator) if uses_adversarial else None
+        self.discriminator: Discriminator | None = instantiate(discriminator) if uses_adversarial else None
         self.loss_terms = nn.ModuleDict(
             {term: instantiate(losses[term]) for term in LOSS_TERMS if self.loss_weights[term] > 0}
         )
         # Frozen twin of the LTE for the transferal perceptual loss (the official LTE_copy).
-        self.lte_copy: nn.Module | None = None
+        self.lte_copy: LTE | None = None
         if "transferal_perceptual" in self.loss_terms:
-            if getattr(self.generator, "lte", None) is None:
+            if self.generator.lte is None:
                 raise ValueError(
                     "loss.weights.transferal_perceptual must be 0 for a generator without texture transfer "
                     "(model.generator.hard_attention=false)"
@@ -162,6 +167,8 @@ class TTSRSystem(LightningModule):
         self.num_image_panels = num_image_panels
         self.crop_border = crop_border
         self.lazy_lte_copy_sync = lazy_lte_copy_sync
+        self.channels_last = channels_last
+        self.compile_modules = compile
         # Training batches done (not optimiser steps: Lightning's global_step counts those); checkpointed.
         self.batches_seen = 0
         self.eval_metrics = nn.ModuleDict()
@@ -182,14 +189,35 @@ class TTSRSystem(LightningModule):
                         metric = YPSNR if kind.startswith("psnr") else YSSIM
                         self.eval_metrics[key] = metric(crop_border=self.crop_border)
 
+    def configure_model(self) -> None:
+        """Speed options, applied once the module is on its device."""
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile_modules:
+            self.generator.main_net.compile()
+            if self.generator.lte is not None:
+                self.generator.lte.compile()
+            if "perceptual" in self.loss_terms:
+                self.loss_terms["perceptual"].compile()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.channels_last and isinstance(batch, dict):
+            return {
+                key: value.contiguous(memory_format=torch.channels_last)
+                if isinstance(value, Tensor) and value.dim() == 4
+                else value
+                for key, value in batch.items()
+            }
+        return batch
+
     @staticmethod
     def _metric_key(stage: str, set_name: str, kind: str) -> str:
         # ModuleDict keys may not contain "."
         return f"{stage}__{set_name}__{kind}".replace(".", "_")
 
-    def configure_optimizers(self) -> list[dict[str, Any]]:
+    def configure_optimizers(self) -> Any:
         s = self.optim_settings
-        lte = getattr(self.generator, "lte", None)
+        lte = self.generator.lte
         lte_params = [] if lte is None else [p for p in lte.parameters() if p.requires_grad]
         lte_ids = {id(p) for p in lte_params}
         main_params = [p for p in self.generator.parameters() if p.requires_grad and id(p) not in lte_ids]
@@ -219,11 +247,15 @@ class TTSRSystem(LightningModule):
 
     # ------------------------------------------------------------------ training
     @property
+    def _adversarial(self) -> WGANGPLoss:
+        return cast(WGANGPLoss, self.loss_terms["adversarial"])
+
+    @property
     def in_warmup(self) -> bool:
         """Reconstruction-only phase (the official init epochs)."""
         return self.current_epoch < self.optim_settings.warmup_epochs
 
-    def forward(self, batch: dict[str, Tensor]) -> Any:
+    def forward(self, batch: dict[str, Tensor]) -> GeneratorOutput:
         return self.generator(batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -238,9 +270,7 @@ class TTSRSystem(LightningModule):
             if self.discriminator is not None:
                 logs.update(self._critic_steps(optimizers[1], real=hr, fake=out.sr.detach()))
                 with _frozen(self.discriminator):
-                    terms["adversarial"] = self.loss_terms["adversarial"].generator_loss(
-                        self.discriminator, out.sr
-                    )
+                    terms["adversarial"] = self._adversarial.generator_loss(self.discriminator, out.sr)
             if "perceptual" in self.loss_terms:
                 terms["perceptual"] = self.loss_terms["perceptual"](out.sr, hr)
             if "transferal_perceptual" in self.loss_terms:
@@ -252,7 +282,7 @@ class TTSRSystem(LightningModule):
         self.manual_backward(total)
         if self.optim_settings.gradient_clip_val is not None:
             self.clip_gradients(
-                generator_opt,
+                cast(Any, generator_opt),
                 gradient_clip_val=self.optim_settings.gradient_clip_val,
                 gradient_clip_algorithm="norm",
             )
@@ -276,7 +306,7 @@ class TTSRSystem(LightningModule):
     def _critic_steps(self, critic_opt: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """``gan_k`` WGAN-GP critic updates on (real, fake); returns the last step's statistics."""
         assert self.discriminator is not None
-        adversarial = self.loss_terms["adversarial"]
+        adversarial = self._adversarial
         stats: dict[str, Tensor] = {}
         for _ in range(self.optim_settings.gan_k):
             critic_loss, step_stats = adversarial.critic_loss(self.discriminator, real, fake)
@@ -289,9 +319,9 @@ class TTSRSystem(LightningModule):
             }
         return stats
 
-    def _transferal_perceptual(self, out: Any) -> Tensor:
+    def _transferal_perceptual(self, out: GeneratorOutput) -> Tensor:
         """Texture features of sr from the frozen LTE copy against the transferred textures T."""
-        assert self.lte_copy is not None
+        assert self.lte_copy is not None and self.generator.lte is not None
         if self._lte_copy_stale or not self.lazy_lte_copy_sync:
             # copy_ keeps the copy's tensors (and their device) in place
             with torch.no_grad():
@@ -342,14 +372,15 @@ class TTSRSystem(LightningModule):
         batch_size = hr.shape[0]
         values: dict[str, Tensor] = {}
         for kind, image in (("", out.sr), ("_bicubic", batch["lr_up"])):
-            for measure in ("psnr", "ssim"):
+            for measure, function in (("psnr", y_psnr), ("ssim", y_ssim)):
                 key = self._metric_key(stage, set_name, measure + kind)
                 if key not in self.eval_metrics:  # evaluation without a datamodule that names its sets
                     metric_cls = YPSNR if measure == "psnr" else YSSIM
                     self.eval_metrics[key] = metric_cls(crop_border=self.crop_border).to(self.device)
-                metric = self.eval_metrics[key]
-                values[measure + kind] = metric.per_image(image, hr)
+                metric = cast(Metric, self.eval_metrics[key])
                 metric.update(image, hr)
+                if stage == "test":  # per-image rows for the results CSV
+                    values[measure + kind] = function(image, hr, self.crop_border)
                 self.log(
                     f"{stage}/{set_name}/{measure}{kind}",
                     metric,
@@ -361,11 +392,8 @@ class TTSRSystem(LightningModule):
                 )
         if stage == "val" and dataloader_idx == 0:
             # the monitored summary metric: PSNR on the first validation set
-            self.log(
-                "val/psnr",
-                self.eval_metrics[self._metric_key(stage, set_name, "psnr")],
-                batch_size=batch_size,
-            )
+            summary = cast(Metric, self.eval_metrics[self._metric_key(stage, set_name, "psnr")])
+            self.log("val/psnr", summary, batch_size=batch_size)
         if stage == "test":
             for i in range(batch_size):
                 self.test_rows.append(
@@ -431,7 +459,7 @@ def _numpy_state_plain() -> dict[str, Any]:
     """NumPy's legacy MT19937 state without numpy arrays (checkpoints load weights-only)."""
     _, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     return {
-        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
         "pos": int(pos),
         "has_gauss": int(has_gauss),
         "cached_gaussian": float(cached_gaussian),

@@ -94,8 +94,8 @@ def validate_run_config(cfg: DictConfig) -> None:
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs is not None and max_epochs < cfg.optim.warmup_epochs:
         raise ValueError(
-            f"trainer.max_epochs ({max_epochs}) is shorter than optim.warmup_epochs ({cfg.optim.warmup_epochs}):"
-            " the adversarial/perceptual phase would never start"
+            f"trainer.max_epochs ({max_epochs}) is shorter than optim.warmup_epochs "
+            f"({cfg.optim.warmup_epochs}): the adversarial/perceptual phase would never start"
         )
 
 
@@ -155,7 +155,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def write_run_summary(cfg: DictConfig, metrics: dict[str, float], run_info: dict[str, Any], output_dir: Path) -> None:
+def write_run_summary(
+    cfg: DictConfig, metrics: dict[str, float], run_info: dict[str, Any], output_dir: Path
+) -> None:
     """``run.json``: what experiments/collect.py reads (name, data, parameter counts, final metrics)."""
     data_name = str(cfg.data.get("name", "unknown"))
     summary = {

@@ -72,7 +72,10 @@ def make_image_folder(root: Path, count: int = 3) -> Path:
     """``root/img_NNN.png``: HR images of 64x88 (Urban100 / Manga109 layout)."""
     photos = ("astronaut", "coffee", "chelsea", "rocket")
     for index in range(count):
-        save(photo_crop(photos[index % len(photos)], 50 + 7 * index, 60, 64, 88), root / f"img_{index + 1:03d}.png")
+        save(
+            photo_crop(photos[index % len(photos)], 50 + 7 * index, 60, 64, 88),
+            root / f"img_{index + 1:03d}.png",
+        )
     return root
 
 
@@ -106,7 +109,11 @@ def sun80(tmp_path: Path) -> Path:
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Callable[[str, int], Path]:
     """Build a flat folder of HR images: ``image_folder("Urban100", 3)``."""
-    return lambda name, count=3: make_image_folder(tmp_path / name, count)
+
+    def build(name: str, count: int) -> Path:
+        return make_image_folder(tmp_path / name, count)
+
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -38,8 +38,18 @@ def chw(array_hwc: np.ndarray) -> torch.Tensor:
 def pil_downscale(image: torch.Tensor) -> torch.Tensor:
     """PIL bicubic /4 of a (3, H, W) tensor in [-1, 1] holding whole 8-bit levels."""
     array = ((image + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    small = Image.fromarray(array).resize((array.shape[1] // 4, array.shape[0] // 4), Image.Resampling.BICUBIC)
+    small = Image.fromarray(array).resize(
+        (array.shape[1] // 4, array.shape[0] // 4), Image.Resampling.BICUBIC
+    )
     return torch.from_numpy(np.asarray(small, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+
+
+def hwc(sample: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {key: value.permute(1, 2, 0).numpy() for key, value in sample.items()}
+
+
+def tensors(sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {key: chw(value) for key, value in sample.items()}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +61,7 @@ def plain_sample(shared_cufed_train: Path) -> dict[str, torch.Tensor]:
 def test_each_group_is_transformed_like_numpy_fliplr_flipud_rot90(
     plain_sample: dict[str, torch.Tensor], augmentation: Augmentation
 ) -> None:
-    out = apply_augmentation(plain_sample, augmentation)
+    out = tensors(apply_augmentation(hwc(plain_sample), augmentation))
     a = augmentation
     for key, (hflip, vflip, k) in {
         "lr": (a.lr_hflip, a.lr_vflip, a.lr_quarter_turns),
@@ -68,7 +78,7 @@ def test_each_group_is_transformed_like_numpy_fliplr_flipud_rot90(
 def test_lr_stays_aligned_with_the_augmented_hr(
     plain_sample: dict[str, torch.Tensor], augmentation: Augmentation
 ) -> None:
-    out = apply_augmentation(plain_sample, augmentation)
+    out = tensors(apply_augmentation(hwc(plain_sample), augmentation))
     # PIL resizes rows then columns with 8-bit rounding in between, so a quarter turn can move an LR
     # pixel by 2 levels (verified); flips and half turns commute exactly.
     tolerance = 2 / 127.5 + 1e-6 if augmentation.lr_quarter_turns % 2 else 0.0
@@ -78,9 +88,11 @@ def test_lr_stays_aligned_with_the_augmented_hr(
     assert (misaligned - pil_downscale(out["hr"])).abs().max() > 0.5
 
 
-def test_reference_group_stays_aligned_including_its_black_padding(plain_sample: dict[str, torch.Tensor]) -> None:
+def test_reference_group_stays_aligned_including_its_black_padding(
+    plain_sample: dict[str, torch.Tensor],
+) -> None:
     augmentation = Augmentation(False, True, False, True, 0, 1)  # ref: both flips then a quarter turn
-    out = apply_augmentation(plain_sample, augmentation)
+    out = tensors(apply_augmentation(hwc(plain_sample), augmentation))
     black = out["ref"].eq(-1).all(0)
     assert torch.equal(black, out["ref_down_up"].eq(-1).all(0))
     # The 140x150 reference sits top-left (black: 20 rows below, 10 columns right). Both flips move the
@@ -115,7 +127,8 @@ def test_dataset_draws_from_seed_epoch_and_index(cufed_train: Path) -> None:
     augmented = CUFEDTrainDataset(cufed_train, seed=7)
     plain = CUFEDTrainDataset(cufed_train, augment=False)
     for epoch, index in ((0, 0), (3, 1), (5, 3)):
-        expected = apply_augmentation(plain[index], draw_augmentation(augmentation_generator(7, epoch, index)))
+        draw = draw_augmentation(augmentation_generator(7, epoch, index))
+        expected = tensors(apply_augmentation(hwc(plain[index]), draw))
         item = augmented[(epoch, index)]
         assert all(torch.equal(item[key], expected[key]) for key in expected)
         again = CUFEDTrainDataset(cufed_train, seed=7)[(epoch, index)]

@@ -46,7 +46,9 @@ def test_truncated_jpeg_names_the_file(tmp_path: Path, photo: Photo) -> None:
 def test_not_an_image_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.png"
     path.write_text("not a PNG")
-    with pytest.raises(ImageError, match=r"notes\.png: cannot decode image .*expected a readable PNG/JPEG/BMP"):
+    with pytest.raises(
+        ImageError, match=r"notes\.png: cannot decode image .*expected a readable PNG/JPEG/BMP"
+    ):
         RGBImageReader("test").read(path)
 
 
@@ -68,7 +70,9 @@ def test_grayscale_and_rgba_are_converted_with_one_warning_per_mode(
         images = {path.stem: reader.read(path) for path in list_images(tmp_path)}
     assert all(image.mode == "RGB" for image in images.values())
     replicated = np.asarray(images["gray0"])
-    assert np.array_equal(replicated[..., 0], np.asarray(gray)) and np.array_equal(replicated[..., 2], np.asarray(gray))
+    assert np.array_equal(replicated[..., 0], np.asarray(gray)) and np.array_equal(
+        replicated[..., 2], np.asarray(gray)
+    )
     assert np.array_equal(np.asarray(images["rgba1"]), np.asarray(rgb))  # alpha dropped, colours kept
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2
@@ -80,7 +84,9 @@ def test_sixteen_bit_images_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "deep.png"
     Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(path)
     assert Image.open(path).mode.startswith("I")
-    with pytest.raises(ImageError, match=r"deep\.png: colour mode 'I;16' is not supported; expected 8-bit RGB"):
+    with pytest.raises(
+        ImageError, match=r"deep\.png: colour mode 'I;16' is not supported; expected 8-bit RGB"
+    ):
         RGBImageReader("test").read(path)
 
 

@@ -42,7 +42,9 @@ def test_cufed5_item_is_the_official_test_preprocessing(cufed5: Path) -> None:
         "lr_up": resized(lr, 128, 88),
         "hr": hr,
         "ref": ref,
-        "ref_down_up": resized(resized(ref, ref.shape[1] // 4, ref.shape[0] // 4), ref.shape[1], ref.shape[0]),
+        "ref_down_up": resized(
+            resized(ref, ref.shape[1] // 4, ref.shape[0] // 4), ref.shape[1], ref.shape[0]
+        ),
     }
     for key, array in expected.items():
         assert torch.equal(item[key], as_tensor(array)), key
@@ -58,7 +60,13 @@ def test_cufed_training_item_is_the_official_preprocessing_with_zero_padding(cuf
     ref_down_up = resized(resized(ref, 37, 35), 150, 140)
     canvas, canvas_down_up = np.zeros((160, 160, 3), np.uint8), np.zeros((160, 160, 3), np.uint8)
     canvas[:140, :150], canvas_down_up[:140, :150] = ref, ref_down_up
-    expected = {"lr": lr, "lr_up": resized(lr, 160, 160), "hr": hr, "ref": canvas, "ref_down_up": canvas_down_up}
+    expected = {
+        "lr": lr,
+        "lr_up": resized(lr, 160, 160),
+        "hr": hr,
+        "ref": canvas,
+        "ref_down_up": canvas_down_up,
+    }
     for key, array in expected.items():
         assert torch.equal(item[key], as_tensor(array)), key
     assert item["ref"][:, 140:, :].eq(-1).all() and item["ref"][:, :, 150:].eq(-1).all()

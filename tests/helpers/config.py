@@ -17,6 +17,8 @@ TINY = [
     "model.generator.num_res_blocks=[1,1,1,1]",
     "model.generator.vgg_weights=random",
     "trainer.accelerator=cpu",
+    "data.train.patch_size=32",
+    "data.train.batch_size=2",
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
@@ -27,7 +29,9 @@ TINY = [
 ]
 
 
-def compose_config(tmp_path: Path, data_dir: Path, overrides: list[str] = (), tiny: bool = True) -> DictConfig:
+def compose_config(
+    tmp_path: Path, data_dir: Path, overrides: list[str] = (), tiny: bool = True
+) -> DictConfig:
     """The config `python -m ttsr_lightning <overrides>` would run, writing below ``tmp_path``."""
     GlobalHydra.instance().clear()
     all_overrides = [

@@ -145,3 +145,23 @@ def test_config_instantiates_with_hydra_lists() -> None:
     )
     assert isinstance(generator, TTSRGenerator)
     assert generator.config["num_res_blocks"] == [1, 2, 1, 1] and len(generator.main_net.RB11) == 2
+
+
+def test_batched_extractor_gives_the_same_outputs_and_gradients() -> None:
+    torch.manual_seed(0)
+    generator = TTSRGenerator(n_feats=8, num_res_blocks=(1, 1, 1, 1), vgg_weights="random")
+    inputs = [torch.rand(2, 3, 8, 8) * 2 - 1] + [torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(3)]
+    outputs, gradients = [], []
+    for batched in (False, True):
+        generator.batched_extractor = batched
+        generator.zero_grad()
+        out = generator(*inputs)
+        out.sr.mean().backward()
+        outputs.append(out)
+        gradients.append([p.grad.clone() for p in generator.lte.parameters()])
+    three_passes, one_pass = outputs
+    assert torch.equal(three_passes.hard_index, one_pass.hard_index)
+    for name in ("sr", "soft_attention", "t_lv3", "t_lv2", "t_lv1"):
+        torch.testing.assert_close(getattr(one_pass, name), getattr(three_passes, name), rtol=0, atol=1e-6)
+    for a, b in zip(*gradients, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

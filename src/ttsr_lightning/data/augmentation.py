@@ -3,9 +3,9 @@
 Two groups are transformed independently: the LR group (``lr``, ``lr_up``, ``hr``) and the Ref group
 (``ref``, ``ref_down_up``). Draw order, as the official code: four fair coins (LR-group horizontal flip,
 Ref-group horizontal flip, LR-group vertical flip, Ref-group vertical flip), then a quarter-turn count
-k1 in {0..3} for the LR group and an independent k2 for the Ref group. Each array is flipped
-horizontally, then vertically, then rotated by ``np.rot90(k)`` (counter-clockwise), as the official
-code does on (H, W, C) arrays; here on (C, H, W) tensors.
+k1 in {0..3} for the LR group and an independent k2 for the Ref group. Each (H, W, C) array goes
+through ``np.fliplr``, then ``np.flipud``, then ``np.rot90(k)`` (counter-clockwise), as in the
+official code.
 
 The caller passes the per-sample generator (``seeding.augmentation_generator(seed, epoch, index)``).
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 LR_GROUP = ("lr", "lr_up", "hr")
 REF_GROUP = ("ref", "ref_down_up")
@@ -40,21 +39,20 @@ def draw_augmentation(rng: np.random.Generator) -> Augmentation:
     )
 
 
-def _transform(image: torch.Tensor, hflip: bool, vflip: bool, quarter_turns: int) -> torch.Tensor:
-    """(C, H, W): flip left-right, then up-down, then rotate counter-clockwise ``quarter_turns`` times."""
+def _transform(array: np.ndarray, hflip: bool, vflip: bool, quarter_turns: int) -> np.ndarray:
+    """(H, W, C): flip left-right, then up-down, then rotate counter-clockwise ``quarter_turns`` times."""
     if hflip:
-        image = image.flip(-1)
+        array = np.fliplr(array)
     if vflip:
-        image = image.flip(-2)
-    return torch.rot90(image, quarter_turns, dims=(-2, -1))
+        array = np.flipud(array)
+    return np.rot90(array, quarter_turns)
 
 
-def apply_augmentation(sample: dict[str, torch.Tensor], augmentation: Augmentation) -> dict[str, torch.Tensor]:
-    """A new sample dict with the LR group and the Ref group each transformed by its own draw."""
-    out = dict(sample)
+def apply_augmentation(sample: dict[str, np.ndarray], augmentation: Augmentation) -> dict[str, np.ndarray]:
+    """A new sample of (H, W, C) arrays (views) with each group transformed by its own draw."""
     a = augmentation
-    for key in LR_GROUP:
-        out[key] = _transform(sample[key], a.lr_hflip, a.lr_vflip, a.lr_quarter_turns).contiguous()
-    for key in REF_GROUP:
-        out[key] = _transform(sample[key], a.ref_hflip, a.ref_vflip, a.ref_quarter_turns).contiguous()
+    out = {key: _transform(sample[key], a.lr_hflip, a.lr_vflip, a.lr_quarter_turns) for key in LR_GROUP}
+    out.update(
+        {key: _transform(sample[key], a.ref_hflip, a.ref_vflip, a.ref_quarter_turns) for key in REF_GROUP}
+    )
     return out

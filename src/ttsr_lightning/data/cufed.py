@@ -31,7 +31,15 @@ from torch.utils.data import Dataset
 from ttsr_lightning.data.augmentation import apply_augmentation, draw_augmentation
 from ttsr_lightning.data.errors import DatasetLayoutError
 from ttsr_lightning.data.image_io import RGBImageReader, list_images, require_folder
-from ttsr_lightning.data.preprocessing import SCALE, degrade, down_up, pad_top_left, require_size, to_tensor
+from ttsr_lightning.data.preprocessing import (
+    SCALE,
+    array_to_tensor,
+    degrade,
+    down_up,
+    pad_top_left,
+    require_size,
+    to_array,
+)
 from ttsr_lightning.data.seeding import augmentation_generator
 
 DATASET_NAME = "CUFED"
@@ -63,7 +71,9 @@ def find_cufed_pairs(root: str | Path) -> list[ImagePair]:
     if not inputs:
         problems.append(f"{input_dir}: no images found; expected the HR training images")
     if len(inputs) != len(refs):
-        problems.append(f"{input_dir} has {len(inputs)} images but {ref_dir} has {len(refs)}; expected one ref per input")
+        problems.append(
+            f"{input_dir} has {len(inputs)} images but {ref_dir} has {len(refs)}; expected one ref per input"
+        )
     mismatch = next(((a, b) for a, b in zip(inputs, refs, strict=False) if a.stem != b.stem), None)
     if mismatch is not None:
         problems.append(
@@ -122,18 +132,20 @@ class CUFEDTrainDataset(Dataset[dict[str, torch.Tensor]]):
         require_size(ref, SCALE, SCALE, pair.ref, "reference")
         ref = _random_crop(ref, min(ref.width, size), min(ref.height, size), rng)
         sample = {
-            "lr": to_tensor(lr),
-            "lr_up": to_tensor(lr_up),
-            "hr": to_tensor(hr),
-            "ref": pad_top_left(to_tensor(ref), size, size),
-            "ref_down_up": pad_top_left(to_tensor(down_up(ref)), size, size),
+            "lr": to_array(lr),
+            "lr_up": to_array(lr_up),
+            "hr": to_array(hr),
+            "ref": pad_top_left(to_array(ref), size, size),
+            "ref_down_up": pad_top_left(to_array(down_up(ref)), size, size),
         }
         if self.augment:
             sample = apply_augmentation(sample, draw_augmentation(rng))
-        return sample
+        return {name: array_to_tensor(array) for name, array in sample.items()}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, pairs={len(self)}, patch_size={self.patch_size})"
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, pairs={len(self)}, patch_size={self.patch_size})"
+        )
 
 
 def _random_crop(image: Image.Image, width: int, height: int, rng: np.random.Generator) -> Image.Image:

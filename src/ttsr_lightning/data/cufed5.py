@@ -68,7 +68,9 @@ def find_cufed5_groups(root: Path) -> dict[str, dict[int, Path]]:
     for group, members in sorted(groups.items()):
         absent = [f"{group}_{k}" for k in range(6) if k not in members]
         if absent:
-            problems.append(f"{root}: group {group} lacks {', '.join(absent)}; expected NNN_0 (HR) and NNN_1 ... NNN_5")
+            problems.append(
+                f"{root}: group {group} lacks {', '.join(absent)}; expected NNN_0 (HR) and NNN_1 ... NNN_5"
+            )
     if problems:
         raise DatasetLayoutError(DATASET_NAME, problems)
     return dict(sorted(groups.items()))

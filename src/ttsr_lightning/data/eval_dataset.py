@@ -94,4 +94,5 @@ class EvalDataset(Dataset[dict[str, Any]]):
         return sorted(files)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.dataset!r}, images={len(self)}, reference={self.reference_policy!r})"
+        policy = self.reference_policy
+        return f"{type(self).__name__}({self.dataset!r}, images={len(self)}, reference={policy!r})"

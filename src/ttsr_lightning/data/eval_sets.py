@@ -54,12 +54,15 @@ def validate_eval_set_specs(specs: Sequence[Mapping[str, Any]], key: str) -> lis
     for position, spec in enumerate(specs):
         if not isinstance(spec, Mapping) or spec.get("dataset") not in EVAL_SETS:
             raise ValueError(
-                f"{key}[{position}]: expected a mapping with dataset: one of {sorted(EVAL_SETS)}, got {spec!r}"
+                f"{key}[{position}]: expected a mapping with dataset: one of {sorted(EVAL_SETS)}, "
+                f"got {spec!r}"
             )
         names.append(eval_set_name(spec))
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"{key}: evaluation-set names must be unique, repeated: {repeated}; give each spec its own name")
+        raise ValueError(
+            f"{key}: evaluation-set names must be unique, repeated: {repeated}; give each spec its own name"
+        )
     return names
 
 

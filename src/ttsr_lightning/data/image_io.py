@@ -63,7 +63,9 @@ class RGBImageReader:
         except FileNotFoundError as exc:
             raise ImageError(f"{path}: file not found; expected an image file") from exc
         except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as exc:
-            raise ImageError(f"{path}: cannot decode image ({exc}); expected a readable PNG/JPEG/BMP") from exc
+            raise ImageError(
+                f"{path}: cannot decode image ({exc}); expected a readable PNG/JPEG/BMP"
+            ) from exc
         if image.mode == "RGB":
             return image
         if image.mode not in CONVERTED_MODES:

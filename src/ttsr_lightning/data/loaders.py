@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
-from torch.utils.data import DataLoader
+from collections.abc import Iterator
+
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
 
 from ttsr_lightning.data.eval_dataset import EvalDataset
+
+
+class RankShardSampler(Sampler[int]):
+    """Dataset order, this rank's every ``world_size``-th image under DDP, without padding.
+
+    Unlike ``DistributedSampler`` it repeats no image to even out the ranks (evaluation needs no
+    equal step counts), so per-image metrics summed over the ranks count every image exactly once.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def _share(self) -> range:
+        if dist.is_available() and dist.is_initialized():
+            return range(dist.get_rank(), self.length, dist.get_world_size())
+        return range(self.length)
+
+    def __len__(self) -> int:
+        return len(self._share())
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._share())
 
 
 def evaluation_loader(
     dataset: EvalDataset, num_workers: int, pin_memory: bool, persistent_workers: bool
 ) -> DataLoader:
-    """Whole images in dataset order, batch size 1 (images differ in size); no randomness involved."""
+    """Whole images in dataset order, batch size 1 (images differ in size); no randomness involved.
+
+    Under DDP each rank evaluates its own share of the images (``RankShardSampler``).
+    """
     return DataLoader(
         dataset,
         batch_size=1,
-        shuffle=False,
+        sampler=RankShardSampler(len(dataset)),
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,

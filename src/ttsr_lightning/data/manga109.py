@@ -32,7 +32,9 @@ class Manga109Dataset(EvalDataset):
         seed: seed of the random pick (non-negative).
     """
 
-    def __init__(self, root: str | Path, reference: str = "random_hr", pattern: str = "*.png", seed: int = 0) -> None:
+    def __init__(
+        self, root: str | Path, reference: str = "random_hr", pattern: str = "*.png", seed: int = 0
+    ) -> None:
         if reference not in REFERENCES:
             raise ValueError(f"Manga109 reference must be one of {REFERENCES}, got {reference!r}")
         if seed < 0:

@@ -90,8 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.epilog = __doc__.split("\n\n")[1]
     args = parser.parse_args(argv)
 
+    checks: list[tuple[str, Path, int | None]]
     if args.dataset == "sample":
-        root = build_sample_dataset(args.folder)
+        try:
+            root = build_sample_dataset(args.folder)
+        except DatasetLayoutError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         checks = [("cufed", root / "train", None), ("cufed5", root / "test" / "CUFED5", None)]
     else:
         checks = [(args.dataset, args.folder, EXPECTED_COUNTS[args.dataset])]

@@ -2,7 +2,9 @@
 
 All resizing is PIL bicubic on 8-bit images, exactly as the official loader: the network's own
 ``F.interpolate`` bicubic is a different kernel, and the numbers move when they are mixed up.
-Tensors are float32 ``(3, H, W)`` in [-1, 1] (``uint8 / 127.5 - 1``).
+Arrays are float32 ``(H, W, 3)`` in [-1, 1] (``uint8 / 127.5 - 1``), tensors ``(3, H, W)``. Per-sample
+work stays in numpy (single-threaded): small torch ops in a busy main process (``num_workers=0``)
+can be 40x slower, waiting on torch's intra-op thread pool.
 """
 
 from __future__ import annotations
@@ -18,10 +20,19 @@ from ttsr_lightning.data.errors import ImageError
 SCALE = 4
 
 
+def to_array(image: Image.Image) -> np.ndarray:
+    """8-bit RGB image -> (H, W, 3) float32 in [-1, 1], as the official code computes it."""
+    return np.asarray(image, dtype=np.uint8).astype(np.float32) / 127.5 - 1.0
+
+
+def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) array -> contiguous (3, H, W) tensor of the same values (the official ``ToTensor``)."""
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """8-bit RGB image -> (3, H, W) float32 in [-1, 1], computed as the official code does."""
-    array = np.array(image, dtype=np.uint8)  # (H, W, 3), a writable copy
-    return torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1.0
+    """8-bit RGB image -> (3, H, W) float32 in [-1, 1]."""
+    return array_to_tensor(to_array(image))
 
 
 def bicubic_resize(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -34,7 +45,8 @@ def require_size(image: Image.Image, min_width: int, min_height: int, path: Path
     width, height = image.size
     if width < min_width or height < min_height:
         raise ImageError(
-            f"{path}: {role} is {width}x{height} px (width x height); expected at least {min_width}x{min_height}"
+            f"{path}: {role} is {width}x{height} px (width x height); "
+            f"expected at least {min_width}x{min_height}"
         )
 
 
@@ -58,12 +70,12 @@ def down_up(ref: Image.Image) -> Image.Image:
     return bicubic_resize(bicubic_resize(ref, width // SCALE, height // SCALE), width, height)
 
 
-def pad_top_left(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Paste ``image`` (3, h, w) at the top-left of a black (-1) (3, height, width) canvas.
+def pad_top_left(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Paste ``array`` (h, w, 3) at the top-left of a black (-1) (height, width, 3) canvas.
 
     The official training loader does this for references smaller than 160x160 so that they batch;
     the black area is not masked (its features are ordinary search keys, as in the official code).
     """
-    canvas = torch.full((image.shape[0], height, width), -1.0, dtype=image.dtype)
-    canvas[:, : image.shape[1], : image.shape[2]] = image
+    canvas = np.full((height, width, array.shape[2]), -1.0, dtype=array.dtype)
+    canvas[: array.shape[0], : array.shape[1]] = array
     return canvas

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,8 +59,13 @@ PHOTOS: dict[str, Photo] = {
     "coffee": Photo("coffee", "Pikolo Espresso Bar, photograph by Rachel Michetti; CC0"),
     "chelsea": Photo("chelsea", "Chelsea the cat, photograph by Stefan van der Walt; CC0"),
     "rocket": Photo("rocket", "DSCOVR launch on Falcon 9, SpaceX; released into the public domain"),
-    "hubble": Photo("hubble_deep_field", "Hubble eXtreme Deep Field, NASA (HubbleSite); public domain", shrink=2),
-    "ihc": Photo("immunohistochemistry", "IHC staining, Center for Microscopy and Molecular Imaging; no known copyright"),
+    "hubble": Photo(
+        "hubble_deep_field", "Hubble eXtreme Deep Field, NASA (HubbleSite); public domain", shrink=2
+    ),
+    "ihc": Photo(
+        "immunohistochemistry",
+        "IHC staining, Center for Microscopy and Molecular Imaging; no known copyright",
+    ),
     "motorcycle_left": Photo(
         "stereo_motorcycle",
         "Middlebury 2014 stereo benchmark, left view (Scharstein et al., GCPR 2014), as redistributed by "
@@ -186,8 +192,8 @@ def build_sample_dataset(root: str | Path) -> Path:
         if staging.exists():
             shutil.rmtree(staging)
     log.info(
-        "built the embedded sample dataset in %s: %d training pairs (train/), %d CUFED5 groups (test/CUFED5/); "
-        "sources and licences in %s",
+        "built the embedded sample dataset in %s: %d training pairs (train/), "
+        "%d CUFED5 groups (test/CUFED5/); sources and licences in %s",
         target,
         train_pairs,
         len(CUFED5_GROUPS),
@@ -202,8 +208,10 @@ def _existing(target: Path) -> Path:
     if not note.is_file():
         raise DatasetLayoutError(
             "sample",
-            [f"{target}: exists but is not the embedded sample set (no {PROVENANCE_FILE}); expected the sample's "
-             "own folder (sample_root must not be where the real CUFED lives)"],
+            [
+                f"{target}: exists but is not the embedded sample set (no {PROVENANCE_FILE}); expected "
+                "the sample's own folder (sample_root must not be where the real CUFED lives)"
+            ],
         )
     first_line = note.read_text().splitlines()[0] if note.stat().st_size else ""
     if first_line != _title():
@@ -247,7 +255,12 @@ def _cut(photos: dict[str, Image.Image], crop: Crop) -> Image.Image:
 
 
 def _overlaps(a: Crop, b: Crop) -> bool:
-    return a.top < b.top + b.height and b.top < a.top + a.height and a.left < b.left + b.width and b.left < a.left + a.width
+    return (
+        a.top < b.top + b.height
+        and b.top < a.top + a.height
+        and a.left < b.left + b.width
+        and b.left < a.left + a.width
+    )
 
 
 def _train_crops(photos: dict[str, Image.Image]) -> list[tuple[Crop, Crop]]:
@@ -263,7 +276,10 @@ def _train_crops(photos: dict[str, Image.Image]) -> list[tuple[Crop, Crop]]:
         for top in range(0, height - PATCH + 1, GRID_STEP):
             for left in range(0, width - PATCH + 1, GRID_STEP):
                 ref_top, ref_left = min(top + shift[0], height - PATCH), min(left + shift[1], width - PATCH)
-                pair = (Crop(photo, top, left, PATCH, PATCH), Crop(ref_photo, ref_top, ref_left, PATCH, PATCH))
+                pair = (
+                    Crop(photo, top, left, PATCH, PATCH),
+                    Crop(ref_photo, ref_top, ref_left, PATCH, PATCH),
+                )
                 if not any(r.photo in scene and _overlaps(c, r) for c in pair for r in test_regions):
                     candidates.append(pair)
         step = (len(candidates) - 1) / (PAIRS_PER_PHOTO - 1)
@@ -278,7 +294,11 @@ def _train_crops(photos: dict[str, Image.Image]) -> list[tuple[Crop, Crop]]:
 def _write_sample(folder: Path) -> int:
     """Write the sample dataset's CUFED folder contents into ``folder``; returns the training pair count."""
     photos = _load_photos()
-    input_dir, ref_dir, test_dir = folder / "train" / "input", folder / "train" / "ref", folder / "test" / "CUFED5"
+    input_dir, ref_dir, test_dir = (
+        folder / "train" / "input",
+        folder / "train" / "ref",
+        folder / "test" / "CUFED5",
+    )
     for directory in (input_dir, ref_dir, test_dir):
         directory.mkdir(parents=True)
     rows = []
@@ -300,20 +320,19 @@ def _write_sample(folder: Path) -> int:
 
 
 def _describe(crop: Crop) -> str:
+    rows, columns = f"{crop.top}-{crop.top + crop.height}", f"{crop.left}-{crop.left + crop.width}"
     scale = "" if crop.scale == 1.0 else f" of the photo resized by {crop.scale}"
-    return f"{crop.photo}: rows {crop.top}-{crop.top + crop.height}, columns {crop.left}-{crop.left + crop.width}{scale}"
+    return f"{crop.photo}: rows {rows}, columns {columns}{scale}"
 
 
 def _provenance(rows: list[str]) -> str:
-    import skimage
-
     sources = [f"- `{key}`: `skimage.data.{photo.loader}()`: {photo.source}" for key, photo in PHOTOS.items()]
     return "\n".join(
         [
             _title(),
             "",
             f"Built by `ttsr_lightning.data.sample` from the photographs bundled with scikit-image "
-            f"{skimage.__version__} (nothing downloaded). Crops only (and the resizes noted), saved as PNG.",
+            f"{version('scikit-image')} (nothing downloaded): crops (and the resizes noted) saved as PNG.",
             "A toy set for smoke tests and tutorials: numbers measured on it say nothing about CUFED.",
             "",
             "## Photographs, sources and licences (as documented by scikit-image)",

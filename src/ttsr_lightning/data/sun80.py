@@ -39,16 +39,22 @@ class Sun80Dataset(EvalDataset):
         seed: seed of the random pick (non-negative).
     """
 
-    def __init__(self, root: str | Path, reference: str | int | Mapping[str, str] = "random", seed: int = 0) -> None:
+    def __init__(
+        self, root: str | Path, reference: str | int | Mapping[str, str] = "random", seed: int = 0
+    ) -> None:
         if seed < 0:
             raise ValueError(f"Sun80 seed must be >= 0, got {seed}")
         if isinstance(reference, str) and reference != "random":
-            raise ValueError(f"Sun80 reference must be 'random', a rank (int) or a mapping; got {reference!r}")
+            raise ValueError(
+                f"Sun80 reference must be 'random', a rank (int) or a mapping; got {reference!r}"
+            )
         if isinstance(reference, int) and (isinstance(reference, bool) or reference < 0):
             raise ValueError(f"Sun80 reference rank must be an int >= 0, got {reference!r}")
         self.root = Path(root)
         hr_dir, ref_root = self.root / HR_FOLDER, self.root / REFERENCE_FOLDER
-        require_folder(self.root, DATASET_NAME, f"the Sun80 folder holding {HR_FOLDER}/ and {REFERENCE_FOLDER}/")
+        require_folder(
+            self.root, DATASET_NAME, f"the Sun80 folder holding {HR_FOLDER}/ and {REFERENCE_FOLDER}/"
+        )
         require_folder(hr_dir, DATASET_NAME, "the 80 HR images")
         require_folder(ref_root, DATASET_NAME, "one folder of references per HR image")
         images = list_images(hr_dir)
@@ -58,26 +64,20 @@ class Sun80Dataset(EvalDataset):
         for index, hr in enumerate(images):
             folder = next((f for f in (ref_root / hr.name, ref_root / hr.stem) if f.is_dir()), None)
             if folder is None:
-                problems.append(f"{ref_root / hr.name}: folder not found; expected the references of {hr.name}")
+                problems.append(
+                    f"{ref_root / hr.name}: folder not found; expected the references of {hr.name}"
+                )
                 continue
             refs = list_images(folder)
             if not refs:
                 problems.append(f"{folder}: no images found; expected the references of {hr.name}")
                 continue
             self.candidates[hr.stem] = refs
-            if isinstance(reference, Mapping):
-                named = reference.get(hr.stem)
-                if named is None or not (folder / named).is_file():
-                    problems.append(f"{folder}: reference {named!r} named for {hr.stem} not found")
-                    continue
-                ref = folder / named
-            elif isinstance(reference, int):
-                if reference >= len(refs):
-                    problems.append(f"{folder}: has {len(refs)} references; expected at least {reference + 1}")
-                    continue
-                ref = refs[reference]
-            else:
-                ref = refs[int(reference_generator(seed, index).integers(len(refs)))]
+            try:
+                ref = _pick_reference(reference, refs, folder, hr.stem, seed, index)
+            except LookupError as exc:
+                problems.append(str(exc))
+                continue
             items.append(EvalItem(hr.stem, hr, (ref,), ref.stem))
         if problems:
             raise DatasetLayoutError(DATASET_NAME, problems)
@@ -90,3 +90,19 @@ class Sun80Dataset(EvalDataset):
         else:
             policy = f"random(seed={seed})"
         super().__init__(DATASET_NAME, items, policy)
+
+
+def _pick_reference(
+    reference: str | int | Mapping[str, str], refs: list[Path], folder: Path, stem: str, seed: int, index: int
+) -> Path:
+    """Image ``index``'s reference among its sorted ``refs``; LookupError saying what is missing."""
+    if isinstance(reference, Mapping):
+        named = reference.get(stem)
+        if named is None or not (folder / named).is_file():
+            raise LookupError(f"{folder}: reference {named!r} named for {stem} not found")
+        return folder / named
+    if isinstance(reference, int):
+        if reference >= len(refs):
+            raise LookupError(f"{folder}: has {len(refs)} references; expected at least {reference + 1}")
+        return refs[reference]
+    return refs[int(reference_generator(seed, index).integers(len(refs)))]

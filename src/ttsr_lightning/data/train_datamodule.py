@@ -5,6 +5,9 @@ Validation is any mix of (a) evaluation-set specs (``val_sets``, e.g. CUFED5 at 
 the seed and evaluated like a test set: whole image, its own pair reference, batch size 1, named
 ``CUFED_heldout``. ``val_set_names`` lists them in dataloader order (held-out first).
 
+Resume: ``state_dict`` records the epoch and the batches already trained in it; a run restored from a
+mid-epoch checkpoint skips exactly those (``EpochSampler.skip``), so nothing is lost or re-done.
+
 Epochs: the training loader's sampler (``EpochSampler``) receives the epoch from Lightning's
 ``set_epoch`` call at the start of every epoch and passes it, with each index, to the dataset, which
 seeds that sample's crops and flips from (seed, epoch, index). Samples are therefore the same with
@@ -78,6 +81,9 @@ class TrainDataModule(LightningDataModule):
         self.train_set: CUFEDTrainDataset | None = None
         self.train_indices: list[int] = []
         self.val_datasets: list[EvalDataset] = []
+        self.train_sampler: EpochSampler | None = None
+        # (epoch, training batches already done in it), restored from a mid-epoch checkpoint
+        self._resume_position: tuple[int, int] | None = None
 
     def prepare_data(self) -> None:
         """Build the embedded sample dataset when configured (once per node; idempotent)."""
@@ -118,16 +124,37 @@ class TrainDataModule(LightningDataModule):
         if self.train_set is None:
             raise RuntimeError("TrainDataModule.setup() must run before train_dataloader()")
         hp = self.hparams
+        self.train_sampler = EpochSampler(self.train_indices, shuffle=True, seed=hp["seed"])
+        if self._resume_position is not None:
+            epoch, batches_done = self._resume_position
+            self.train_sampler.skip(epoch, batches_done * hp["batch_size"])
+            self._resume_position = None
         return DataLoader(
             self.train_set,
             batch_size=hp["batch_size"],
-            sampler=EpochSampler(self.train_indices, shuffle=True, seed=hp["seed"]),
+            sampler=self.train_sampler,
             num_workers=hp["num_workers"],
             pin_memory=hp["pin_memory"],
             persistent_workers=hp["persistent_workers"] and hp["num_workers"] > 0,
             generator=torch.Generator().manual_seed(hp["seed"]),
             drop_last=False,  # as the official loader (11,871 = 1,319 x 9 anyway)
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training loop stands in its epoch, so a mid-epoch checkpoint resumes exactly.
+
+        Lightning stores this in every checkpoint; ``processed`` counts the batches whose training step
+        finished (a checkpoint written in ``on_train_batch_end`` includes the current batch).
+        """
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": trainer.current_epoch, "batches_done": int(progress.processed)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict:
+            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per validation set, in ``val_set_names`` order, batch size 1."""

@@ -57,6 +57,9 @@ class TTSRGenerator(nn.Module):
         search_transfer: implementation of the search-transfer, a key of ``SEARCH_TRANSFERS``.
         search_chunk_size: chunk size of a chunked implementation (None = its default); the
             ``"reference"`` implementation takes none.
+        batched_extractor: run the LTE once over ``lr_up``, ``ref_down_up`` and ``ref`` stacked
+            when they share a size (training crops), instead of three passes. Same function; the
+            sums may round differently, so the default keeps the official three passes.
 
     ``config`` holds the architecture arguments (all but ``vgg_weights``, ``search_transfer`` and
     ``search_chunk_size``, which choose an initialisation and an implementation, not the function) as
@@ -81,6 +84,7 @@ class TTSRGenerator(nn.Module):
         vgg_weights: VggWeights = "auto",
         search_transfer: str = "reference",
         search_chunk_size: int | None = None,
+        batched_extractor: bool = False,
     ) -> None:
         super().__init__()
         if not hard_attention and (soft_attention or learnable_extractor):
@@ -107,6 +111,7 @@ class TTSRGenerator(nn.Module):
             "csfi": csfi,
         }
         self.soft_attention = soft_attention
+        self.batched_extractor = batched_extractor
         self.lte: LTE | None = None
         self.search_transfer: nn.Module | None = None
         if hard_attention:
@@ -131,9 +136,15 @@ class TTSRGenerator(nn.Module):
                 f"got {tuple(ref.shape)} and {tuple(ref_down_up.shape)}"
             )
 
-        _, _, query_lv3 = self.lte(lr_up.detach())
-        _, _, key_lv3 = self.lte(ref_down_up.detach())
-        value_lv1, value_lv2, value_lv3 = self.lte(ref.detach())
+        if self.batched_extractor and lr_up.shape == ref.shape:
+            # one LTE pass over the three images (training crops share a size): fewer, larger kernels
+            levels = self.lte(torch.cat([lr_up, ref_down_up, ref]).detach())
+            query_lv3, key_lv3, _ = levels[2].split(batch)
+            value_lv1, value_lv2, value_lv3 = (level[2 * batch :] for level in levels)
+        else:
+            _, _, query_lv3 = self.lte(lr_up.detach())
+            _, _, key_lv3 = self.lte(ref_down_up.detach())
+            value_lv1, value_lv2, value_lv3 = self.lte(ref.detach())
         textures = self.search_transfer(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)
         sr = self.main_net(
             lr,

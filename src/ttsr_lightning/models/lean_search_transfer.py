@@ -1,25 +1,30 @@
 """Memory-lean search and transfer: the results of :class:`SearchTransfer` without its big tensors.
 
-The straightforward formulation holds the whole relevance matrix (B, Hr*Wr, h*w) and, at every level,
-the unfolded Ref features (one 64x12x12 column per Ref position at lv1): about 17 GB at LR 256x192
-with a same-size reference. This module computes the same thing in memory linear in the image size:
+The straightforward formulation holds the whole relevance matrix (B, Hr*Wr, h*w), the unfolded
+3x3 patches (9x256 values per position) and, at every level, the unfolded Ref features (one 64x12x12
+column per Ref position at lv1): about 17 GB at LR 256x192 with a same-size reference. This module
+computes the same thing in memory linear in the image size, and faster:
 
-- search: the relevance and its max / arg-max are computed for chunks of LR positions against all
-  Ref positions (Ref patches unfolded and normalised once), so only a (B, Hr*Wr, chunk) block of the
-  relevance exists at a time;
+- search: the relevance and its max / arg-max are computed for tiles of LR positions against all Ref
+  positions, so only a (B, tile, Hr*Wr) block exists at a time. Nothing is unfolded: a 3x3 patch dot
+  product is the sum of nine pixel dot products along a diagonal, so one matmul over the 256
+  channels (9x fewer FLOPs than over unfolded patches) and nine shifted views of its result give
+  every patch dot product of the tile; the patch norms come from a 3x3 box sum;
 - transfer: the value patch of a Ref position is a 3x3 grid of s x s blocks (s = 1, 2, 4 at lv3, lv2,
-  lv1) centred on that position, and the official fold puts block (dy, dx) of the patch chosen by
-  LR position p at block p + (dy, dx) of the output. So each level is a sum of nine shifted gathers
-  of Ref blocks (the Ref, pixel-unshuffled into rows of s x s blocks); nothing is unfolded. A zero
-  border of one block plays the unfold's padding and the sum is divided by 9, which reproduces the
-  official fold exactly, its dimmed outer ring included.
+  lv1) centred on that position, and the official fold puts block (dy, dx) of the patch chosen by LR
+  position p at block p + (dy, dx) of the output. So each level is a sum of nine shifted gathers of
+  Ref blocks (the Ref pixel-unshuffled into rows of s x s blocks). A zero border of one block plays
+  the unfold's padding and the sum is divided by 9, which reproduces the official fold exactly, its
+  dimmed outer ring included.
 
-Results equal the reference up to float summation order (< 1e-5); the arg-max can differ only where
-two Ref patches are within rounding of each other (a true near-tie). Autograd works: S is recomputed
-as a differentiable cosine at the chosen positions, and the transfer is differentiable in the values.
+Results equal the reference's up to float rounding (~1e-6); the arg-max can differ only where two
+Ref patches are within rounding of each other (a true near-tie). Autograd works: S is recomputed as
+a differentiable cosine at the chosen positions, and the transfer is differentiable in the values.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -31,20 +36,20 @@ from ttsr_lightning.models.search_transfer import TransferredTextures
 _NORMALIZE_EPS = 1e-12
 # The official fold divides by a constant 9, not by the true overlap count (see SearchTransfer).
 _FOLD_DIVISOR = 9.0
-# Budget for one chunk's relevance block and query patches when chunk_size is None. On CPU a larger
-# block is no faster (the matmul is compute-bound from a few hundred columns on); on CUDA a quarter of
-# the free memory, up to 2 GiB, keeps the kernels large.
-_CPU_CHUNK_BYTES = 128 * 2**20
-_CUDA_CHUNK_BYTES_MAX = 2 * 2**30
+# Memory for one tile's dot products when chunk_size is None. On CPU larger tiles are no faster
+# (the matmul is compute-bound well below this); on CUDA a quarter of the free memory, at most
+# 2 GiB, keeps the kernels large.
+_CPU_TILE_BYTES = 256 * 2**20
+_CUDA_TILE_BYTES_MAX = 2 * 2**30
 
 
 class LeanSearchTransfer(nn.Module):
     """Chunked hard/soft attention with the same results as :class:`SearchTransfer`; no parameters.
 
     Args:
-        chunk_size: LR positions per relevance block (memory of one block: B * Hr*Wr * chunk_size
-            floats). None chooses it from a memory budget (128 MiB on CPU; on CUDA a quarter of the free
-            memory, at most 2 GiB).
+        chunk_size: LR positions per relevance tile (a near-square block of rows x cols positions;
+            its memory is about 2 * B * Hr*Wr * chunk_size floats). None chooses it from a memory
+            budget: 256 MiB on CPU; on CUDA a quarter of the free memory, at most 2 GiB.
 
     ``forward(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)``, as :class:`SearchTransfer`:
         query_lv3: (B, 256, h, w) LTE lv3 of ``lr_up`` (Q);
@@ -57,7 +62,9 @@ class LeanSearchTransfer(nn.Module):
     def __init__(self, chunk_size: int | None = None) -> None:
         super().__init__()
         if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive number of LR positions or None, got {chunk_size}")
+            raise ValueError(
+                f"chunk_size must be a positive number of LR positions or None, got {chunk_size}"
+            )
         self.chunk_size = chunk_size
 
     def forward(
@@ -69,11 +76,13 @@ class LeanSearchTransfer(nn.Module):
         value_lv3: torch.Tensor,
     ) -> TransferredTextures:
         _check_shapes(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)
-        batch, channels, height, width = query_lv3.shape
-        num_keys = key_lv3.size(2) * key_lv3.size(3)
-        chunk_size = self.chunk_size or _chunk_size_for_budget(query_lv3, num_keys, 9 * channels)
+        batch, _, height, width = query_lv3.shape
+        chunk_size = self.chunk_size or _chunk_size_for_budget(query_lv3, key_lv3)
 
-        best_relevance, hard_index = _search(query_lv3, key_lv3, chunk_size)
+        # The search runs in fp32 even under autocast: bf16 relevance (8-bit mantissa) would pick
+        # other Ref patches wherever the best two are within ~1e-2, not only at true near-ties.
+        with torch.autocast(query_lv3.device.type, enabled=False):
+            best_relevance, hard_index = _search(query_lv3.float(), key_lv3.float(), chunk_size)
         if torch.is_grad_enabled() and (query_lv3.requires_grad or key_lv3.requires_grad):
             # The search ran without a graph (keeping one would keep every relevance block for the
             # backward). The max of the relevance has the same gradient as the relevance at the
@@ -101,13 +110,20 @@ def _check_shapes(
     """Raises ValueError naming the argument whose shape does not fit the others."""
     if query_lv3.ndim != 4 or key_lv3.ndim != 4:
         raise ValueError(
-            f"query_lv3 and key_lv3 must be (B, C, H, W), got {tuple(query_lv3.shape)} and {tuple(key_lv3.shape)}"
+            "query_lv3 and key_lv3 must be (B, C, H, W), "
+            f"got {tuple(query_lv3.shape)} and {tuple(key_lv3.shape)}"
         )
     batch, channels = query_lv3.shape[:2]
     ref_height, ref_width = key_lv3.shape[-2:]
     if key_lv3.shape[:2] != (batch, channels):
-        raise ValueError(f"key_lv3 must be ({batch}, {channels}, Hr, Wr) like query_lv3, got {tuple(key_lv3.shape)}")
-    for name, value, block in (("value_lv3", value_lv3, 1), ("value_lv2", value_lv2, 2), ("value_lv1", value_lv1, 4)):
+        raise ValueError(
+            f"key_lv3 must be ({batch}, {channels}, Hr, Wr) like query_lv3, got {tuple(key_lv3.shape)}"
+        )
+    for name, value, block in (
+        ("value_lv3", value_lv3, 1),
+        ("value_lv2", value_lv2, 2),
+        ("value_lv1", value_lv1, 4),
+    ):
         expected = (block * ref_height, block * ref_width)
         if value.ndim != 4 or value.size(0) != batch or tuple(value.shape[-2:]) != expected:
             raise ValueError(
@@ -116,44 +132,85 @@ def _check_shapes(
             )
 
 
-def _chunk_size_for_budget(query_lv3: torch.Tensor, num_keys: int, patch_length: int) -> int:
-    """LR positions per chunk such that one relevance block and its query patches fit the budget."""
+def _chunk_size_for_budget(query_lv3: torch.Tensor, key_lv3: torch.Tensor) -> int:
+    """LR positions per tile such that one tile's dot products (pixel and patch) fit the budget."""
     if query_lv3.device.type == "cuda":
         free_bytes, _ = torch.cuda.mem_get_info(query_lv3.device)
-        budget = min(free_bytes // 4, _CUDA_CHUNK_BYTES_MAX)
+        budget = min(free_bytes // 4, _CUDA_TILE_BYTES_MAX)
     else:
-        budget = _CPU_CHUNK_BYTES
-    bytes_per_position = query_lv3.size(0) * (num_keys + patch_length) * query_lv3.element_size()
-    return max(1, budget // bytes_per_position)
+        budget = _CPU_TILE_BYTES
+    ref_height, ref_width = key_lv3.shape[-2:]
+    # Per LR position: one row of patch relevance (Hr*Wr) and, about, one of pixel dot products
+    # against the zero-bordered Ref ((Hr+2)*(Wr+2)); the tile's halo adds a little to the latter.
+    positions_bytes = ref_height * ref_width + (ref_height + 2) * (ref_width + 2)
+    return max(1, budget // (query_lv3.size(0) * positions_bytes * query_lv3.element_size()))
+
+
+def _tile_shape(chunk_size: int, height: int, width: int) -> tuple[int, int]:
+    """A near-square tile of about ``chunk_size`` LR positions (rows, cols) inside an h x w grid."""
+    cols = min(width, max(1, math.isqrt(chunk_size)))
+    rows = min(height, max(1, chunk_size // cols))
+    return rows, cols
+
+
+def _patch_norms(features: torch.Tensor) -> torch.Tensor:
+    """L2 norm of every zero-padded 3x3 patch: (B, C, H, W) -> (B, H*W), the norm F.unfold would give."""
+    squared = features.pow(2).sum(dim=1, keepdim=True)
+    return F.conv2d(squared, squared.new_ones(1, 1, 3, 3), padding=1).sqrt().flatten(1)
 
 
 @torch.no_grad()
-def _search(query_lv3: torch.Tensor, key_lv3: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _search(
+    query_lv3: torch.Tensor, key_lv3: torch.Tensor, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Max and arg-max over Ref positions of the cosine relevance between 3x3 lv3 patches.
 
     query_lv3 (B, C, h, w), key_lv3 (B, C, Hr, Wr) -> (B, h*w) best relevance, (B, h*w) int64 index
     into the row-major Hr*Wr Ref positions.
+
+    With both maps zero-bordered, the dot product of the 3x3 patches at LR position p and Ref
+    position r is <Q(p), K(r)> = sum over offsets d in {-1, 0, 1}^2 of <q(p + d), k(r + d)>. For a
+    tile of LR positions one matmul over C channels gives every pixel pair (9x fewer FLOPs than
+    matching unfolded 9C-long patches); nine shifted views of it, added, give the patch dots.
+    Dividing by the Ref patch norm before the max and by the LR patch norm after it gives the cosine.
     """
-    batch, _, height, width = query_lv3.shape
-    key_patches = F.unfold(key_lv3, kernel_size=3, padding=1)  # (B, 9C, Hr*Wr)
-    key_patches /= key_patches.norm(dim=1, keepdim=True).clamp_min(_NORMALIZE_EPS)
-    key_rows = key_patches.transpose(1, 2)  # (B, Hr*Wr, 9C)
+    batch, channels, height, width = query_lv3.shape
+    ref_height, ref_width = key_lv3.shape[-2:]
+    key_scale = 1.0 / _patch_norms(key_lv3).clamp_min(_NORMALIZE_EPS)  # (B, Hr*Wr)
+    query_scale = 1.0 / _patch_norms(query_lv3).clamp_min(_NORMALIZE_EPS)  # (B, h*w)
+    padded_key = F.pad(key_lv3, (1, 1, 1, 1)).flatten(2)  # (B, C, (Hr+2)*(Wr+2))
     padded_query = F.pad(query_lv3, (1, 1, 1, 1))
 
-    num_queries = height * width
-    best_relevance = query_lv3.new_empty(batch, num_queries)
-    hard_index = torch.empty(batch, num_queries, dtype=torch.int64, device=query_lv3.device)
-    for start in range(0, num_queries, chunk_size):
-        stop = min(start + chunk_size, num_queries)
-        # Unfold only the LR rows this chunk touches (plus the one-pixel halo), then take its columns.
-        first_row, last_row = start // width, (stop - 1) // width
-        band_patches = F.unfold(padded_query[:, :, first_row : last_row + 3], kernel_size=3)
-        offset = first_row * width
-        query_patches = band_patches[:, :, start - offset : stop - offset]
-        query_patches = query_patches / query_patches.norm(dim=1, keepdim=True).clamp_min(_NORMALIZE_EPS)
-        relevance = torch.bmm(key_rows, query_patches)  # (B, Hr*Wr, stop - start)
-        best_relevance[:, start:stop], hard_index[:, start:stop] = relevance.max(dim=1)
-    return best_relevance, hard_index
+    best_relevance = query_lv3.new_empty(batch, height, width)
+    hard_index = torch.empty(batch, height, width, dtype=torch.int64, device=query_lv3.device)
+    tile_rows, tile_cols = _tile_shape(chunk_size, height, width)
+    for top in range(0, height, tile_rows):
+        rows = min(tile_rows, height - top)
+        for left in range(0, width, tile_cols):
+            cols = min(tile_cols, width - left)
+            tile = padded_query[:, :, top : top + rows + 2, left : left + cols + 2].reshape(
+                batch, channels, -1
+            )
+            # (B, (rows+2)*(cols+2), (Hr+2)*(Wr+2)): every pixel of the bordered tile against the Ref.
+            pixel_dots = torch.bmm(tile.transpose(1, 2), padded_key)
+
+            # pixel_dots seen as (B, rows+2, cols+2, Hr+2, Wr+2); shifted[dy + 1, dx + 1] is the view
+            # pairing LR pixel p + d with Ref pixel r + d, for p, r over the tile and the Ref.
+            stride_b, stride_qx = pixel_dots.stride(0), pixel_dots.stride(1)
+            stride_qy, stride_ky = (cols + 2) * stride_qx, ref_width + 2
+            shifted = pixel_dots.as_strided(
+                (3, 3, batch, rows, cols, ref_height, ref_width),
+                (stride_qy + stride_ky, stride_qx + 1, stride_b, stride_qy, stride_qx, stride_ky, 1),
+            )
+            patch_dots = shifted[0, 0] + shifted[0, 1]
+            for neighbour in range(2, 9):
+                patch_dots += shifted[neighbour // 3, neighbour % 3]
+            relevance = patch_dots.view(batch, rows * cols, ref_height * ref_width)
+            relevance *= key_scale.unsqueeze(1)
+            best, index = relevance.max(dim=2)
+            best_relevance[:, top : top + rows, left : left + cols] = best.view(batch, rows, cols)
+            hard_index[:, top : top + rows, left : left + cols] = index.view(batch, rows, cols)
+    return best_relevance.flatten(1) * query_scale, hard_index.flatten(1)
 
 
 def _relevance_at(query_lv3: torch.Tensor, key_lv3: torch.Tensor, hard_index: torch.Tensor) -> torch.Tensor:
@@ -164,12 +221,9 @@ def _relevance_at(query_lv3: torch.Tensor, key_lv3: torch.Tensor, hard_index: to
     return (chosen * query_patches).sum(dim=1)
 
 
-def _shifted(offset: int, size: int) -> tuple[slice, slice]:
-    """Destination and source slices of a length-``size`` axis for ``out[q] += src[q - offset]``."""
-    return slice(max(offset, 0), size + min(offset, 0)), slice(max(-offset, 0), size - max(offset, 0))
-
-
-def _transfer(value: torch.Tensor, hard_index: torch.Tensor, lr_size: tuple[int, int], block: int) -> torch.Tensor:
+def _transfer(
+    value: torch.Tensor, hard_index: torch.Tensor, lr_size: tuple[int, int], block: int
+) -> torch.Tensor:
     """The official unfold-gather-fold of one level, as nine shifted gathers of s x s Ref blocks.
 
     value: (B, C, s*Hr, s*Wr) Ref features (s = ``block``); hard_index: (B, h*w) into Hr*Wr;
@@ -183,25 +237,27 @@ def _transfer(value: torch.Tensor, hard_index: torch.Tensor, lr_size: tuple[int,
     # Ref as a zero-bordered grid of blocks, one row of C*s*s values per block: the border is the
     # unfold's padding. Filled through views, so no full-size temporary is made.
     blocks = value.new_zeros(batch, ref_height + 2, ref_width + 2, channels * block * block)
-    ref_blocks = value.unflatten(3, (ref_width, block)).unflatten(2, (ref_height, block))  # (B, C, Hr, s, Wr, s)
+    ref_blocks = value.unflatten(3, (ref_width, block)).unflatten(2, (ref_height, block))  # B,C,Hr,s,Wr,s
     blocks[:, 1:-1, 1:-1].unflatten(-1, (channels, block, block)).copy_(ref_blocks.permute(0, 2, 4, 1, 3, 5))
     block_rows = blocks.view(-1, blocks.size(-1))
 
-    # Row of each LR position's chosen Ref block in block_rows.
+    # Row in block_rows of each LR position's chosen Ref block, and row of each LR position in
+    # out_rows, the output blocks on the LR grid with a one-block border (the fold's overhang).
     padded_width = ref_width + 2
-    batch_start = torch.arange(batch, device=value.device).unsqueeze(1) * (ref_height + 2) * padded_width
-    chosen = batch_start + (hard_index // ref_width + 1) * padded_width + hard_index % ref_width + 1  # (B, h*w)
+    ref_start = torch.arange(batch, device=value.device).unsqueeze(1) * (ref_height + 2) * padded_width
+    chosen = ref_start + (hard_index // ref_width + 1) * padded_width + hard_index % ref_width + 1  # (B, h*w)
+    lr_padded_width = width + 2
+    lr_start = torch.arange(batch, device=value.device).unsqueeze(1) * (height + 2) * lr_padded_width
+    position = torch.arange(height * width, device=value.device)
+    placed = lr_start + (position // width + 1) * lr_padded_width + position % width + 1  # (B, h*w)
 
-    transferred = value.new_zeros(batch, channels, block * height, block * width)
-    # The output seen as LR positions of s x s blocks: (B, h, w, C, s, s), a view.
-    transferred_blocks = transferred.unflatten(3, (width, block)).unflatten(2, (height, block)).permute(
-        0, 2, 4, 1, 3, 5
-    )
+    # Block d of the patch chosen by LR position p lands on output block p + d. For a fixed d the
+    # targets are distinct, so each index_add_ is a plain shifted add (and its backward a gather).
+    out_rows = value.new_zeros(batch * (height + 2) * lr_padded_width, block_rows.size(1))
     for dy in (-1, 0, 1):
-        target_rows, source_rows = _shifted(dy, height)
         for dx in (-1, 0, 1):
-            target_cols, source_cols = _shifted(dx, width)
             picked = block_rows.index_select(0, (chosen + dy * padded_width + dx).flatten())
-            picked = picked.view(batch, height, width, channels, block, block)
-            transferred_blocks[:, target_rows, target_cols].add_(picked[:, source_rows, source_cols])
+            out_rows.index_add_(0, (placed + dy * lr_padded_width + dx).flatten(), picked)
+    out_blocks = out_rows.view(batch, height + 2, width + 2, channels, block, block)[:, 1:-1, 1:-1]
+    transferred = out_blocks.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, block * height, block * width)
     return transferred.div_(_FOLD_DIVISOR)

@@ -83,8 +83,23 @@ class VGG19Features(nn.Module):
             )
         self.features = nn.Sequential(*_vgg19_layers()[:num_layers])
         state_dict = load_vgg19_state_dict(vgg_weights)
-        if state_dict is not None:
+        if state_dict is None:
+            self._init_like_torchvision()
+        else:
             self.load_torchvision_state_dict(state_dict)
+
+    def _init_like_torchvision(self) -> None:
+        """Random init as torchvision's VGG (He normal, fan-out; zero bias).
+
+        PyTorch's default conv init shrinks activations layer by layer: at relu5_1 they are ~1e-6,
+        perceptual-loss gradients vanish, and CPU arithmetic on the resulting subnormal floats is
+        slow. He init keeps the feature scale, so a random VGG behaves like a VGG, if a meaningless one.
+        """
+        for layer in self.features:
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
 
     def load_torchvision_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Copies the ``features.<idx>.*`` entries this stack has from a torchvision VGG19 state dict.

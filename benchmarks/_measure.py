@@ -1,0 +1,144 @@
+"""Time and peak memory of one call, each case in a fresh process (shared by the benchmarks).
+
+A case measured in its own process cannot inherit another's allocations or cached blocks:
+:func:`run_case` starts ``python <script> --worker IMPLEMENTATION SIZE ...`` and reads the JSON the
+script prints last (:func:`run_worker_if_asked` on the script's side); inside it :func:`timed_peak`
+measures one call. Peak memory is, on CPU, the growth of the process's
+peak RSS (VmHWM, reset through /proc/self/clear_refs) over its resident size just before the call,
+and on GPU ``torch.cuda.max_memory_allocated()`` over the memory allocated before the call. Both
+include the call's outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+WorkerFunction = Callable[[str, str, str], dict[str, float]]  # (implementation, size, device) -> numbers
+
+
+def parse_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Adds the options every comparison benchmark takes (and the hidden --worker), then parses."""
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--budget-gb", type=float, default=20.0, help="skip cases estimated above this")
+    parser.add_argument("--threads", type=int, help="torch CPU threads in every case (default: torch's)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON (and plots)")
+    parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA GPU")
+    return args
+
+
+def run_worker_if_asked(args: argparse.Namespace, run_worker: WorkerFunction) -> bool:
+    """Applies --threads; in a case process (--worker given) runs the case and prints its JSON.
+
+    Returns True when this process was a case process (the caller then stops).
+    """
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if not args.worker:
+        return False
+    implementation, size = args.worker
+    print(json.dumps(run_worker(implementation, size, args.device)))
+    return True
+
+
+def status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes."""
+    status = Path("/proc/self/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, flags=re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"/proc/self/status has no {field} line; CPU peak memory needs Linux")
+    return int(match.group(1)) * 1024
+
+
+def timed_peak(call: Callable[[], object], device: str) -> tuple[float, int]:
+    """(seconds, peak bytes above the state before the call) of ``call()``; its result counts."""
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        baseline = status_bytes("VmRSS")
+    start = time.perf_counter()
+    result = call()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else status_bytes("VmHWM")) - baseline
+    del result
+    return seconds, peak
+
+
+def run_case(script: str, args: argparse.Namespace, implementation: str, size: str) -> dict[str, float] | str:
+    """Runs one case of ``script`` in a fresh process with this run's options.
+
+    Returns the JSON object the case printed last, or why it failed.
+    """
+    arguments = ["--worker", implementation, size, "--device", args.device]
+    if args.threads is not None:
+        arguments += ["--threads", str(args.threads)]
+    completed = subprocess.run(
+        [sys.executable, script, *arguments], capture_output=True, text=True, check=False
+    )
+    if completed.returncode < 0:
+        return "killed (out of memory?)"
+    if completed.returncode != 0:
+        return f"failed: {completed.stderr.strip()[-300:]}"
+    result: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory_budget(device: str, budget_gb: float) -> int:
+    """The smaller of ``budget_gb`` and 90 % of the memory available now (CPU RAM or free GPU memory)."""
+    if device == "cuda":
+        available, _ = torch.cuda.mem_get_info()
+    else:
+        meminfo = Path("/proc/meminfo").read_text()
+        match = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, flags=re.MULTILINE)
+        available = int(match.group(1)) * 1024 if match else int(budget_gb * 2**30)
+    return int(min(budget_gb * 2**30, 0.9 * available))
+
+
+def matmul_flops_per_second(device: str, rows: int = 2048, inner: int = 2304, cols: int = 4096) -> float:
+    """Measured fp32 matmul rate of a (rows x inner) @ (inner x cols) product (best of three)."""
+    left = torch.randn(rows, inner, device=device)
+    right = torch.randn(inner, cols, device=device)
+    best = float("inf")
+    for _ in range(3):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        left @ right
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * inner * cols / best
+
+
+def ratio(numerator: float | None, denominator: float | None) -> str:
+    """'4.2x', or '-' when either side was not measured."""
+    return "-" if not numerator or not denominator else f"{numerator / denominator:.1f}x"
+
+
+def gib(value: int | None) -> str:
+    """'1.23 GiB', or '-' for a value that was not measured."""
+    return "-" if value is None else f"{value / 2**30:.2f} GiB"
+
+
+def seconds(value: float | None) -> str:
+    """'1.23 s', or '-' for a value that was not measured."""
+    return "-" if value is None else f"{value:.2f} s"

@@ -1,0 +1,97 @@
+"""Throughput of the training loader (samples/s) with 0, 1 and 2 workers on the embedded sample set.
+
+    python benchmarks/data_loader.py [--workers 0 1 2] [--epochs 6] [--batch-size 9] [--data-dir DIR]
+
+Each worker count gets a fresh TrainDataModule loader (persistent workers when > 0); the first epoch
+(worker start-up included) is timed apart from the following ones (steady state). A training step
+consumes one batch, so the loader keeps a GPU busy when "ms per batch" is below the GPU step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ttsr_lightning.data import EpochSampler, TrainDataModule, build_sample_dataset
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what the platform module knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def measure(root: Path, num_workers: int, batch_size: int, epochs: int) -> tuple[float, float, int]:
+    """(first-epoch seconds, steady samples/s over the other epochs, samples per epoch)."""
+    module = TrainDataModule(
+        str(root / "CUFED" / "train"),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+    module.setup("fit")
+    loader = module.train_dataloader()
+    sampler = loader.sampler
+    assert isinstance(sampler, EpochSampler)
+    durations = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)  # what Lightning does at the start of each epoch
+        start = time.perf_counter()
+        for batch in loader:
+            batch["hr"].sum()  # touch the data, as a training step would
+        durations.append(time.perf_counter() - start)
+    steady = len(sampler) * (epochs - 1) / sum(durations[1:])
+    return durations[0], steady, len(sampler)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=6, help="the first one is start-up; >= 2")
+    parser.add_argument("--batch-size", type=int, default=9)
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="sample set root (default: a temp folder)"
+    )
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2")
+
+    with tempfile.TemporaryDirectory() as temporary:
+        root = args.data_dir or Path(temporary)
+        build_sample_dataset(root)
+        affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        print(
+            f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs ({affinity} usable), "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+        )
+        rows = [(workers, *measure(root, workers, args.batch_size, args.epochs)) for workers in args.workers]
+    print(
+        f"training loader on the embedded sample set: {rows[0][3]} samples per epoch, "
+        f"batch {args.batch_size}, 160x160, augmentation on; {args.epochs} epochs per worker count, "
+        "the first timed apart\n"
+    )
+    header = (
+        f"{'workers':>7} | {'samples/s':>9} | {'vs ' + str(rows[0][0]) + ' workers':>12} | "
+        f"{'ms per batch':>12} | {'1st epoch s':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for workers, first, rate, _ in rows:
+        print(
+            f"{workers:>7} | {rate:>9.1f} | {rate / rows[0][2]:>11.2f}x | "
+            f"{1000 * args.batch_size / rate:>12.1f} | {first:>11.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

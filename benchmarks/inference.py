@@ -1,0 +1,211 @@
+"""Full TTSR generator inference with the straightforward and the lean search-transfer (issue 7).
+
+    python benchmarks/inference.py                    # CPU: HR 500x332 (CUFED5), 1024x768, 1280x720
+    python benchmarks/inference.py --device cuda      # adds 1920x1080 and 3840x2160
+    python benchmarks/inference.py --sizes 256x192    # a quick look
+
+The paper-size generator (n_feats 64, residual blocks 16/16/8/4; random weights, on which neither
+time nor memory depends) on an HR image of W x H (LR = W/4 x H/4, random in [-1, 1]) with a
+same-size reference, under torch.no_grad(). The two rows of a size use the same generator with its
+``search_transfer`` module set to :class:`SearchTransfer` or :class:`LeanSearchTransfer`. Each case
+runs in a fresh process after a warm-up on a tiny image; peak memory is measured as in
+``_measure.py`` (CPU peak RSS growth, GPU max_memory_allocated) and includes the output. A case whose
+estimated footprint exceeds the budget is not run: "does not fit".
+
+The floor is the FLOPs divided by the device's measured fp32 matmul rate, split into the network
+(LTE x3 and main network, counted by torch's FlopCounterMode) and the relevance matmul of each
+search-transfer (2 * 2304 * N * Nk straightforward, 2 * 256 * N * Nk lean; N, Nk LR and Ref positions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+
+import torch
+from _machine import machine_description
+from _measure import (
+    gib,
+    matmul_flops_per_second,
+    memory_budget,
+    parse_arguments,
+    ratio,
+    run_case,
+    run_worker_if_asked,
+    seconds,
+    timed_peak,
+)
+from torch.utils.flop_counter import FlopCounterMode
+
+from ttsr_lightning.models import SearchTransfer, TTSRGenerator
+from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
+
+CPU_SIZES = ["500x332", "1024x768", "1280x720"]
+GPU_SIZES = [*CPU_SIZES, "1920x1080", "3840x2160"]
+IMPLEMENTATIONS = {"straightforward": SearchTransfer, "lean": LeanSearchTransfer}
+
+_FLOAT_BYTES = 4
+_PATCH_LENGTH = 9 * 256
+# Rough bytes per HR pixel of everything but the search-transfer (LTE and main-network activations
+# alive at once under no_grad), from the lean path's measured peaks on CPU.
+_NETWORK_BYTES_PER_HR_PIXEL = 3 * 1024
+_FLOP_COUNT_SIZE = (128, 96)  # HR size at which the network FLOPs are counted, then scaled by area
+
+
+@dataclass
+class Case:
+    """One measured (or skipped) inference of one implementation at one HR size."""
+
+    implementation: str
+    size: str
+    estimated_bytes: int
+    seconds: float | None = None
+    peak_bytes: int | None = None
+    skipped: str | None = None
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """'1024x768' -> (width 1024, height 768) HR pixels, both multiples of 4."""
+    match = re.fullmatch(r"(\d+)x(\d+)", size)
+    if match is None or int(match.group(1)) % 4 or int(match.group(2)) % 4:
+        raise argparse.ArgumentTypeError(
+            f"size must be WIDTHxHEIGHT in HR pixels, multiples of 4; got {size!r}"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def generator_inputs(width: int, height: int, device: str) -> tuple[torch.Tensor, ...]:
+    """lr, lr_up, ref, ref_down_up for an HR of width x height and a same-size reference."""
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def image(w: int, h: int) -> torch.Tensor:
+        return torch.rand(1, 3, h, w, generator=generator, device=device) * 2 - 1
+
+    return image(width // 4, height // 4), image(width, height), image(width, height), image(width, height)
+
+
+def build_generator(implementation: str, device: str) -> TTSRGenerator:
+    """The paper-size generator, random weights (seed 0), with the named search-transfer module."""
+    torch.manual_seed(0)
+    generator = TTSRGenerator(vgg_weights="random")
+    generator.search_transfer = IMPLEMENTATIONS[implementation]()
+    return generator.eval().to(device)
+
+
+def estimated_bytes(implementation: str, width: int, height: int) -> int:
+    """Rough peak footprint: the search-transfer's big tensors plus the network's activations."""
+    positions = width * height // 16
+    network = _NETWORK_BYTES_PER_HR_PIXEL * width * height
+    if implementation == "straightforward":
+        # relevance + unfolded query/key patches + the lv1 value unfold and its gathered copy.
+        search_transfer = _FLOAT_BYTES * positions * (positions + 2 * _PATCH_LENGTH + 2 * 64 * 144)
+    else:
+        search_transfer = 2 * 2**30  # one relevance tile at most; the rest is linear and small
+    return network + search_transfer
+
+
+def run_worker(implementation: str, size: str, device: str) -> dict[str, float]:
+    """One inference in this process: seconds and peak bytes."""
+    width, height = parse_size(size)
+    generator = build_generator(implementation, device)
+    with torch.no_grad():
+        generator(*generator_inputs(64, 48, device))  # warm-up: thread pools, allocator, kernels
+        inputs = generator_inputs(width, height, device)
+        elapsed, peak = timed_peak(lambda: generator(*inputs), device)
+    return {"seconds": elapsed, "peak_bytes": peak}
+
+
+def network_flops_per_hr_pixel() -> float:
+    """FLOPs of the LTE passes and the main network per HR pixel (same-size reference)."""
+    generator = build_generator("lean", "cpu")
+    width, height = _FLOP_COUNT_SIZE
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        generator(*generator_inputs(width, height, "cpu"))
+    counts = counter.get_flop_counts()
+    network = sum(sum(counts[f"TTSRGenerator.{name}"].values()) for name in ("lte", "main_net"))
+    return network / (width * height)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", help="HR sizes WxH (multiples of 4)")
+    args = parse_arguments(parser)
+    if run_worker_if_asked(args, run_worker):
+        return
+    sizes = args.sizes or (GPU_SIZES if args.device == "cuda" else CPU_SIZES)
+    for size in sizes:
+        parse_size(size)
+
+    load_at_start = os.getloadavg()[0]
+    print(f"Machine: {machine_description()}; device {args.device}; load average {load_at_start:.1f}")
+    flops_per_second = matmul_flops_per_second(args.device)
+    per_pixel = network_flops_per_hr_pixel()
+    budget = memory_budget(args.device, args.budget_gb)
+    print(
+        f"fp32 matmul rate {flops_per_second / 1e9:.1f} GFLOP/s; network {per_pixel / 1e6:.2f} MFLOP per HR "
+        f"pixel; budget {budget / 2**30:.1f} GiB\n",
+        flush=True,
+    )
+
+    cases: dict[tuple[str, str], Case] = {}
+    for size in sizes:
+        width, height = parse_size(size)
+        for implementation in IMPLEMENTATIONS:
+            case = Case(implementation, size, estimated_bytes(implementation, width, height))
+            if case.estimated_bytes > budget:
+                case.skipped = "does not fit"
+            else:
+                result = run_case(__file__, args, implementation, size)
+                if isinstance(result, str):
+                    case.skipped = result
+                else:
+                    case.seconds, case.peak_bytes = result["seconds"], int(result["peak_bytes"])
+            cases[implementation, size] = case
+            outcome = case.skipped or f"{seconds(case.seconds)}, {gib(case.peak_bytes)}"
+            print(f"  {implementation:>15} {size:>9}: {outcome}", flush=True)
+
+    lines = [
+        "| HR (W x H) | straightforward time | lean time | speed-up | straightforward peak | lean peak "
+        "| memory ratio | floor network | floor relevance (straightforward / lean) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        width, height = parse_size(size)
+        reference, lean = cases["straightforward", size], cases["lean", size]
+        positions = width * height // 16
+        floor_network = per_pixel * width * height / flops_per_second
+        floor_reference = 2 * _PATCH_LENGTH * positions**2 / flops_per_second
+        floor_lean = 2 * 256 * positions**2 / flops_per_second
+        cells = [
+            size,
+            reference.skipped or seconds(reference.seconds),
+            lean.skipped or seconds(lean.seconds),
+            ratio(reference.seconds, lean.seconds),
+            reference.skipped or gib(reference.peak_bytes),
+            lean.skipped or gib(lean.peak_bytes),
+            ratio(reference.peak_bytes, lean.peak_bytes),
+            f"{floor_network:.2f} s",
+            f"{floor_reference:.2f} s / {floor_lean:.2f} s",
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
+    print("\n" + "\n".join(lines))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "machine": machine_description(),
+        "device": args.device,
+        "load_average": [load_at_start, os.getloadavg()[0]],
+        "matmul_flops_per_second": flops_per_second,
+        "network_flops_per_hr_pixel": per_pixel,
+        "budget_bytes": budget,
+        "cases": [asdict(case) for case in cases.values()],
+    }
+    (args.out / "inference.json").write_text(json.dumps(record, indent=2))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}; wrote {args.out}/inference.json")
+
+
+if __name__ == "__main__":
+    main()

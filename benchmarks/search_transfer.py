@@ -1,0 +1,309 @@
+"""Search-transfer benchmark: the straightforward SearchTransfer against LeanSearchTransfer (issue 7).
+
+    python benchmarks/search_transfer.py                  # CPU: LR 40x40, 125x83, 256x192, and the curve
+    python benchmarks/search_transfer.py --device cuda    # adds 480x270 and 960x540 (1080p, 4K outputs)
+    python benchmarks/search_transfer.py --sizes 64x48 --curve 32x24 64x48   # a quick look
+    python benchmarks/search_transfer.py --threads 1      # every case on one torch thread
+
+Inputs: random LTE-like features (post-ReLU; 256/128/64 channels at lv3/lv2/lv1), batch 1, for an
+LR image of W x H lv3 positions and a same-size reference (Ref = 4x the LR pixels). Sizes are LR
+width x height: 125x83 is a CUFED5 image (500x332 HR), 256x192 an Urban100-like 1024x768 HR image,
+320x180 a 720p output, 480x270 a 1080p output.
+
+Every case runs in a fresh Python process (see ``_measure.py``): the time of one forward under
+torch.no_grad() after a warm-up on a tiny input (the best of up to five runs where one takes under a
+second), and its peak memory (CPU: peak RSS growth; GPU: max_memory_allocated growth), outputs
+(~7 KiB per LR position) included. A case whose estimated footprint exceeds the budget is not run:
+"does not fit".
+
+The floor is the FLOPs of the relevance matmul divided by the device's measured fp32 matmul rate:
+2 * 2304 * N * Nk for the straightforward formulation (unfolded 3x3x256 patches) and 2 * 256 * N * Nk
+for the lean one (pixel dot products; its tile borders add ~15 %), N and Nk the LR and Ref positions.
+
+Prints the machine, a Markdown table with the ratios and the lean path's peak memory against image
+size; writes <out>/search_transfer.json (every number) and <out>/search_transfer_memory.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from _machine import machine_description
+from _measure import (
+    gib,
+    matmul_flops_per_second,
+    memory_budget,
+    parse_arguments,
+    ratio,
+    run_case,
+    run_worker_if_asked,
+    seconds,
+    timed_peak,
+)
+
+from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
+from ttsr_lightning.models.search_transfer import SearchTransfer
+
+CPU_TABLE_SIZES = ["40x40", "125x83", "256x192"]
+GPU_TABLE_SIZES = [*CPU_TABLE_SIZES, "480x270", "960x540"]
+CPU_CURVE_SIZES = ["40x40", "80x45", "125x83", "160x90", "256x192", "320x180"]
+GPU_CURVE_SIZES = [*CPU_CURVE_SIZES, "480x270", "640x360", "960x540"]
+IMPLEMENTATIONS = {"straightforward": SearchTransfer, "lean": LeanSearchTransfer}
+
+_FLOAT_BYTES = 4
+_PATCH_LENGTH = 9 * 256  # an unfolded 3x3 lv3 patch
+_VALUE_PATCH_LENGTHS = (256 * 9, 128 * 36, 64 * 144)  # unfolded value patches at lv3, lv2, lv1
+_OUTPUT_PER_POSITION = 256 + 128 * 4 + 64 * 16  # t_lv3 + t_lv2 + t_lv1 values per LR position
+_REPEAT_BELOW_SECONDS = 1.0
+_MAX_REPEATS = 5
+
+
+@dataclass
+class Case:
+    """One measured (or skipped) run of one implementation at one LR size."""
+
+    implementation: str
+    size: str
+    positions: int
+    estimated_bytes: int
+    seconds: float | None = None
+    peak_bytes: int | None = None
+    skipped: str | None = None  # why it did not run: "does not fit" or a failure
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """'125x83' -> (width 125, height 83) in LR (lv3) positions."""
+    match = re.fullmatch(r"(\d+)x(\d+)", size)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in LR pixels, e.g. 125x83; got {size!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def lte_like_features(width: int, height: int, device: str) -> tuple[torch.Tensor, ...]:
+    """query, key, value lv1, lv2, lv3 for an LR of width x height and a same-size Ref, all >= 0."""
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def relu_noise(channels: int, scale: int) -> torch.Tensor:
+        shape = (1, channels, scale * height, scale * width)
+        return torch.randn(shape, generator=generator, device=device).relu_()
+
+    return relu_noise(256, 1), relu_noise(256, 1), relu_noise(64, 4), relu_noise(128, 2), relu_noise(256, 1)
+
+
+def estimated_bytes(implementation: str, positions: int) -> int:
+    """Rough peak footprint for an LR and a Ref of ``positions`` lv3 positions each (batch 1, fp32)."""
+    outputs = _OUTPUT_PER_POSITION * positions
+    if implementation == "straightforward":
+        # relevance + unfolded query/key patches + the lv1 value unfold and its gathered copy.
+        return _FLOAT_BYTES * (
+            positions * positions
+            + 2 * _PATCH_LENGTH * positions
+            + 2 * max(_VALUE_PATCH_LENGTHS) * positions
+            + outputs
+        )
+    # one relevance tile (<= 2 GiB on CUDA) + lv1 Ref blocks, one gathered copy and the outputs.
+    return 2 * 2**30 + _FLOAT_BYTES * (2 * 64 * 16 * positions + outputs)
+
+
+def run_worker(implementation: str, size: str, device: str) -> dict[str, float | int]:
+    """Runs one case in this process: seconds (best of the repeats) and peak bytes (first run)."""
+    width, height = parse_size(size)
+    module = IMPLEMENTATIONS[implementation]()
+    with torch.no_grad():
+        module(*lte_like_features(8, 6, device))  # warm-up: thread pools, allocator, kernels
+        features = lte_like_features(width, height, device)
+        elapsed, peak = timed_peak(lambda: module(*features), device)
+        timings = [elapsed]
+        while len(timings) < _MAX_REPEATS and sum(timings) < _REPEAT_BELOW_SECONDS:
+            timings.append(timed_peak(lambda: module(*features), device)[0])
+    return {"seconds": min(timings), "peak_bytes": peak}
+
+
+def measure(implementation: str, size: str, args: argparse.Namespace, budget_bytes: int) -> Case:
+    """One case in a fresh subprocess, or a skipped Case when its estimate exceeds the budget."""
+    width, height = parse_size(size)
+    case = Case(implementation, size, width * height, estimated_bytes(implementation, width * height))
+    if case.estimated_bytes > budget_bytes:
+        case.skipped = "does not fit"
+        return case
+    result = run_case(__file__, args, implementation, size)
+    if isinstance(result, str):
+        case.skipped = result
+    else:
+        case.seconds, case.peak_bytes = result["seconds"], int(result["peak_bytes"])
+    return case
+
+
+def _outcome(case: Case, value: str) -> str:
+    return case.skipped if case.skipped is not None else value
+
+
+def comparison_table(cases: dict[tuple[str, str], Case], sizes: list[str], flops_per_second: float) -> str:
+    """Markdown: time, peak memory and their ratios per size, with the matmul floors."""
+    lines = [
+        "| LR (W x H) | straightforward time | lean time | speed-up | straightforward peak | lean peak "
+        "| memory ratio | floor straightforward | floor lean |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        reference, lean = cases["straightforward", size], cases["lean", size]
+        positions = lean.positions
+        floor_reference = 2 * _PATCH_LENGTH * positions * positions / flops_per_second
+        floor_lean = 2 * 256 * positions * positions / flops_per_second
+        cells = [
+            size,
+            _outcome(reference, seconds(reference.seconds)),
+            _outcome(lean, seconds(lean.seconds)),
+            ratio(reference.seconds, lean.seconds),
+            _outcome(reference, gib(reference.peak_bytes)),
+            _outcome(lean, gib(lean.peak_bytes)),
+            ratio(reference.peak_bytes, lean.peak_bytes),
+            f"{floor_reference:.2f} s",
+            f"{floor_lean:.2f} s",
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def linear_fit(positions: list[int], peaks: list[int]) -> tuple[float, float]:
+    """Least-squares (intercept bytes, bytes per LR position) of peak memory against positions."""
+    count = len(positions)
+    mean_x, mean_y = sum(positions) / count, sum(peaks) / count
+    covariance = sum((x - mean_x) * (y - mean_y) for x, y in zip(positions, peaks, strict=True))
+    variance = sum((x - mean_x) ** 2 for x in positions)
+    slope = covariance / variance
+    return mean_y - slope * mean_x, slope
+
+
+def _peakgib(case: Case) -> float:
+    if case.peak_bytes is None:
+        raise ValueError(f"{case.implementation} at {case.size} was not measured ({case.skipped})")
+    return case.peak_bytes / 2**30
+
+
+def curve_table(curve: list[Case], intercept: float, slope: float) -> str:
+    """Markdown: the lean path's peak per size, per LR position, and against the linear fit."""
+    lines = [
+        "| LR (W x H) | LR positions | lean peak | KiB per LR position | linear fit | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in curve:
+        peak_mib = _peakgib(case) * 1024
+        fit_mib = (intercept + slope * case.positions) / 2**20
+        lines.append(
+            f"| {case.size} | {case.positions} | {peak_mib:.0f} MiB | {peak_mib * 1024 / case.positions:.1f} "
+            f"| {fit_mib:.0f} MiB | {seconds(case.seconds)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_curve(curve: list[Case], reference: list[Case], intercept: float, slope: float, path: Path) -> None:
+    """Peak memory against LR positions: lean (measured + linear fit), straightforward (measured)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    largest = max(case.positions for case in curve)
+    axes.plot([c.positions for c in curve], [_peakgib(c) for c in curve], "o", label="lean, measured")
+    axes.plot(
+        [0, largest], [intercept / 2**30, (intercept + slope * largest) / 2**30], "-", label="lean, fit"
+    )
+    measured = [case for case in reference if case.peak_bytes is not None]
+    if measured:
+        axes.plot(
+            [c.positions for c in measured],
+            [_peakgib(c) for c in measured],
+            "s",
+            label="straightforward, measured",
+        )
+    for case in curve:
+        axes.annotate(case.size, (case.positions, _peakgib(case)), fontsize=7)
+    axes.set_xlabel("LR positions (W x H), same-size reference")
+    axes.set_ylabel("peak memory growth (GiB)")
+    axes.set_title("Search-transfer peak memory")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", help="LR sizes WxH compared side by side")
+    parser.add_argument("--curve", nargs="*", help="LR sizes WxH for the lean memory curve")
+    args = parse_arguments(parser)
+    if run_worker_if_asked(args, run_worker):
+        return
+    on_gpu = args.device == "cuda"
+    sizes = args.sizes or (GPU_TABLE_SIZES if on_gpu else CPU_TABLE_SIZES)
+    curve_sizes = args.curve if args.curve is not None else (GPU_CURVE_SIZES if on_gpu else CPU_CURVE_SIZES)
+    for size in [*sizes, *curve_sizes]:
+        parse_size(size)
+
+    # The load average says whether other processes shared the CPU (it skews small, many-op cases most).
+    load_at_start = os.getloadavg()[0]
+    print(f"Machine: {machine_description()}; device {args.device}; load average {load_at_start:.1f}")
+    flops_per_second = matmul_flops_per_second(args.device)
+    budget = memory_budget(args.device, args.budget_gb)
+    print(
+        f"fp32 matmul rate: {flops_per_second / 1e9:.1f} GFLOP/s; budget {budget / 2**30:.1f} GiB\n",
+        flush=True,
+    )
+
+    started = time.perf_counter()
+    cases: dict[tuple[str, str], Case] = {}
+    by_size = sorted(
+        set(sizes) | set(curve_sizes), key=lambda size: parse_size(size)[0] * parse_size(size)[1]
+    )
+    for size in by_size:
+        for implementation in IMPLEMENTATIONS:
+            if implementation == "straightforward" and size not in sizes:
+                continue
+            case = measure(implementation, size, args, budget)
+            cases[implementation, size] = case
+            print(
+                f"  {implementation:>15} {size:>8}: {_outcome(case, seconds(case.seconds))}, "
+                f"{_outcome(case, gib(case.peak_bytes))}",
+                flush=True,
+            )
+
+    print(f"\n{comparison_table(cases, sizes, flops_per_second)}\n")
+    curve = [
+        cases["lean", size] for size in by_size if size in curve_sizes and cases["lean", size].skipped is None
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    if len(curve) >= 2:
+        intercept, slope = linear_fit(
+            [case.positions for case in curve], [case.peak_bytes or 0 for case in curve]
+        )
+        print("Lean peak memory against image size (same-size reference):\n")
+        print(curve_table(curve, intercept, slope))
+        print(f"\nlinear fit: {intercept / 2**20:.0f} MiB + {slope / 1024:.2f} KiB per LR position")
+        reference_cases = [case for (name, _), case in cases.items() if name == "straightforward"]
+        plot_curve(curve, reference_cases, intercept, slope, args.out / "search_transfer_memory.png")
+    record = {
+        "machine": machine_description(),
+        "device": args.device,
+        "load_average": [load_at_start, os.getloadavg()[0]],
+        "matmul_flops_per_second": flops_per_second,
+        "budget_bytes": budget,
+        "cases": [asdict(case) for case in cases.values()],
+    }
+    (args.out / "search_transfer.json").write_text(json.dumps(record, indent=2))
+    elapsed = time.perf_counter() - started
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"\nwrote {args.out}/search_transfer.json and the memory curve PNG; total {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

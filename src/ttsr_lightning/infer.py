@@ -1,0 +1,405 @@
+"""``python -m ttsr_lightning.infer lr=IMG ref=IMG out=IMG [ckpt=PATH]``: x4 super-resolution for users.
+
+Any LR size, any reference, on CPU or GPU. Preprocessing is the official demo's (``test.sh``,
+OFFICIAL_CODE.md section 7): the LR is used as it is and ``lr_up`` is its PIL bicubic x4; the
+reference is cropped top-left to multiples of 4 and ``ref_down_up`` is that crop PIL bicubic /4 then
+x4; the SR is saved as ``round((sr + 1) * 127.5)``.
+
+- ``lr``, ``ref`` and ``out`` may be files or folders. A folder of LR images pairs with a folder of
+  references by file stem (``a.png`` with ``a.jpg``) or with one reference image for all; the SR
+  images are written as ``<out>/<stem>.png``. A single LR file goes to ``out`` (or
+  ``<out>/<stem>.png`` when ``out`` is a folder).
+- ``ckpt``: a Lightning checkpoint of a training run, the official ``TTSR.pt`` / ``TTSR-rec.pt``, or
+  a generator file of ``python -m ttsr_lightning.official convert`` (:func:`load_generator` tells
+  them apart). Without it, the ``model`` config's generator runs with random weights: a demo of the
+  pipeline whose output is noise, and the log says so loudly.
+- ``save_attention=true`` also writes ``<out stem>_attention.png`` beside each SR: SR | soft
+  attention | hard-attention correspondences | Ref colour key (:mod:`ttsr_lightning.attention_maps`).
+
+Memory: the search-transfer runs chunked (the ``"lean"`` implementation) under
+``torch.inference_mode``, so memory grows linearly with the LR and Ref sizes instead of with their
+product; ``max_lr_pixels`` / ``max_ref_pixels`` refuse images beyond the configured limits before
+any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ttsr_lightning.attention_maps import attention_panel
+from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.data.errors import ImageError
+from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images
+from ttsr_lightning.data.preprocessing import (
+    SCALE,
+    bicubic_resize,
+    crop_to_multiple_of_scale,
+    down_up,
+    to_tensor,
+)
+from ttsr_lightning.models import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.official import (
+    DATA_PARALLEL_PREFIX,
+    OFFICIAL_PREFIXES,
+    generator_from_official_state_dict,
+    load_checked_state_dict,
+    load_generator_checkpoint,
+)
+from ttsr_lightning.panels import to_uint8_image
+
+log = logging.getLogger(__name__)
+
+LEAN_SEARCH_TRANSFER = "lean"
+ATTENTION_SUFFIX = "_attention"
+_CKPT_KINDS = (
+    "a Lightning checkpoint of a training run (.ckpt), the official TTSR.pt / TTSR-rec.pt, or a generator "
+    "file from `python -m ttsr_lightning.official convert`"
+)
+_RANDOM_WEIGHTS_WARNING = "\n".join(
+    [
+        "!" * 100,
+        "!! NO CHECKPOINT (ckpt=null): the generator has RANDOM weights and its output is noise.",
+        "!! This run only demonstrates the pipeline. Pass ckpt=PATH: " + _CKPT_KINDS + ".",
+        "!" * 100,
+    ]
+)
+
+
+def resolve_search_transfer(name: str) -> str:
+    """``name``; ``"reference"`` (with a warning) when ``"lean"`` is asked for but not registered.
+
+    The memory-lean implementation is registered as ``SEARCH_TRANSFERS["lean"]``; the fallback keeps
+    evaluation and inference working where it is not, at the memory cost of the reference.
+    """
+    if name == LEAN_SEARCH_TRANSFER and name not in SEARCH_TRANSFERS:
+        log.warning(
+            "search_transfer=lean is not registered in ttsr_lightning.models.SEARCH_TRANSFERS; using "
+            "'reference', whose relevance matrix grows with (LR pixels) x (Ref pixels)"
+        )
+        return "reference"
+    if name not in SEARCH_TRANSFERS:
+        raise ValueError(f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {name!r}")
+    return name
+
+
+def search_transfer_arguments(search_transfer: str, search_chunk_size: int | None) -> dict[str, Any]:
+    """The generator's ``search_transfer`` / ``search_chunk_size`` arguments (see resolve_search_transfer)."""
+    name = resolve_search_transfer(search_transfer)
+    # The reference computes the whole relevance matrix at once and takes no chunk size.
+    return {"search_transfer": name, "search_chunk_size": None if name == "reference" else search_chunk_size}
+
+
+class LoadedGenerator(NamedTuple):
+    """A generator (eval mode, on CPU), what kind of checkpoint it came from (for the log), and the
+    search-transfer implementation it runs."""
+
+    generator: TTSRGenerator
+    description: str
+    search_transfer: str
+
+
+def load_generator(
+    ckpt: str | Path, search_transfer: str = LEAN_SEARCH_TRANSFER, search_chunk_size: int | None = None
+) -> LoadedGenerator:
+    """The generator held by any checkpoint this suite knows, detected from the file's content.
+
+    - Lightning checkpoint of a ``TTSRSystem`` run: the generator is rebuilt from the run's
+      ``hyper_parameters.generator`` and gets the ``generator.*`` weights (nothing else is built);
+    - generator file (``{"format": "ttsr-lightning/generator", ...}``);
+    - official flat state dict (``MainNet.*`` / ``LTE.*``, e.g. ``TTSR.pt``), architecture read off
+      the tensors.
+
+    Every kind is loaded with ``torch.load(weights_only=True)`` (no code runs from the file). The
+    search-transfer implementation is chosen here (``search_transfer``, see
+    :func:`resolve_search_transfer`), not taken from the file. Errors name ``ckpt``.
+    """
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt: no file at {path}; expected {_CKPT_KINDS}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ValueError(
+            f"ckpt: cannot read {path} as a torch checkpoint ({exc}); expected {_CKPT_KINDS}"
+        ) from exc
+    implementation = search_transfer_arguments(search_transfer, search_chunk_size)
+    source = f"ckpt {path}"
+
+    if isinstance(loaded, Mapping) and "pytorch-lightning_version" in loaded and "state_dict" in loaded:
+        generator = _generator_from_lightning_checkpoint(loaded, source, implementation)
+        description = (
+            f"Lightning checkpoint of a training run (epoch {loaded.get('epoch')}, "
+            f"training batches seen: {loaded.get('batches_seen', 'unknown')}; generator weights only)"
+        )
+    elif isinstance(loaded, Mapping) and "format" in loaded:
+        generator = load_generator_checkpoint(path, **implementation)
+        description = f"generator file ({loaded['format']} v{loaded.get('version')})"
+    elif _is_official_state_dict(loaded):
+        assert isinstance(loaded, Mapping)
+        generator = generator_from_official_state_dict(loaded, source, **implementation)
+        description = f"official TTSR state dict ({len(loaded)} tensors)"
+    else:
+        keys = sorted(loaded)[:8] if isinstance(loaded, Mapping) else type(loaded).__name__
+        raise ValueError(
+            f"ckpt: {path} is not a checkpoint this suite knows (top level: {keys}); expected {_CKPT_KINDS}"
+        )
+    config = ", ".join(f"{key}={value}" for key, value in generator.config.items())
+    name = implementation["search_transfer"]
+    return LoadedGenerator(generator, f"{description}; {config}; search_transfer={name}", name)
+
+
+def _is_official_state_dict(loaded: object) -> bool:
+    return isinstance(loaded, Mapping) and any(
+        isinstance(key, str) and key.removeprefix(DATA_PARALLEL_PREFIX).startswith(tuple(OFFICIAL_PREFIXES))
+        for key in loaded
+    )
+
+
+def _generator_from_lightning_checkpoint(
+    checkpoint: Mapping[str, Any], source: str, implementation: dict[str, Any]
+) -> TTSRGenerator:
+    config = dict((checkpoint.get("hyper_parameters") or {}).get("generator") or {})
+    target = config.pop("_target_", None)
+    if not isinstance(target, str) or target.rsplit(".", 1)[-1] != TTSRGenerator.__name__:
+        raise ValueError(
+            f"{source}: a Lightning checkpoint whose hyper_parameters.generator is not a TTSRGenerator "
+            f"config (_target_ {target!r}); expected a checkpoint of a TTSRSystem run"
+        )
+    # Every weight comes from the checkpoint: no VGG19 file is looked for.
+    generator = TTSRGenerator(**{**config, "vgg_weights": "random", **implementation})
+    prefix = "generator."
+    state_dict = {
+        key.removeprefix(prefix): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(prefix)
+    }
+    load_checked_state_dict(generator, state_dict, source)
+    return generator.eval()
+
+
+def random_generator(
+    generator_config: DictConfig | Mapping[str, Any], search_transfer: str, search_chunk_size: int | None
+) -> TTSRGenerator:
+    """The generator of a ``model.generator`` config with random weights (ckpt=null), loudly announced."""
+    log.warning(_RANDOM_WEIGHTS_WARNING)
+    generator = instantiate(
+        generator_config,
+        vgg_weights="random",
+        **search_transfer_arguments(search_transfer, search_chunk_size),
+    )
+    if not isinstance(generator, TTSRGenerator):
+        raise TypeError(f"model.generator: expected a TTSRGenerator config, got {type(generator).__name__}")
+    return generator.eval()
+
+
+# ---------------------------------------------------------------------------------------------- files
+class InferenceJob(NamedTuple):
+    """One image to super-resolve: the LR file, its reference file, where the SR goes."""
+
+    lr: Path
+    ref: Path
+    out: Path
+
+
+def plan_jobs(lr: str | Path, ref: str | Path, out: str | Path) -> list[InferenceJob]:
+    """Pairs LR images with references and output paths; errors name ``lr``, ``ref`` or ``out``.
+
+    ``lr`` a file: ``out`` is the SR file (an image suffix), or a folder (an existing one, or a path
+    without suffix) that receives ``<stem>.png``. ``lr`` a folder: every image in it, ``out`` a
+    folder. ``ref`` a file: the reference of every LR image; a folder: the file with the LR's stem.
+    """
+    lr, ref, out = Path(lr), Path(ref), Path(out)
+    if lr.is_dir():
+        lr_images = list_images(lr)
+        if not lr_images:
+            raise FileNotFoundError(f"lr: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder {lr}")
+        if out.is_file():
+            raise ValueError(f"out: {out} is a file; with a folder of LR images, out must be a folder")
+        if out.resolve() == lr.resolve():
+            raise ValueError(f"out: {out} is the lr folder; write the SR images to another folder")
+        _require_unique_stems(lr_images, "lr")
+        outputs = [out / f"{path.stem}.png" for path in lr_images]
+    elif lr.is_file():
+        lr_images = [lr]
+        if out.is_dir() or not out.suffix:
+            outputs = [out / f"{lr.stem}.png"]
+        elif out.suffix.lower() in IMAGE_SUFFIXES:
+            outputs = [out]
+        else:
+            raise ValueError(f"out: {out} must end with one of {', '.join(IMAGE_SUFFIXES)}, or be a folder")
+        if outputs[0].resolve() == lr.resolve():
+            raise ValueError(f"out: {outputs[0]} would overwrite the LR image lr={lr}")
+    else:
+        raise FileNotFoundError(f"lr: no image file or folder at {lr}")
+    refs = _match_references(lr_images, ref)
+    return [InferenceJob(*job) for job in zip(lr_images, refs, outputs, strict=True)]
+
+
+def _require_unique_stems(images: Sequence[Path], key: str) -> None:
+    stems = [path.stem for path in images]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise ValueError(
+            f"{key}: several images share the stem(s) {repeated} in {images[0].parent}; rename them"
+        )
+
+
+def _match_references(lr_images: Sequence[Path], ref: Path) -> list[Path]:
+    if ref.is_file():
+        return [ref] * len(lr_images)
+    if not ref.is_dir():
+        raise FileNotFoundError(f"ref: no image file or folder at {ref}")
+    references = list_images(ref)
+    _require_unique_stems(references, "ref")
+    by_stem = {path.stem: path for path in references}
+    missing = [path.name for path in lr_images if path.stem not in by_stem]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" ... and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise FileNotFoundError(
+            f"ref: the folder {ref} has no reference named like the LR image(s) {shown}; expected one "
+            "image with the same stem per LR image (or give ref a single image for all)"
+        )
+    return [by_stem[path.stem] for path in lr_images]
+
+
+def attention_path(out: Path) -> Path:
+    """Where the attention picture of the SR at ``out`` goes: ``<stem>_attention.png`` beside it."""
+    return out.with_name(f"{out.stem}{ATTENTION_SUFFIX}.png")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header (nothing decoded); ImageError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read image ({exc}); expected a readable PNG/JPEG/BMP") from exc
+
+
+def check_image_sizes(jobs: Sequence[InferenceJob], max_lr_pixels: int, max_ref_pixels: int) -> None:
+    """Fails before any work for unreadable images, an LR or Ref over its pixel limit, a Ref under 4x4."""
+    checked: set[tuple[Path, str]] = set()
+    for job in jobs:
+        for path, role, limit, key in (
+            (job.lr, "LR image", max_lr_pixels, "max_lr_pixels"),
+            (job.ref, "reference", max_ref_pixels, "max_ref_pixels"),
+        ):
+            if (path, role) in checked:
+                continue
+            checked.add((path, role))
+            width, height = image_size(path)
+            if width * height > limit:
+                raise ImageError(
+                    f"{path}: {role} is {width}x{height} = {width * height:,} px, over the limit {key}="
+                    f"{limit:,}; raise {key} if this machine has the memory (see conf/infer.yaml)"
+                )
+            if role == "reference" and (width < SCALE or height < SCALE):
+                raise ImageError(
+                    f"{path}: reference is {width}x{height} px; expected at least {SCALE}x{SCALE}"
+                )
+
+
+# ---------------------------------------------------------------------------------------------- model
+class GeneratorInputs(NamedTuple):
+    """The generator's four inputs, batch of one, float32 in [-1, 1]: lr (1, 3, h, w), lr_up
+    (1, 3, 4h, 4w), ref and ref_down_up (1, 3, H, W) with H, W multiples of 4."""
+
+    lr: torch.Tensor
+    lr_up: torch.Tensor
+    ref: torch.Tensor
+    ref_down_up: torch.Tensor
+
+
+def prepare_inputs(lr: Image.Image, ref: Image.Image, ref_path: Path) -> GeneratorInputs:
+    """The official demo's preprocessing of an RGB LR image and reference (module docstring)."""
+    lr_up = bicubic_resize(lr, SCALE * lr.width, SCALE * lr.height)
+    ref = crop_to_multiple_of_scale(ref, ref_path, "reference")
+    images = (lr, lr_up, ref, down_up(ref))
+    return GeneratorInputs(*(to_tensor(image).unsqueeze(0) for image in images))
+
+
+def super_resolve(generator: TTSRGenerator, inputs: GeneratorInputs, device: torch.device) -> GeneratorOutput:
+    """One forward pass under ``torch.inference_mode`` (no autograd state is kept)."""
+    with torch.inference_mode():
+        return generator(*(tensor.to(device) for tensor in inputs))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; errors name ``device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name}: CUDA is not available on this machine; use device=cpu")
+    return device
+
+
+def run_jobs(
+    generator: TTSRGenerator,
+    jobs: Sequence[InferenceJob],
+    device: torch.device,
+    save_attention: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Super-resolves every job, writing the SR (and its attention picture); returns the files written."""
+    generator = generator.to(device).eval()
+    if save_attention and generator.search_transfer is None:
+        log.warning("save_attention: this generator has no texture transfer (hard_attention=false); no maps")
+        save_attention = False
+    reader = RGBImageReader("infer")
+    written: list[Path] = []
+    for job in tqdm(jobs, desc="super-resolving", unit="image", disable=not progress):
+        inputs = prepare_inputs(reader.read(job.lr), reader.read(job.ref), job.ref)
+        output = super_resolve(generator, inputs, device)
+        job.out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(to_uint8_image(output.sr[0])).save(job.out)
+        written.append(job.out)
+        if save_attention:
+            assert output.soft_attention is not None and output.hard_index is not None
+            panel = attention_panel(
+                output.sr[0], inputs.ref[0], output.soft_attention[0], output.hard_index[0]
+            )
+            Image.fromarray(panel).save(attention_path(job.out))
+            written.append(attention_path(job.out))
+    return written
+
+
+def infer(cfg: DictConfig) -> list[Path]:
+    """The whole command: check every input, load the generator, super-resolve; returns the files written."""
+    for key in ("max_lr_pixels", "max_ref_pixels"):
+        if int(cfg[key]) < 1:
+            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
+    jobs = plan_jobs(cfg.lr, cfg.ref, cfg.out)
+    check_image_sizes(jobs, int(cfg.max_lr_pixels), int(cfg.max_ref_pixels))
+    device = resolve_device(str(cfg.device))
+    if cfg.ckpt is None:
+        generator = random_generator(cfg.model.generator, cfg.search_transfer, cfg.search_chunk_size)
+    else:
+        generator, description, _ = load_generator(cfg.ckpt, cfg.search_transfer, cfg.search_chunk_size)
+        log.info("ckpt %s: %s", cfg.ckpt, description)
+    written = run_jobs(generator, jobs, device, save_attention=bool(cfg.save_attention))
+    log.info("wrote %d file(s), the first %s", len(written), written[0])
+    return written
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="infer")
+def main(cfg: DictConfig) -> None:
+    infer(cfg)
+
+
+if __name__ == "__main__":
+    main()

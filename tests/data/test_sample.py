@@ -1,0 +1,98 @@
+"""The embedded sample dataset: offline, deterministic, idempotent, safe under concurrent builds."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ttsr_lightning.data import (
+    CUFED5Dataset,
+    CUFEDTrainDataset,
+    DatasetLayoutError,
+    build_sample_dataset,
+    sample,
+)
+from ttsr_lightning.data.sample import PROVENANCE_FILE
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_layout_is_cufed_shaped_and_loads(sample_root: Path) -> None:
+    cufed = sample_root / "CUFED"
+    assert sorted(path.name for path in sample_root.iterdir()) == ["CUFED"]  # no staging folder left behind
+    train = CUFEDTrainDataset(cufed / "train")
+    assert len(train) == 56
+    sizes = [Image.open(pair.input).size for pair in train.pairs]
+    assert set(sizes) == {(160, 160)}
+    ref_sizes = [Image.open(pair.ref).size for pair in train.pairs]
+    assert ref_sizes.count((148, 136)) == 14 and ref_sizes.count((160, 160)) == 42
+    test = CUFED5Dataset(cufed / "test" / "CUFED5")
+    assert len(test) == 6
+    hr_sizes = [Image.open(item.hr).size for item in test.items]
+    assert any(w % 4 or h % 4 for w, h in hr_sizes) and any(h > w for w, h in hr_sizes)
+    assert all(150 <= min(w, h) <= 170 and 230 <= max(w, h) <= 250 for w, h in hr_sizes)
+    note = (cufed / PROVENANCE_FILE).read_text()
+    assert "public domain" in note and "CC0" in note and "| test/CUFED5/005_5.png |" in note
+
+
+def test_build_is_deterministic(sample_root: Path, tmp_path: Path) -> None:
+    assert digest(build_sample_dataset(tmp_path)) == digest(sample_root / "CUFED")
+
+
+def test_existing_sample_is_reused_untouched(sample_root: Path) -> None:
+    before = {path: path.stat().st_mtime_ns for path in (sample_root / "CUFED").rglob("*")}
+    assert build_sample_dataset(sample_root) == sample_root / "CUFED"
+    assert {path: path.stat().st_mtime_ns for path in (sample_root / "CUFED").rglob("*")} == before
+
+
+def test_two_processes_building_at_once_both_get_the_sample(tmp_path: Path, sample_root: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=build_sample_dataset, args=(tmp_path,)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["CUFED"]
+    assert digest(tmp_path / "CUFED") == digest(sample_root / "CUFED")
+
+
+def test_losing_the_rename_race_uses_the_winners_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = sample._write_sample
+
+    def write_then_lose_the_race(folder: Path) -> int:
+        count = write(folder)
+        shutil.copytree(folder, tmp_path / "CUFED")  # another rank's build lands first
+        return count
+
+    monkeypatch.setattr(sample, "_write_sample", write_then_lose_the_race)
+    assert build_sample_dataset(tmp_path) == tmp_path / "CUFED"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["CUFED"]  # our staging copy is gone
+
+
+def test_refuses_a_folder_that_is_not_the_sample(tmp_path: Path) -> None:
+    (tmp_path / "CUFED" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError, match=r"CUFED: exists but is not the embedded sample set"):
+        build_sample_dataset(tmp_path)
+
+
+def test_refuses_a_sample_of_another_version(tmp_path: Path) -> None:
+    (tmp_path / "CUFED").mkdir()
+    (tmp_path / "CUFED" / PROVENANCE_FILE).write_text("# ttsr-lightning embedded sample dataset, version 0\n")
+    with pytest.raises(
+        DatasetLayoutError, match=r"from another sample version .*delete .*CUFED to rebuild it"
+    ):
+        build_sample_dataset(tmp_path)

@@ -1,0 +1,223 @@
+"""infer: single pairs and folders, attention pictures, search-transfer choice, error messages."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+from PIL import Image
+
+from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.data.errors import ImageError
+from ttsr_lightning.infer import infer, load_generator, prepare_inputs, super_resolve
+from ttsr_lightning.models import SEARCH_TRANSFERS, TTSRGenerator
+from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
+from ttsr_lightning.models.search_transfer import SearchTransfer
+from ttsr_lightning.official import save_generator_checkpoint
+from ttsr_lightning.panels import to_uint8_image
+
+TINY_GENERATOR = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
+TINY_MODEL_OVERRIDES = ["model.generator.n_feats=8", "model.generator.num_res_blocks=[1,1,1,1]"]
+
+
+def photo(top: int, left: int, height: int, width: int, name: str = "astronaut") -> Image.Image:
+    return Image.fromarray(getattr(skimage.data, name)()[top : top + height, left : left + width])
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    save_generator_checkpoint(TTSRGenerator(**TINY_GENERATOR), path)
+    return path
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    """An LR of 23x17 px (width x height, odd sizes) and a reference of 70x50 (cropped to 68x48)."""
+    lr, ref = tmp_path / "lr.png", tmp_path / "ref.png"
+    photo(100, 100, 17, 23).save(lr)
+    photo(60, 80, 50, 70).save(ref)
+    return lr, ref
+
+
+def compose_infer(overrides: list[str]) -> DictConfig:
+    """The config `python -m ttsr_lightning.infer <overrides>` runs, on CPU."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="infer", overrides=["device=cpu", *overrides])
+
+
+def direct_sr(ckpt: Path, lr: Path, ref: Path) -> np.ndarray:
+    """The SR of the same generator and preprocessing, without the command's file handling."""
+    generator = load_generator(ckpt).generator
+    inputs = prepare_inputs(Image.open(lr).convert("RGB"), Image.open(ref).convert("RGB"), ref)
+    return to_uint8_image(super_resolve(generator, inputs, torch.device("cpu")).sr[0])
+
+
+def test_single_pair_writes_the_sr_and_its_attention_picture(
+    tmp_path: Path, pair: tuple[Path, Path], ckpt: Path
+) -> None:
+    lr, ref = pair
+    out = tmp_path / "results" / "sr.png"
+    written = infer(
+        compose_infer([f"lr={lr}", f"ref={ref}", f"out={out}", f"ckpt={ckpt}", "save_attention=true"])
+    )
+    attention = tmp_path / "results" / "sr_attention.png"
+    assert written == [out, attention]
+    sr = np.asarray(Image.open(out))
+    assert sr.shape == (4 * 17, 4 * 23, 3)
+    np.testing.assert_array_equal(sr, direct_sr(ckpt, lr, ref))
+    # SR | soft attention | correspondences (each 92 px wide) | Ref 68x48 scaled to 96x68; 4 px gaps
+    panel = np.asarray(Image.open(attention))
+    assert panel.shape == (68, 3 * 92 + 96 + 3 * 4, 3)
+    np.testing.assert_array_equal(panel[:, :92], sr)
+
+
+def test_folders_pair_by_stem_or_share_one_reference(tmp_path: Path, ckpt: Path) -> None:
+    lr_dir, ref_dir = tmp_path / "lr", tmp_path / "ref"
+    lr_dir.mkdir()
+    ref_dir.mkdir()
+    photo(100, 100, 16, 20).save(lr_dir / "a.png")
+    photo(20, 40, 12, 9, "coffee").save(lr_dir / "b.bmp")
+    photo(60, 80, 40, 44).save(ref_dir / "a.jpg")
+    photo(0, 0, 36, 28, "coffee").save(ref_dir / "b.png")
+    (ref_dir / "unused.png").write_bytes((ref_dir / "b.png").read_bytes())
+
+    out_dir = tmp_path / "by_stem"
+    written = infer(compose_infer([f"lr={lr_dir}", f"ref={ref_dir}", f"out={out_dir}", f"ckpt={ckpt}"]))
+    assert written == [out_dir / "a.png", out_dir / "b.png"]
+    assert np.asarray(Image.open(out_dir / "a.png")).shape == (64, 80, 3)
+    assert np.asarray(Image.open(out_dir / "b.png")).shape == (48, 36, 3)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out_dir / "b.png")), direct_sr(ckpt, lr_dir / "b.bmp", ref_dir / "b.png")
+    )
+
+    shared_dir = tmp_path / "shared_ref"
+    shared = ref_dir / "b.png"
+    overrides = [f"lr={lr_dir}", f"ref={shared}", f"out={shared_dir}", f"ckpt={ckpt}", "save_attention=true"]
+    written = infer(compose_infer(overrides))
+    assert [path.name for path in written] == ["a.png", "a_attention.png", "b.png", "b_attention.png"]
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(shared_dir / "a.png")), direct_sr(ckpt, lr_dir / "a.png", shared)
+    )
+
+
+def test_lr_file_into_an_out_folder(tmp_path: Path, pair: tuple[Path, Path], ckpt: Path) -> None:
+    lr, ref = pair
+    written = infer(
+        compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr_images'}", f"ckpt={ckpt}"])
+    )
+    assert written == [tmp_path / "sr_images" / "lr.png"]
+
+
+def test_without_checkpoint_random_weights_are_announced_loudly(
+    tmp_path: Path, pair: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    lr, ref = pair
+    with caplog.at_level(logging.WARNING, logger="ttsr_lightning.infer"):
+        written = infer(
+            compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.png'}", *TINY_MODEL_OVERRIDES])
+        )
+    assert written == [tmp_path / "sr.png"]
+    assert "NO CHECKPOINT (ckpt=null): the generator has RANDOM weights" in caplog.text
+
+
+def test_search_transfer_is_the_lean_one_when_registered(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SEARCH_TRANSFERS, "lean", LeanSearchTransfer)
+    loaded = load_generator(ckpt, search_chunk_size=7)
+    assert loaded.search_transfer == "lean"
+    assert isinstance(loaded.generator.search_transfer, LeanSearchTransfer)
+    assert loaded.generator.search_transfer.chunk_size == 7
+
+
+def test_search_transfer_falls_back_to_the_reference_with_a_warning(
+    ckpt: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delitem(SEARCH_TRANSFERS, "lean", raising=False)
+    loaded = load_generator(ckpt, search_chunk_size=7)
+    assert loaded.search_transfer == "reference"
+    assert type(loaded.generator.search_transfer) is SearchTransfer
+    assert "search_transfer=lean is not registered" in caplog.text
+    with pytest.raises(ValueError, match="search_transfer: expected one of .*, got 'fast'"):
+        load_generator(ckpt, search_transfer="fast")
+
+
+def test_errors_name_the_file_or_the_argument(tmp_path: Path, pair: tuple[Path, Path], ckpt: Path) -> None:
+    lr, ref = pair
+    out = tmp_path / "sr.png"
+
+    def run(*overrides: str) -> None:
+        infer(compose_infer([f"ckpt={ckpt}", *overrides]))
+
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(ImageError, match="broken.png: cannot read image"):
+        run(f"lr={broken}", f"ref={ref}", f"out={out}")
+    with pytest.raises(
+        ImageError, match=r"lr.png: LR image is 23x17 = 391 px, over the limit max_lr_pixels=390"
+    ):
+        run(f"lr={lr}", f"ref={ref}", f"out={out}", "max_lr_pixels=390")
+    with pytest.raises(
+        ImageError, match=r"ref.png: reference is 70x50 = 3,500 px, over the limit max_ref_pixels"
+    ):
+        run(f"lr={lr}", f"ref={ref}", f"out={out}", "max_ref_pixels=3000")
+    tiny_ref = tmp_path / "tiny_ref.png"
+    photo(0, 0, 3, 8).save(tiny_ref)
+    with pytest.raises(ImageError, match="tiny_ref.png: reference is 8x3 px; expected at least 4x4"):
+        run(f"lr={lr}", f"ref={tiny_ref}", f"out={out}")
+    with pytest.raises(FileNotFoundError, match="lr: no image file or folder at .*missing.png"):
+        run(f"lr={tmp_path / 'missing.png'}", f"ref={ref}", f"out={out}")
+    with pytest.raises(ValueError, match=r"out: .*sr.txt must end with one of \.png"):
+        run(f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.txt'}")
+    with pytest.raises(ValueError, match="out: .* would overwrite the LR image"):
+        run(f"lr={lr}", f"ref={ref}", f"out={lr}")
+
+    lr_dir = tmp_path / "lr_dir"
+    lr_dir.mkdir()
+    photo(0, 0, 8, 8).save(lr_dir / "x.png")
+    with pytest.raises(
+        FileNotFoundError, match=r"ref: the folder .* has no reference named like the LR image\(s\) x.png"
+    ):
+        run(f"lr={lr_dir}", f"ref={tmp_path}", f"out={tmp_path / 'o'}")  # holds lr.png, ref.png, no x.*
+    with pytest.raises(ValueError, match="out: .* is the lr folder"):
+        run(f"lr={lr_dir}", f"ref={ref}", f"out={lr_dir}")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device=cuda: CUDA is not available"):
+            run(f"lr={lr}", f"ref={ref}", f"out={out}", "device=cuda")
+
+
+def test_command_line_writes_only_the_requested_files(
+    tmp_path: Path, pair: tuple[Path, Path], ckpt: Path
+) -> None:
+    lr, ref = pair
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ttsr_lightning.infer",
+            f"lr={lr}",
+            f"ref={ref}",
+            "out=sr.png",
+            f"ckpt={ckpt}",
+        ],
+        cwd=work_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "generator file (ttsr-lightning/generator v1)" in result.stdout + result.stderr
+    assert sorted(path.name for path in work_dir.iterdir()) == ["sr.png"]  # no outputs/, .hydra/ or log file
+    assert Image.open(work_dir / "sr.png").size == (92, 68)

@@ -1,0 +1,34 @@
+"""Image panels: tiles, sizes, the official rounding and the attention heat map."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ttsr_lightning.panels import heatmap, make_panel, to_uint8_image
+
+
+def test_to_uint8_rounds_like_the_official_evaluation() -> None:
+    image = torch.tensor([-1.0, 0.0, 1.0, 0.5 / 127.5 - 1]).reshape(1, 2, 2).expand(3, 2, 2)
+    assert to_uint8_image(image)[..., 0].tolist() == [[0, 128], [255, 0]]  # 127.5 -> 128, 0.5 -> 0 (half-even)
+
+
+def test_panel_has_five_tiles_at_hr_height() -> None:
+    hr = torch.rand(3, 48, 64) * 2 - 1
+    ref = torch.rand(3, 24, 40) * 2 - 1  # scaled to the HR height: 48 x 80
+    panel = make_panel(hr, ref, hr, hr, torch.rand(1, 12, 16), gap=4)
+    assert panel.shape == (48, 64 + 80 + 64 + 64 + 64 + 4 * 4, 3) and panel.dtype == np.uint8
+    assert np.array_equal(panel[:, :64], to_uint8_image(hr))
+    assert (panel[:, 64:68] == 255).all()  # white gap
+
+
+def test_panel_without_texture_transfer_has_four_tiles() -> None:
+    hr = torch.zeros(3, 16, 16)
+    assert make_panel(hr, hr, hr, hr, None, gap=2).shape == (16, 4 * 16 + 3 * 2, 3)
+
+
+def test_heatmap_is_nearest_upsampled_and_monotonic() -> None:
+    values = torch.tensor([[0.0, 1.0]])
+    colours = heatmap(values, (4, 8))
+    assert colours.shape == (4, 8, 3)
+    assert (colours[:, :4] == colours[0, 0]).all() and not np.array_equal(colours[0, 0], colours[0, 7])

@@ -1,0 +1,198 @@
+"""TTSRSystem: which weights one manual-optimisation step changes in each phase, and what it logs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.utils.data import DataLoader
+
+from ttsr_lightning.system import OptimSettings, TTSRSystem, validate_loss_config
+
+GENERATOR = {
+    "_target_": "ttsr_lightning.models.TTSRGenerator",
+    "n_feats": 8,
+    "num_res_blocks": [1, 1, 1, 1],
+    "vgg_weights": "random",
+}
+DISCRIMINATOR = {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 32}
+LOSSES = {
+    "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
+    "perceptual": {"_target_": "ttsr_lightning.losses.PerceptualLoss", "vgg_weights": "random"},
+    "transferal_perceptual": {"_target_": "ttsr_lightning.losses.TransferalPerceptualLoss"},
+    "adversarial": {"_target_": "ttsr_lightning.losses.WGANGPLoss", "gp_weight": 10.0},
+    "weights": {
+        "reconstruction": 1.0,
+        "perceptual": 0.01,
+        "transferal_perceptual": 0.01,
+        "adversarial": 0.001,
+    },
+}
+
+
+def make_system(**optim: Any) -> TTSRSystem:
+    torch.manual_seed(0)
+    return TTSRSystem(GENERATOR, DISCRIMINATOR, LOSSES, {"warmup_epochs": 1, "gan_k": 2, **optim})
+
+
+def batches(count: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(1)
+
+    def image(size: int) -> torch.Tensor:
+        return torch.rand(3, size, size, generator=generator) * 2 - 1
+
+    items = [
+        {"lr": image(8), "lr_up": image(32), "hr": image(32), "ref": image(32), "ref_down_up": image(32)}
+        for _ in range(count)
+    ]
+    return DataLoader(items, batch_size=1)
+
+
+class Snapshots(Callback):
+    """Copies of the generator's main net, LTE and the critic at the end of every epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, dict[str, torch.Tensor]]] = []
+        self.logged: list[set[str]] = []
+
+    @staticmethod
+    def take(module: TTSRSystem) -> dict[str, dict[str, torch.Tensor]]:
+        return {
+            "main_net": copy.deepcopy(module.generator.main_net.state_dict()),
+            "lte": copy.deepcopy(module.generator.lte.state_dict()),
+            "critic": copy.deepcopy(module.discriminator.state_dict()),
+        }
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        assert isinstance(pl_module, TTSRSystem)
+        self.epochs.append(self.take(pl_module))
+        self.logged.append(set(trainer.callback_metrics))
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(before[key], after[key]) for key in before)
+
+
+def fit(system: TTSRSystem, epochs: int, batch_count: int = 1) -> Snapshots:
+    snapshots = Snapshots()
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[snapshots],
+    )
+    trainer.fit(system, train_dataloaders=batches(batch_count))
+    return snapshots
+
+
+def test_warmup_step_trains_generator_and_lte_but_not_the_critic() -> None:
+    system = make_system()
+    initial = Snapshots.take(system)
+    snapshots = fit(system, epochs=1)
+    after = snapshots.epochs[0]
+    assert changed(initial["main_net"], after["main_net"])
+    assert changed(initial["lte"], after["lte"])  # the LTE learns through S and T
+    assert not changed(initial["critic"], after["critic"])
+    logged = snapshots.logged[0]
+    assert "train/loss_reconstruction" in logged
+    assert not any(
+        key.startswith(("critic/", "train/loss_adversarial", "train/loss_perceptual")) for key in logged
+    )
+    assert system.batches_seen == 1
+    # one optimiser step per batch in the warm-up (Lightning's global_step counts optimiser steps)
+    assert system.trainer.global_step == 1
+
+
+def test_after_warmup_every_loss_is_on_and_the_critic_steps_gan_k_times() -> None:
+    system = make_system()
+    snapshots = fit(system, epochs=2)
+    warm, full = snapshots.epochs
+    assert changed(warm["critic"], full["critic"])
+    assert changed(warm["main_net"], full["main_net"])
+    logged = snapshots.logged[1]
+    for key in (
+        "train/loss_adversarial",
+        "train/loss_perceptual",
+        "train/loss_transferal_perceptual",
+        "critic/gradient_penalty",
+        "critic/real_score",
+        "critic/fake_score",
+    ):
+        assert key in logged, key
+    assert all(torch.isfinite(system.trainer.callback_metrics[key]) for key in logged)
+    # warm-up batch: 1 optimiser step; full batch: 1 generator + gan_k=2 critic steps
+    assert system.trainer.global_step == 1 + 3
+    assert system.batches_seen == 2
+
+
+def test_frozen_lte_copy_follows_the_lte_only_when_it_changed() -> None:
+    system = make_system()
+    fit(system, epochs=2)
+    assert system.lte_copy is not None
+    # synced before the last TPL term, then the LTE stepped once more
+    assert system._lte_copy_stale
+    assert not any(p.requires_grad for p in system.lte_copy.parameters())
+
+
+def test_learning_rates_follow_the_config_per_parameter_group() -> None:
+    system = make_system(
+        generator_lr=2e-4, lte_lr=3e-6, discriminator_lr=5e-5, discriminator_betas=[0.0, 0.9]
+    )
+    generator_config, critic_config = system.configure_optimizers()
+    groups = {g["name"]: g for g in generator_config["optimizer"].param_groups}
+    assert groups["generator"]["lr"] == 2e-4 and groups["lte"]["lr"] == 3e-6
+    assert groups["generator"]["betas"] == (0.9, 0.999)
+    critic = critic_config["optimizer"].param_groups[0]
+    assert critic["lr"] == 5e-5 and critic["betas"] == (0.0, 0.9)
+    lte_params = {id(p) for p in system.generator.lte.parameters()}
+    assert {id(p) for p in groups["lte"]["params"]} == lte_params
+    assert not lte_params & {id(p) for p in groups["generator"]["params"]}
+
+
+def test_reconstruction_only_builds_no_critic_and_no_vgg() -> None:
+    losses = {"reconstruction": LOSSES["reconstruction"], "weights": {"reconstruction": 1.0}}
+    system = TTSRSystem(GENERATOR, DISCRIMINATOR, losses, {"warmup_epochs": 0})
+    assert system.discriminator is None and system.lte_copy is None
+    assert list(system.loss_terms) == ["reconstruction"]
+    assert len(system.configure_optimizers()) == 1
+
+
+@pytest.mark.parametrize(
+    ("optim", "message"),
+    [
+        ({"gan_k": 0}, "optim.gan_k must be >= 1"),
+        ({"generator_lr": -1.0}, "optim.generator_lr must be >= 0"),
+        ({"warmup_epochs": -1}, "optim.warmup_epochs"),
+        ({"lr_milestones": [5, 3]}, "optim.lr_milestones"),
+        ({"discriminator_betas": [0.0, 1.5]}, "optim.discriminator_betas"),
+        ({"gen_lr": 1e-4}, "optim: unknown key"),
+    ],
+)
+def test_bad_optim_values_name_the_key(optim: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        OptimSettings.from_dict(optim)
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"reconstruction": 1.0, "adversarial": -0.1}, "loss.weights.adversarial must be >= 0"),
+        ({"reconstruction": 1.0, "texture": 1.0}, "unknown term"),
+        ({"reconstruction": 0.0}, "every weight is 0"),
+    ],
+)
+def test_bad_loss_weights_name_the_key(weights: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_loss_config({**LOSSES, "weights": weights})
+
+
+def test_tpl_needs_texture_transfer() -> None:
+    base = {**GENERATOR, "hard_attention": False, "soft_attention": False, "learnable_extractor": False}
+    with pytest.raises(ValueError, match="hard_attention=false"):
+        TTSRSystem(base, DISCRIMINATOR, LOSSES, {})

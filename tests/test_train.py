@@ -1,0 +1,130 @@
+"""The training entry point end to end on the sample set: fit, checkpoints, resume, logs, config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from omegaconf import open_dict
+
+from helpers.config import compose_config
+from helpers.interrupt import SimulatedKill
+from ttsr_lightning.system import TTSRSystem
+from ttsr_lightning.train import train
+
+
+def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sample_data_dir: Path) -> None:
+    cfg = compose_config(tmp_path, sample_data_dir, ["name=tiny", "logger=csv"])
+    metrics = train(cfg)
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert any(p.name.startswith("epoch") for p in (run / "checkpoints").iterdir())
+    for level in ("L1", "L2", "L3", "L4", "L5", "LR"):
+        for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
+            assert torch.isfinite(torch.tensor(metrics[f"test/CUFED5_{level}/{measure}"]))
+    assert 0 < metrics["test/CUFED5_L1/ssim"] <= 1
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["name"] == "tiny" and summary["smoke"] is True
+    assert summary["params"]["params/discriminator"] > 0
+    rows = (run / "test_per_image.csv").read_text().splitlines()
+    assert rows[0].startswith("set,image,ref,psnr,ssim")
+    assert len(rows) == 1 + 6  # limit_test_batches=1: one image for each of the six test sets
+    panels = list((run / "panels").rglob("*.png"))
+    assert panels, "image panels were not written"
+    assert (run / "csv").is_dir()  # the CSV logger's metrics.csv lives below
+    logged = (next((run / "csv").rglob("metrics.csv"))).read_text().splitlines()[0]
+    for key in ("train/loss_reconstruction", "val/psnr", "critic/gradient_penalty", "lr/generator"):
+        assert key in logged
+
+
+def test_killed_mid_epoch_run_resumes_exactly(tmp_path: Path, sample_data_dir: Path) -> None:
+    common = [
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "callbacks.batch_checkpoint.every_n_batches=1",
+    ]
+    whole = compose_config(tmp_path / "whole", sample_data_dir, common)
+    train(whole)
+    reference = torch.load(tmp_path / "whole" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+
+    killed = compose_config(tmp_path / "killed", sample_data_dir, common)
+    with open_dict(killed):
+        killed.callbacks.kill = {"_target_": "helpers.interrupt.KillAfterBatch", "batch": 6}
+    with pytest.raises(SimulatedKill):
+        train(killed)
+    checkpoint_path = tmp_path / "killed" / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(checkpoint_path, weights_only=True)
+    assert saved["batches_seen"] == 6 and saved["epoch"] == 1  # batch 2 of the second epoch
+
+    resumed = compose_config(tmp_path / "killed", sample_data_dir, [*common, f"ckpt_path={checkpoint_path}"])
+    train(resumed)
+    final = torch.load(checkpoint_path, weights_only=True)
+    assert final["batches_seen"] == 8  # nothing lost, nothing re-done
+    for key, value in reference["state_dict"].items():
+        assert torch.equal(value, final["state_dict"][key]), key
+    for ours, theirs in zip(final["optimizer_states"], reference["optimizer_states"], strict=True):
+        for param_id, state in theirs["state"].items():
+            for name, tensor in state.items():
+                assert torch.equal(tensor, ours["state"][param_id][name]), (param_id, name)
+
+
+class CaptureRestoredState(Callback):
+    """Records what the trainer restored, then stops the run before any step."""
+
+    captured: dict[str, Any] = {}
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        CaptureRestoredState.captured = {
+            "global_step": trainer.global_step,
+            "batches_seen": pl_module.batches_seen,
+            "optimizers": [optimizer.state_dict() for optimizer in trainer.optimizers],
+        }
+        raise SimulatedKill("stop after restoring")
+
+
+def test_resume_restores_optimiser_state_at_the_saved_step(tmp_path: Path, sample_data_dir: Path) -> None:
+    train(compose_config(tmp_path, sample_data_dir, ["trainer.max_epochs=1", "test=false"]))
+    checkpoint_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(checkpoint_path, weights_only=True)
+
+    resumed = compose_config(
+        tmp_path, sample_data_dir, ["trainer.max_epochs=2", f"ckpt_path={checkpoint_path}"]
+    )
+    with open_dict(resumed):
+        resumed.callbacks.capture = {"_target_": f"{__name__}.CaptureRestoredState"}
+    with pytest.raises(SimulatedKill):
+        train(resumed)
+    captured = CaptureRestoredState.captured
+    assert captured["global_step"] == saved["global_step"]
+    assert captured["batches_seen"] == saved["batches_seen"] == 2
+    restored, original = captured["optimizers"][0], saved["optimizer_states"][0]
+    assert [g["lr"] for g in restored["param_groups"]] == [g["lr"] for g in original["param_groups"]]
+    for param_id, state in original["state"].items():
+        assert torch.equal(state["exp_avg"], restored["state"][param_id]["exp_avg"])
+        assert torch.equal(state["exp_avg_sq"], restored["state"][param_id]["exp_avg_sq"])
+    assert isinstance(TTSRSystem.load_from_checkpoint(checkpoint_path, map_location="cpu"), TTSRSystem)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.gan_k=0", "optim.gan_k"),
+        ("loss.weights.perceptual=-1", "loss.weights.perceptual"),
+        ("data.train.train_root=/nonexistent/CUFED/train", "/nonexistent/CUFED/train"),
+        ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path"),
+        ("trainer.max_epochs=1", "optim.warmup_epochs"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_key(
+    tmp_path: Path, sample_data_dir: Path, override: str, message: str
+) -> None:
+    cfg = compose_config(tmp_path, sample_data_dir, ["optim.warmup_epochs=2", override])
+    with pytest.raises(Exception, match=message):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
