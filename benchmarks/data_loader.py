@@ -10,25 +10,15 @@ consumes one batch, so the loader keeps a GPU busy when "ms per batch" is below 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from ttsr_lightning.data import EpochSampler, TrainDataModule, build_sample_dataset
 
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what the platform module knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_description  # noqa: E402
 
 
 def measure(root: Path, num_workers: int, batch_size: int, epochs: int) -> tuple[float, float, int]:
@@ -69,11 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         root = args.data_dir or Path(temporary)
         build_sample_dataset(root)
-        affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        print(
-            f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs ({affinity} usable), "
-            f"torch {torch.__version__} with {torch.get_num_threads()} threads"
-        )
+        print(f"machine: {machine_description()}")
         rows = [(workers, *measure(root, workers, args.batch_size, args.epochs)) for workers in args.workers]
     print(
         f"training loader on the embedded sample set: {rows[0][3]} samples per epoch, "

@@ -19,9 +19,8 @@ from PIL import Image
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.infer import infer, load_generator, prepare_inputs, super_resolve
-from ttsr_lightning.models import SEARCH_TRANSFERS, TTSRGenerator
+from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
-from ttsr_lightning.models.search_transfer import SearchTransfer
 from ttsr_lightning.official import save_generator_checkpoint
 from ttsr_lightning.panels import to_uint8_image
 
@@ -132,22 +131,11 @@ def test_without_checkpoint_random_weights_are_announced_loudly(
     assert "NO CHECKPOINT (ckpt=null): the generator has RANDOM weights" in caplog.text
 
 
-def test_search_transfer_is_the_lean_one_when_registered(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SEARCH_TRANSFERS, "lean", LeanSearchTransfer)
+def test_search_transfer_is_the_lean_one_and_unknown_names_are_refused(ckpt: Path) -> None:
     loaded = load_generator(ckpt, search_chunk_size=7)
     assert loaded.search_transfer == "lean"
     assert isinstance(loaded.generator.search_transfer, LeanSearchTransfer)
     assert loaded.generator.search_transfer.chunk_size == 7
-
-
-def test_search_transfer_falls_back_to_the_reference_with_a_warning(
-    ckpt: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delitem(SEARCH_TRANSFERS, "lean", raising=False)
-    loaded = load_generator(ckpt, search_chunk_size=7)
-    assert loaded.search_transfer == "reference"
-    assert type(loaded.generator.search_transfer) is SearchTransfer
-    assert "search_transfer=lean is not registered" in caplog.text
     with pytest.raises(ValueError, match="search_transfer: expected one of .*, got 'fast'"):
         load_generator(ckpt, search_transfer="fast")
 

@@ -10,7 +10,10 @@ from ttsr_lightning.panels import heatmap, make_panel, to_uint8_image
 
 def test_to_uint8_rounds_like_the_official_evaluation() -> None:
     image = torch.tensor([-1.0, 0.0, 1.0, 0.5 / 127.5 - 1]).reshape(1, 2, 2).expand(3, 2, 2)
-    assert to_uint8_image(image)[..., 0].tolist() == [[0, 128], [255, 0]]  # 127.5 -> 128, 0.5 -> 0 (half-even)
+    assert to_uint8_image(image)[..., 0].tolist() == [
+        [0, 128],
+        [255, 0],
+    ]  # 127.5 -> 128, 0.5 -> 0 (half-even)
 
 
 def test_panel_has_five_tiles_at_hr_height() -> None:

@@ -196,3 +196,18 @@ def test_tpl_needs_texture_transfer() -> None:
     base = {**GENERATOR, "hard_attention": False, "soft_attention": False, "learnable_extractor": False}
     with pytest.raises(ValueError, match="hard_attention=false"):
         TTSRSystem(base, DISCRIMINATOR, LOSSES, {})
+
+
+def test_checkpoints_leave_out_the_frozen_vgg_and_lte_copy_and_still_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    system = make_system()
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(system, train_dataloaders=batches(1))
+    path = tmp_path / "system.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert not any(key.startswith(("loss_terms.perceptual.", "lte_copy.")) for key in saved)
+    assert any(key.startswith("generator.lte.") for key in saved)
+    restored = TTSRSystem.load_from_checkpoint(path, map_location="cpu")
+    for key, value in system.generator.state_dict().items():
+        assert torch.equal(value, restored.generator.state_dict()[key])

@@ -76,26 +76,13 @@ _RANDOM_WEIGHTS_WARNING = "\n".join(
 )
 
 
-def resolve_search_transfer(name: str) -> str:
-    """``name``; ``"reference"`` (with a warning) when ``"lean"`` is asked for but not registered.
-
-    The memory-lean implementation is registered as ``SEARCH_TRANSFERS["lean"]``; the fallback keeps
-    evaluation and inference working where it is not, at the memory cost of the reference.
-    """
-    if name == LEAN_SEARCH_TRANSFER and name not in SEARCH_TRANSFERS:
-        log.warning(
-            "search_transfer=lean is not registered in ttsr_lightning.models.SEARCH_TRANSFERS; using "
-            "'reference', whose relevance matrix grows with (LR pixels) x (Ref pixels)"
-        )
-        return "reference"
-    if name not in SEARCH_TRANSFERS:
-        raise ValueError(f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {name!r}")
-    return name
-
-
 def search_transfer_arguments(search_transfer: str, search_chunk_size: int | None) -> dict[str, Any]:
-    """The generator's ``search_transfer`` / ``search_chunk_size`` arguments (see resolve_search_transfer)."""
-    name = resolve_search_transfer(search_transfer)
+    """The generator's ``search_transfer`` / ``search_chunk_size`` arguments; errors name the key."""
+    if search_transfer not in SEARCH_TRANSFERS:
+        raise ValueError(
+            f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {search_transfer!r}"
+        )
+    name = search_transfer
     # The reference computes the whole relevance matrix at once and takes no chunk size.
     return {"search_transfer": name, "search_chunk_size": None if name == "reference" else search_chunk_size}
 
@@ -122,7 +109,7 @@ def load_generator(
 
     Every kind is loaded with ``torch.load(weights_only=True)`` (no code runs from the file). The
     search-transfer implementation is chosen here (``search_transfer``, see
-    :func:`resolve_search_transfer`), not taken from the file. Errors name ``ckpt``.
+    :func:`search_transfer_arguments`), not taken from the file. Errors name ``ckpt``.
     """
     path = Path(ckpt)
     if not path.is_file():

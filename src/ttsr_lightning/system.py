@@ -33,6 +33,8 @@ from ttsr_lightning.metrics import YPSNR, YSSIM, y_psnr, y_ssim
 from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
 
 LOSS_TERMS = ("reconstruction", "perceptual", "transferal_perceptual", "adversarial")
+# state-dict prefixes of frozen weights that are rebuilt rather than saved (see on_save_checkpoint)
+FROZEN_PREFIXES = ("loss_terms.perceptual.", "lte_copy.")
 
 
 @dataclass(frozen=True)
@@ -200,16 +202,6 @@ class TTSRSystem(LightningModule):
             if "perceptual" in self.loss_terms:
                 self.loss_terms["perceptual"].compile()
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.channels_last and isinstance(batch, dict):
-            return {
-                key: value.contiguous(memory_format=torch.channels_last)
-                if isinstance(value, Tensor) and value.dim() == 4
-                else value
-                for key, value in batch.items()
-            }
-        return batch
-
     @staticmethod
     def _metric_key(stage: str, set_name: str, kind: str) -> str:
         # ModuleDict keys may not contain "."
@@ -256,7 +248,10 @@ class TTSRSystem(LightningModule):
         return self.current_epoch < self.optim_settings.warmup_epochs
 
     def forward(self, batch: dict[str, Tensor]) -> GeneratorOutput:
-        return self.generator(batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
+        images = [batch[key] for key in ("lr", "lr_up", "ref", "ref_down_up")]
+        if self.channels_last:
+            images = [image.contiguous(memory_format=torch.channels_last) for image in images]
+        return self.generator(*images)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         optimizers = self.optimizers()
@@ -346,8 +341,16 @@ class TTSRSystem(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["batches_seen"] = self.batches_seen
         checkpoint["rng_states"] = rng_states()
+        # Frozen weights that are fixed (perceptual VGG19) or derived (the LTE copy) stay out of
+        # checkpoints: 80 MB each otherwise.
+        for key in [k for k in checkpoint["state_dict"] if k.startswith(FROZEN_PREFIXES)]:
+            del checkpoint["state_dict"][key]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state_dict = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key.startswith(FROZEN_PREFIXES):
+                state_dict.setdefault(key, value)
         self.batches_seen = int(checkpoint.get("batches_seen", 0))
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ from ttsr_lightning.config_paths import REPO_ROOT
 from ttsr_lightning.system import TTSRSystem
 
 log = logging.getLogger(__name__)
+
+# TrainDataModule restores its sampler's position inside the epoch itself (state_dict / EpochSampler.skip);
+# Lightning's warning only knows about stateful DataLoaders.
+warnings.filterwarnings(
+    "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
+)
 
 
 def build_system(cfg: DictConfig) -> TTSRSystem:

@@ -39,7 +39,15 @@ def test_config_instantiates_both_datamodules(name: str, tmp_path: Path) -> None
     assert type(test.hparams["sets"][0]) is dict  # _convert_: all -> primitives in checkpoints
     assert train.val_set_names == ["CUFED5_L1"] and cfg.data.name == name
     expected = {
-        "sample": ["CUFED5_L1", "CUFED5_L2", "CUFED5_L3", "CUFED5_L4", "CUFED5_L5", "CUFED5_LR"],
+        "sample": [
+            "CUFED5_L1",
+            "CUFED5_L2",
+            "CUFED5_L3",
+            "CUFED5_L4",
+            "CUFED5_L5",
+            "CUFED5_LR",
+            "CUFED5_stitched",
+        ],
         "cufed": ["CUFED5_L1"],
         "cufed5": [
             "CUFED5_L1",
@@ -65,7 +73,7 @@ def test_sample_config_runs_with_no_download(tmp_path: Path) -> None:
     train.setup("fit")
     test.setup("test")
     assert len(train.train_set) == 56 and len(train.val_datasets[0]) == 6
-    assert [len(loader) for loader in test.test_dataloader()] == [6] * 6
+    assert [len(loader) for loader in test.test_dataloader()] == [6] * 7
     patch = cfg.data.train.patch_size
     batch = next(iter(train.train_dataloader()))
     assert batch["hr"].shape == batch["ref"].shape == (cfg.data.train.batch_size, 3, patch, patch)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from ttsr_lightning.models import Discriminator
 
-CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "discriminator.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "discriminator" / "srntt.yaml"
 
 
 def test_official_count_and_keys() -> None:
@@ -44,5 +44,5 @@ def test_config_has_exactly_the_constructor_arguments() -> None:
     assert isinstance(config, dict)
     parameters = inspect.signature(Discriminator).parameters
     assert set(config) == {"_target_"} | set(parameters)
-    assert {key: config[key] for key in parameters} == {k: p.default for k, p in parameters.items()}
-    assert isinstance(instantiate(OmegaConf.load(CONFIG)), Discriminator)
+    assert config["in_size"] == "${data.train.patch_size}"  # the critic sees the HR training patch
+    assert isinstance(instantiate(OmegaConf.load(CONFIG), in_size=160), Discriminator)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
 
-CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "ttsr.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "generator" / "ttsr.yaml"
 
 
 def small(
@@ -115,7 +115,7 @@ def test_argument_validation() -> None:
     with pytest.raises(ValueError, match="search_transfer must be one of"):
         TTSRGenerator(search_transfer="fast", vgg_weights="random")
     with pytest.raises(ValueError, match="search_chunk_size"):
-        TTSRGenerator(search_chunk_size=64, vgg_weights="random")
+        TTSRGenerator(search_transfer="reference", search_chunk_size=64, vgg_weights="random")
 
 
 def test_input_shape_validation() -> None:

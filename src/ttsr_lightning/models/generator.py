@@ -8,14 +8,16 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.lte import LTE
 from ttsr_lightning.models.main_net import MainNet
 from ttsr_lightning.models.search_transfer import SearchTransfer
 from ttsr_lightning.pretrained import VggWeights
 
 # Implementations of the search-transfer, by name; all share SearchTransfer's forward signature and
-# its TransferredTextures result.
-SEARCH_TRANSFERS: dict[str, type[nn.Module]] = {"reference": SearchTransfer}
+# its TransferredTextures result. "reference" is the official formulation (the whole relevance
+# matrix, unfolded references); "lean" computes the same in chunks with bounded memory.
+SEARCH_TRANSFERS: dict[str, type[nn.Module]] = {"reference": SearchTransfer, "lean": LeanSearchTransfer}
 
 
 class GeneratorOutput(NamedTuple):
@@ -82,7 +84,7 @@ class TTSRGenerator(nn.Module):
         learnable_extractor: bool = True,
         csfi: bool = True,
         vgg_weights: VggWeights = "auto",
-        search_transfer: str = "reference",
+        search_transfer: str = "lean",
         search_chunk_size: int | None = None,
         batched_extractor: bool = False,
     ) -> None:

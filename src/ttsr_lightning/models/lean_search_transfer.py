@@ -2,8 +2,8 @@
 
 The straightforward formulation holds the whole relevance matrix (B, Hr*Wr, h*w), the unfolded
 3x3 patches (9x256 values per position) and, at every level, the unfolded Ref features (one 64x12x12
-column per Ref position at lv1): about 17 GB at LR 256x192 with a same-size reference. This module
-computes the same thing in memory linear in the image size, and faster:
+column per Ref position at lv1): 13.7 GiB at LR 256x192 with a same-size reference (measured, CPU).
+This module computes the same thing in memory linear in the image size, and faster:
 
 - search: the relevance and its max / arg-max are computed for tiles of LR positions against all Ref
   positions, so only a (B, tile, Hr*Wr) block exists at a time. Nothing is unfolded: a 3x3 patch dot
@@ -12,10 +12,10 @@ computes the same thing in memory linear in the image size, and faster:
   every patch dot product of the tile; the patch norms come from a 3x3 box sum;
 - transfer: the value patch of a Ref position is a 3x3 grid of s x s blocks (s = 1, 2, 4 at lv3, lv2,
   lv1) centred on that position, and the official fold puts block (dy, dx) of the patch chosen by LR
-  position p at block p + (dy, dx) of the output. So each level is a sum of nine shifted gathers of
-  Ref blocks (the Ref pixel-unshuffled into rows of s x s blocks). A zero border of one block plays
-  the unfold's padding and the sum is divided by 9, which reproduces the official fold exactly, its
-  dimmed outer ring included.
+  position p at block p + (dy, dx) of the output. So each level is a sum of nine gathers of Ref
+  blocks (the Ref pixel-unshuffled into rows of s x s blocks), one per offset. A zero border of one
+  block plays the unfold's padding and the sum is divided by 9, which reproduces the official fold
+  exactly, its dimmed outer ring included.
 
 Results equal the reference's up to float rounding (~1e-6); the arg-max can differ only where two
 Ref patches are within rounding of each other (a true near-tie). Autograd works: S is recomputed as
@@ -224,11 +224,11 @@ def _relevance_at(query_lv3: torch.Tensor, key_lv3: torch.Tensor, hard_index: to
 def _transfer(
     value: torch.Tensor, hard_index: torch.Tensor, lr_size: tuple[int, int], block: int
 ) -> torch.Tensor:
-    """The official unfold-gather-fold of one level, as nine shifted gathers of s x s Ref blocks.
+    """The official unfold-gather-fold of one level, as nine gathers of s x s Ref blocks, summed.
 
     value: (B, C, s*Hr, s*Wr) Ref features (s = ``block``); hard_index: (B, h*w) into Hr*Wr;
-    returns (B, C, s*h, s*w): sum over the 3x3 neighbourhood offsets d of the Ref block at
-    hard_index(q - d) + d, for every output block q, divided by 9.
+    returns (B, C, s*h, s*w). Output block q is the sum over the offsets d in {-1, 0, 1}^2 of Ref
+    block hard_index(q - d) + d (block d of the patch chosen at q - d), divided by 9.
     """
     batch, channels = value.shape[:2]
     ref_height, ref_width = value.size(2) // block, value.size(3) // block
@@ -241,23 +241,28 @@ def _transfer(
     blocks[:, 1:-1, 1:-1].unflatten(-1, (channels, block, block)).copy_(ref_blocks.permute(0, 2, 4, 1, 3, 5))
     block_rows = blocks.view(-1, blocks.size(-1))
 
-    # Row in block_rows of each LR position's chosen Ref block, and row of each LR position in
-    # out_rows, the output blocks on the LR grid with a one-block border (the fold's overhang).
+    # Row in block_rows of the Ref block each LR position chose, on the LR grid bordered by -1.
     padded_width = ref_width + 2
-    ref_start = torch.arange(batch, device=value.device).unsqueeze(1) * (ref_height + 2) * padded_width
-    chosen = ref_start + (hard_index // ref_width + 1) * padded_width + hard_index % ref_width + 1  # (B, h*w)
-    lr_padded_width = width + 2
-    lr_start = torch.arange(batch, device=value.device).unsqueeze(1) * (height + 2) * lr_padded_width
-    position = torch.arange(height * width, device=value.device)
-    placed = lr_start + (position // width + 1) * lr_padded_width + position % width + 1  # (B, h*w)
-
-    # Block d of the patch chosen by LR position p lands on output block p + d. For a fixed d the
-    # targets are distinct, so each index_add_ is a plain shifted add (and its backward a gather).
-    out_rows = value.new_zeros(batch * (height + 2) * lr_padded_width, block_rows.size(1))
+    zero_row = torch.arange(batch, device=value.device).view(batch, 1, 1) * (ref_height + 2) * padded_width
+    chosen = hard_index.view(batch, height, width)
+    chosen_rows = F.pad(
+        zero_row + (chosen // ref_width + 1) * padded_width + chosen % ref_width + 1, (1,) * 4, value=-1
+    )
+    gathered_rows = []
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            picked = block_rows.index_select(0, (chosen + dy * padded_width + dx).flatten())
-            out_rows.index_add_(0, (placed + dy * lr_padded_width + dx).flatten(), picked)
-    out_blocks = out_rows.view(batch, height + 2, width + 2, channels, block, block)[:, 1:-1, 1:-1]
-    transferred = out_blocks.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, block * height, block * width)
-    return transferred.div_(_FOLD_DIVISOR)
+            source = chosen_rows[:, 1 - dy : 1 - dy + height, 1 - dx : 1 - dx + width]  # chosen at q - d
+            # Outside the LR grid nothing lands: read the Ref's zero corner block instead.
+            gathered_rows.append(
+                torch.where(source >= 0, source + dy * padded_width + dx, zero_row).flatten()
+            )
+
+    # Out-of-place gathers summed into a plain tensor: cheap to differentiate (no in-place view writes).
+    transferred_rows = block_rows.index_select(0, gathered_rows[0])  # (B*h*w, C*s*s)
+    for rows in gathered_rows[1:]:
+        transferred_rows += block_rows.index_select(0, rows)
+    del blocks, block_rows  # the Ref copy is no longer needed: free it before the output copy below
+    transferred = transferred_rows.view(batch, height, width, channels, block, block).permute(
+        0, 3, 1, 4, 2, 5
+    )
+    return transferred.reshape(batch, channels, block * height, block * width).div_(_FOLD_DIVISOR)
