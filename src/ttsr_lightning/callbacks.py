@@ -105,13 +105,20 @@ class ImagePanelLogger(Callback):
                 Image.fromarray(panel).save(folder / f"{set_name}_{image_name}.png")
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
-                    width = max(p.shape[1] for _, p in items)  # W&B shows a list of equal-size images
+                    # W&B shows a list of equally sized images: pad every panel to the largest
+                    height = max(p.shape[0] for _, p in items)
+                    width = max(p.shape[1] for _, p in items)
+                    padded = [
+                        np.pad(
+                            p,
+                            ((0, height - p.shape[0]), (0, width - p.shape[1]), (0, 0)),
+                            constant_values=255,
+                        )
+                        for _, p in items
+                    ]
                     logger.log_image(
                         key=f"{stage}/{set_name}/panels",
-                        images=[
-                            np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
-                            for _, p in items
-                        ],
+                        images=padded,
                         caption=[f"{n}: {PANEL_CAPTION}" for n, _ in items],
                         step=trainer.global_step,
                     )
