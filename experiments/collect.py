@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
         if table.with_params:
             out["params_M"] = round(run.params["params/generator"] / 1e6, 3) if run else None
             out["paper_params_M"] = row.paper_params_m
+            out["paper_params_verified"] = row.paper_params_verified
         for column, set_name in row.columns.items():
             paper = row.paper.get(column, PaperValue(None, None))
             for measure in ("psnr", "ssim"):
@@ -101,7 +103,8 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
     for row in rows:
         cells = [row["model"]]
         if table.with_params:
-            cells.append(f"{_fmt(row['params_M'], 2)} / {_fmt(row['paper_params_M'], 2)}")
+            paper_params = _fmt(row["paper_params_M"], 2, row["paper_params_verified"])
+            cells.append(f"{_fmt(row['params_M'], 2)} / {paper_params}")
         for column in columns:
             cells.append(f"{_fmt(row[f'{column} psnr'], 2)} / {_fmt(row[f'{column} ssim'], 4)}")
             cells.append(
@@ -157,7 +160,8 @@ def plot(table: Table, rows: list[dict[str, Any]], smoke: bool, path: Path) -> N
         low = min((v for v in ours if v), default=0.0)
         ax.set_ylim(bottom=max(0.0, low - 1.0))
     ax.set_ylabel("PSNR (dB, Y)")
-    ax.set_title(("SMOKE RUN (sample data) — " if smoke else "") + table.title, fontsize=8)
+    title = ("SMOKE RUN (sample data) — " if smoke else "") + table.title
+    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=8)
     handles, _ = ax.get_legend_handles_labels()
     if handles:
         ax.legend(fontsize=7)
