@@ -45,6 +45,8 @@ def test_every_paper_setting_has_an_experiment() -> None:
 def test_experiment_composes_with_its_recipe(tmp_path: Path, experiment: str) -> None:
     cfg = compose_config(tmp_path, tmp_path / "data", [f"+experiment={experiment}"], tiny=False)
     assert cfg.name == experiment
+    # W&B groups the rows of one paper table together
+    assert cfg.group.startswith(("table", "loss_ablation"))
     generator = cfg.model.generator
     assert generator.vgg_weights == "imagenet"  # the paper recipes need the real VGG19
     assert list(generator.num_res_blocks) == [16, 16, 8, 4]
