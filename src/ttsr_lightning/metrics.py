@@ -138,10 +138,15 @@ class _MeanOfPerImageValues(Metric):
         self.crop_border = crop_border
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.last_values = torch.empty(0, dtype=torch.float64)
 
     def update(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        """sr, hr: (B, 3, H, W) in [-1, 1]; adds B per-image values."""
+        """sr, hr: (B, 3, H, W) in [-1, 1]; adds B per-image values.
+
+        The batch's per-image values stay readable as ``last_values`` (B,) (per-image result tables).
+        """
         values = self.measure(sr.detach(), hr.detach(), self.crop_border)
+        self.last_values = values
         self.total += values.sum()
         self.count += values.numel()
 

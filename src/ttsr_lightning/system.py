@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from ttsr_lightning.losses import WGANGPLoss
-from ttsr_lightning.metrics import YPSNR, YSSIM, y_psnr, y_ssim
+from ttsr_lightning.metrics import YPSNR, YSSIM
 from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
 
 LOSS_TERMS = ("reconstruction", "perceptual", "transferal_perceptual", "adversarial")
@@ -375,15 +375,15 @@ class TTSRSystem(LightningModule):
         batch_size = hr.shape[0]
         values: dict[str, Tensor] = {}
         for kind, image in (("", out.sr), ("_bicubic", batch["lr_up"])):
-            for measure, function in (("psnr", y_psnr), ("ssim", y_ssim)):
+            for measure in ("psnr", "ssim"):
                 key = self._metric_key(stage, set_name, measure + kind)
                 if key not in self.eval_metrics:  # evaluation without a datamodule that names its sets
                     metric_cls = YPSNR if measure == "psnr" else YSSIM
                     self.eval_metrics[key] = metric_cls(crop_border=self.crop_border).to(self.device)
-                metric = cast(Metric, self.eval_metrics[key])
+                metric = cast(YPSNR | YSSIM, self.eval_metrics[key])
                 metric.update(image, hr)
                 if stage == "test":  # per-image rows for the results CSV
-                    values[measure + kind] = function(image, hr, self.crop_border)
+                    values[measure + kind] = metric.last_values
                 self.log(
                     f"{stage}/{set_name}/{measure}{kind}",
                     metric,
