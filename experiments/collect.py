@@ -1,10 +1,13 @@
 """Collect finished runs into a paper table: Markdown, CSV and a PNG plot, ours beside the paper's.
 
-    python experiments/collect.py table3_csfi multirun/2026-11-24_10-00-00 [more run dirs] --out results/
+    python experiments/collect.py table3_csfi outputs/multirun/<time> outputs/ttsr_rec --out results/
 
-Every folder below the given ones that holds a ``run.json`` (written by ``train``) is a run; its
-``name`` is the experiment it ran. Runs on the embedded sample set are labelled SMOKE: their numbers
-only show that the pipeline works. Parameter counts are measured on the models the runs built.
+Every folder below the given ones that holds a ``run.json`` (written by ``train``) is a training run;
+its ``name`` is the experiment it ran. Every ``results.json`` written by ``python -m
+ttsr_lightning.evaluate`` is an evaluation of a run's checkpoint (its provenance names the run); table
+rows with ``source="evaluate"`` (Table 4) read those. Runs on the embedded sample set are labelled
+SMOKE: their numbers only show that the pipeline works. Parameter counts are measured on the models
+the runs built and shown in the paper's unit, 2^20 parameters.
 """
 
 from __future__ import annotations
@@ -26,17 +29,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import TABLES, PaperValue, Table  # noqa: E402
 
+# The paper counts parameters in units of 2^20 ("M").
+PARAMS_UNIT = 2**20
+
 
 @dataclass
 class Run:
+    """A training run (``source="train"``) or an evaluation of a run's checkpoint (``"evaluate"``)."""
+
     path: Path
     name: str
     smoke: bool
     metrics: dict[str, float]
     params: dict[str, int]
+    source: str = "train"
 
 
 def find_runs(roots: list[Path]) -> list[Run]:
+    """Every training run (``run.json``) and evaluation (``results.json`` of ``evaluate``) below ``roots``."""
     runs = []
     for root in roots:
         if not root.exists():
@@ -46,6 +56,18 @@ def find_runs(roots: list[Path]) -> list[Run]:
             runs.append(
                 Run(info_file.parent, info["name"], bool(info["smoke"]), info["metrics"], info["params"])
             )
+        for results_file in sorted(root.rglob("results.json")):
+            results = json.loads(results_file.read_text())
+            provenance = results.get("provenance", {})
+            if provenance.get("kind") != "evaluate":
+                continue  # a training run's own test results: its run.json has them
+            metrics = {
+                f"test/{row['set']}/{measure}": row[measure]
+                for row in results["sets"]
+                for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
+            }
+            smoke = bool(provenance.get("smoke", False))
+            runs.append(Run(results_file.parent, provenance["run"], smoke, metrics, {}, source="evaluate"))
     return runs
 
 
@@ -57,12 +79,12 @@ def _fmt(value: float | None, digits: int, verified: bool = True) -> str:
 
 def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
     """One output row per table row: ours, the paper's and the difference, per column."""
-    by_name: dict[str, Run] = {}
+    by_name: dict[tuple[str, str], Run] = {}
     for run in runs:  # the newest run of an experiment wins (run folders sort by time)
-        by_name[run.name] = run
+        by_name[(run.source, run.name)] = run
     rows, any_smoke = [], False
     for row in table.rows:
-        run = by_name.get(row.experiment)
+        run = by_name.get((row.source, row.experiment))
         out: dict[str, Any] = {
             "model": row.label,
             "experiment": row.experiment,
@@ -70,7 +92,7 @@ def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
         }
         any_smoke |= bool(run and run.smoke)
         if table.with_params:
-            out["params_M"] = round(run.params["params/generator"] / 1e6, 3) if run else None
+            out["params_M"] = round(run.params["params/generator"] / PARAMS_UNIT, 3) if run else None
             out["paper_params_M"] = row.paper_params_m
             out["paper_params_verified"] = row.paper_params_verified
         for column, set_name in row.columns.items():
@@ -89,7 +111,7 @@ def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
 
 def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
     columns = list(table.rows[0].columns)
-    header = ["Model"] + (["Params (M) ours / paper"] if table.with_params else [])
+    header = ["Model"] + (["Params (M = 2^20) ours / paper"] if table.with_params else [])
     for column in columns:
         header += [f"{column} ours", f"{column} paper", f"{column} Δ PSNR", f"{column} bicubic"]
     lines = [f"## {table.title}", ""]
@@ -150,7 +172,7 @@ def plot(table: Table, rows: list[dict[str, Any]], smoke: bool, path: Path) -> N
                     ax.annotate(
                         row["model"], (params, psnr), fontsize=7, xytext=(3, 3), textcoords="offset points"
                     )
-        ax.set_xlabel("parameters (M)")
+        ax.set_xlabel("parameters (M = 2^20)")
     else:
         column = columns[0]
         labels = [row["model"] for row in rows]

@@ -1,9 +1,11 @@
-"""evaluate: checkpoints of every kind on a small CUFED5 tree; per-image CSV, summaries, images, W&B table."""
+"""evaluate: checkpoints of every kind on a small CUFED5 tree (an odd number of images); per-image CSV,
+summaries, images, W&B table; two processes give exactly the rows of one."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,31 +23,32 @@ from omegaconf import DictConfig, open_dict
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from ttsr_lightning.checkpoints import load_generator, project_to_official_state_dict
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data import CUFED5Dataset
-from ttsr_lightning.evaluate import evaluate, markdown_table, select_test_sets
-from ttsr_lightning.infer import load_generator
+from ttsr_lightning.errors import CheckpointError, ConfigError
+from ttsr_lightning.evaluate import evaluate, select_test_sets
 from ttsr_lightning.metrics import y_psnr, y_ssim
 from ttsr_lightning.models import TTSRGenerator
-from ttsr_lightning.models.vgg19 import IMAGENET_MEAN, IMAGENET_STD
-from ttsr_lightning.official import OFFICIAL_PREFIXES, save_generator_checkpoint
 from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.results import markdown_table
 from ttsr_lightning.system import TTSRSystem
 
 TINY_GENERATOR: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 SETS = ["CUFED5_L1", "CUFED5_L3", "CUFED5_LR"]
-GROUPS = ("000", "001")
-COLUMNS = ["set", "image", "ref", "psnr", "ssim", "psnr_bicubic", "ssim_bicubic"]
+GROUPS = ("000", "001", "002")  # an odd number: two processes get 2 and 1 images of each set
+COLUMNS = ["set", "image", "ref", "reference", "psnr", "ssim", "psnr_bicubic", "ssim_bicubic"]
+MEASURES = COLUMNS[4:]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<data_dir>/CUFED/test/CUFED5``: two groups, HR 50x66 (cropped to 48x64), references of many sizes."""
+    """``<data_dir>/CUFED/test/CUFED5``: three groups, HR 50x66 (cropped to 48x64), references of any size."""
     data_dir = tmp_path_factory.mktemp("data")
     root = data_dir / "CUFED" / "test" / "CUFED5"
     root.mkdir(parents=True)
-    photos = (skimage.data.astronaut(), skimage.data.coffee())
+    photos = (skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea())
     for group, photo in zip(GROUPS, photos, strict=True):
         Image.fromarray(photo[150:200, 200:266]).save(root / f"{group}_0.png")
         for level in range(1, 6):
@@ -91,23 +94,10 @@ def lightning_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def official_state_dict_of(generator: TTSRGenerator) -> dict[str, torch.Tensor]:
-    """The generator's weights under the official keys (``MainNet.*``, ``LTE.*``, with ``LTE.sub_mean``)."""
-    to_official = {project: official for official, project in OFFICIAL_PREFIXES.items()}
-    state_dict = {}
-    for key, value in generator.state_dict().items():
-        prefix = next(p for p in to_official if key.startswith(p))
-        state_dict[to_official[prefix] + key.removeprefix(prefix)] = value
-    std = torch.tensor(IMAGENET_STD)
-    state_dict["LTE.sub_mean.weight"] = (torch.eye(3) / std.view(3, 1)).view(3, 3, 1, 1)
-    state_dict["LTE.sub_mean.bias"] = -torch.tensor(IMAGENET_MEAN) / std
-    return state_dict
-
-
 @pytest.fixture(scope="module")
 def official_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_generator: TTSRGenerator) -> Path:
     path = tmp_path_factory.mktemp("official") / "TTSR-tiny.pt"
-    torch.save(official_state_dict_of(tiny_generator), path)
+    torch.save(project_to_official_state_dict(tiny_generator.state_dict()), path)
     return path
 
 
@@ -179,7 +169,7 @@ def test_evaluation_writes_per_image_rows_means_and_images(
     cfg = compose_evaluate(
         tmp_path, data_dir, [f"ckpt={ckpt}", f"sets=[{','.join(SETS)}]", "save_images=true"]
     )
-    metrics = evaluate(cfg)
+    set_results = evaluate(cfg)
 
     # the generator evaluate runs (same loader, same search-transfer), measured directly
     generator = load_generator(ckpt).generator
@@ -191,59 +181,41 @@ def test_evaluation_writes_per_image_rows_means_and_images(
         set_rows = [row for row in rows if row["set"] == set_name]
         for row, want in zip(set_rows, expected, strict=True):
             assert row["ref"] == want["ref"]
-            for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
+            for measure in MEASURES:
                 assert float(row[measure]) == pytest.approx(want[measure], abs=1e-9), (set_name, measure)
             saved = np.asarray(Image.open(tmp_path / "images" / set_name / f"{want['image']}.png"))
             assert saved.shape == (48, 64, 3)
             np.testing.assert_array_equal(saved, want["sr"])
-        for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
-            mean = float(np.mean([want[measure] for want in expected]))
-            assert metrics[f"test/{set_name}/{measure}"] == pytest.approx(mean, abs=1e-9)
+        result = next(result for result in set_results if result["set"] == set_name)
+        for measure in MEASURES:
+            assert result[measure] == pytest.approx(
+                float(np.mean([want[measure] for want in expected])), abs=1e-9
+            )
 
     # the bicubic baseline does not depend on the model or the reference
-    bicubic = {row["psnr_bicubic"] for row in rows if row["image"] == "000_0"}
-    assert len(bicubic) == 1
+    assert len({row["psnr_bicubic"] for row in rows if row["image"] == "000_0"}) == 1
 
-    summary = json.loads((tmp_path / "test_summary.json").read_text())
-    assert summary == pytest.approx(metrics)
     per_set = read_csv(tmp_path / "test_per_set.csv")
     assert [(row["set"], row["reference"], row["images"]) for row in per_set] == [
-        ("CUFED5_L1", "L1", "2"),
-        ("CUFED5_L3", "L3", "2"),
-        ("CUFED5_LR", "LR", "2"),
+        ("CUFED5_L1", "L1", "3"),
+        ("CUFED5_L3", "L3", "3"),
+        ("CUFED5_LR", "LR", "3"),
     ]
-    assert float(per_set[2]["psnr"]) == pytest.approx(metrics["test/CUFED5_LR/psnr"])
-    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
-    expected_kind = {"lightning": "Lightning checkpoint", "official": "official TTSR state dict"}[kind]
-    assert evaluation["checkpoint"].startswith(expected_kind)
-    assert evaluation["generator"]["n_feats"] == 8
-    assert [result["set"] for result in evaluation["results"]] == SETS
+    summary = json.loads((tmp_path / "results.json").read_text())
+    provenance = summary["provenance"]
+    expected_kind = {"lightning": "training-run checkpoint", "official": "official TTSR state dict"}[kind]
+    assert provenance["kind"] == "evaluate" and provenance["checkpoint"].startswith(expected_kind)
+    assert provenance["generator"]["n_feats"] == 8 and provenance["git_commit"]
+    assert "no border crop" in provenance["protocol"]
+    assert [result["set"] for result in summary["sets"]] == SETS and len(summary["images"]) == 9
 
     table = (tmp_path / "results.md").read_text()
-    assert f"| CUFED5_L1 | L1 | 2 | {metrics['test/CUFED5_L1/psnr']:.3f} |" in table
-    assert table in capsys.readouterr().out
-
-
-def test_loaders_reproduce_the_source_weights(
-    tmp_path: Path, tiny_generator: TTSRGenerator, official_checkpoint: Path, lightning_checkpoint: Path
-) -> None:
-    generator_file = tmp_path / "tiny_generator.ckpt"
-    save_generator_checkpoint(tiny_generator, generator_file)
-    trained = torch.load(lightning_checkpoint, weights_only=True)["state_dict"]
-    sources = {
-        official_checkpoint: (tiny_generator.state_dict(), "official TTSR state dict"),
-        generator_file: (tiny_generator.state_dict(), "generator file (ttsr-lightning/generator v1)"),
-        lightning_checkpoint: (
-            {k.removeprefix("generator."): v for k, v in trained.items() if k.startswith("generator.")},
-            "Lightning checkpoint of a training run (epoch 1, training batches seen: 1",
-        ),
+    assert f"| CUFED5_L1 | L1 | 3 | {set_results[0]['psnr']:.3f} |" in table
+    assert markdown_table(set_results) in capsys.readouterr().out
+    # panels of the first images of each set, labelled by set and image
+    assert {path.name for path in (tmp_path / "panels" / "test").rglob("*.png")} == {
+        f"{s}_{g}_0.png" for s in SETS for g in GROUPS
     }
-    for path, (expected_weights, description) in sources.items():
-        loaded = load_generator(path)
-        assert loaded.description.startswith(description)
-        weights = loaded.generator.state_dict()
-        assert weights.keys() == expected_weights.keys()
-        assert all(torch.equal(weights[key], expected_weights[key]) for key in weights)
 
 
 def test_sets_subset_and_unknown_names() -> None:
@@ -255,41 +227,23 @@ def test_sets_subset_and_unknown_names() -> None:
     assert select_test_sets(specs, None) == specs
     assert select_test_sets(specs, ["Urban100", "CUFED5_L1"]) == [specs[0], specs[2]]  # config order
     with pytest.raises(
-        ValueError, match=r"sets: unknown evaluation set\(s\) \['Sun80'\].*'CUFED5_LR', 'Urban100'"
+        ConfigError, match=r"sets: unknown evaluation set\(s\) \['Sun80'\].*'CUFED5_LR', 'Urban100'"
     ):
         select_test_sets(specs, ["CUFED5_L1", "Sun80"])
-    with pytest.raises(ValueError, match="sets: no evaluation set chosen"):
+    with pytest.raises(ConfigError, match="sets: no evaluation set chosen"):
         select_test_sets(specs, [])
 
 
-def test_checkpoint_errors_name_ckpt(tmp_path: Path, data_dir: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="ckpt: no file at .*missing.pt"):
+def test_a_missing_checkpoint_is_named(tmp_path: Path, data_dir: Path) -> None:
+    with pytest.raises(CheckpointError, match="ckpt=.*missing.pt: no file there"):
         evaluate(compose_evaluate(tmp_path, data_dir, [f"ckpt={tmp_path / 'missing.pt'}"]))
-    not_torch = tmp_path / "notes.pt"
-    not_torch.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="ckpt: cannot read .*notes.pt as a torch checkpoint"):
-        load_generator(not_torch)
-    unknown = tmp_path / "unknown.pt"
-    torch.save({"encoder.weight": torch.zeros(2)}, unknown)
-    with pytest.raises(
-        ValueError, match=r"ckpt: .*unknown.pt is not a checkpoint this suite knows .*encoder.weight"
-    ):
-        load_generator(unknown)
-    other_run = tmp_path / "other.ckpt"
-    torch.save(
-        {"pytorch-lightning_version": "2.6.6", "state_dict": {}, "hyper_parameters": {"lr": 0.1}}, other_run
-    )
-    with pytest.raises(
-        ValueError, match="other.ckpt: a Lightning checkpoint whose hyper_parameters.generator"
-    ):
-        load_generator(other_run)
 
 
 def test_unknown_set_name_lists_the_available_ones(
     tmp_path: Path, data_dir: Path, official_checkpoint: Path
 ) -> None:
     cfg = compose_evaluate(tmp_path, data_dir, [f"ckpt={official_checkpoint}", "sets=[CUFED5_L9]"])
-    with pytest.raises(ValueError, match=r"'CUFED5_L1', 'CUFED5_L2', .*'CUFED5_LR', 'CUFED5_stitched'"):
+    with pytest.raises(ConfigError, match=r"'CUFED5_L1', 'CUFED5_L2', .*'CUFED5_LR', 'CUFED5_stitched'"):
         evaluate(cfg)
 
 
@@ -308,41 +262,63 @@ def test_wandb_table_has_a_row_per_image_with_thumbnails(
     (table_file,) = (tmp_path / "wandb").glob("offline-run-*/files/media/table/test/images_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"] == [*COLUMNS, "lr_up", "sr", "hr"]
-    assert [row[:3] for row in table["data"]] == [
-        ["CUFED5_L1", "000_0", "000_1"],
-        ["CUFED5_L1", "001_0", "001_1"],
-    ]
+    assert [row[:4] for row in table["data"]] == [["CUFED5_L1", f"{g}_0", f"{g}_1", "L1"] for g in GROUPS]
     psnr = [row["psnr"] for row in read_csv(tmp_path / "test_per_image.csv")]
-    assert [row[3] for row in table["data"]] == pytest.approx([float(p) for p in psnr])
-    # the thumbnails (2 images x LR-up, SR, HR), 48x64 shrunk to at most 32 px a side
+    assert [row[4] for row in table["data"]] == pytest.approx([float(p) for p in psnr])
+    # the thumbnails (3 images x LR-up, SR, HR), 48x64 shrunk to at most 32 px a side
     staged = [path for path in (tmp_path / "wandb_data").rglob("*") if path.is_file()]
     png_signature = b"\x89PNG\r\n\x1a\n"
     sizes = [Image.open(path).size for path in staged if path.read_bytes()[:8] == png_signature]
-    assert sizes == [(32, 24)] * 6
+    assert sizes.count((32, 24)) == 9
+
+
+def run_evaluate_command(
+    data_dir: Path, run_dir: Path, ckpt: Path, *overrides: str
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "ttsr_lightning.evaluate",
+        f"ckpt={ckpt}", "data=cufed5", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
+        "logger=none", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *overrides,
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_command_line_prints_the_markdown_table(
     tmp_path: Path, data_dir: Path, official_checkpoint: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ttsr_lightning.evaluate",
-            f"ckpt={official_checkpoint}",
-            "data=cufed5",
-            "data.test.num_workers=0",
-            f"paths.data_dir={data_dir}",
-            f"hydra.run.dir={tmp_path}",
-            "sets=[CUFED5_L2]",
-            "logger=none",
-            "trainer.accelerator=cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_evaluate_command(
+        data_dir, tmp_path, official_checkpoint, "sets=[CUFED5_L2]", "data.test.num_workers=0"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_csv(tmp_path / "test_per_set.csv")
-    assert markdown_table([{**rows[0], **{k: float(rows[0][k]) for k in COLUMNS[3:]}}]) in result.stdout
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert markdown_table(summary["sets"]) in result.stdout
     assert "official TTSR state dict" in (tmp_path / "evaluate.log").read_text()
+
+
+def test_two_processes_write_every_image_once_with_the_values_of_one(
+    tmp_path: Path, data_dir: Path, lightning_checkpoint: Path
+) -> None:
+    """trainer=ddp_cpu with loader workers, 3 images per set (2 on rank 0, 1 on rank 1): the same rows,
+    in the same order, as one process, and the panels and SR images of both ranks."""
+    sets = "sets=[CUFED5_L1,CUFED5_LR,CUFED5_stitched]"
+    one = run_evaluate_command(data_dir, tmp_path / "one", lightning_checkpoint, sets, "save_images=true")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_evaluate_command(
+        data_dir, tmp_path / "two", lightning_checkpoint, sets, "save_images=true", "trainer=ddp_cpu",
+        "data.test.num_workers=1",
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    single, ddp = (read_csv(tmp_path / run / "test_per_image.csv") for run in ("one", "two"))
+    assert len(ddp) == 9 and [(r["set"], r["image"]) for r in ddp] == [(r["set"], r["image"]) for r in single]
+    for mine, theirs in zip(ddp, single, strict=True):
+        assert mine["ref"] == theirs["ref"] and mine["reference"] == theirs["reference"]
+        for measure in MEASURES:
+            assert float(mine[measure]) == pytest.approx(float(theirs[measure]), abs=1e-6), (
+                mine["image"],
+                measure,
+            )
+    assert [row["images"] for row in read_csv(tmp_path / "two" / "test_per_set.csv")] == ["3", "3", "3"]
+    for run in ("one", "two"):
+        assert len(list((tmp_path / run / "images").rglob("*.png"))) == 9
+        assert len(list((tmp_path / run / "panels").rglob("*.png"))) == 9

@@ -8,10 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers.config import compose_config
 from ttsr_lightning.config_paths import CONFIG_DIR, REPO_ROOT
+from ttsr_lightning.settings import LOSS_TERMS
 from ttsr_lightning.train import train
+
+sys.path.insert(0, str(REPO_ROOT / "experiments"))
+from tables import TABLES  # noqa: E402
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # The experiment's own architecture switches and widths stay; depth, data and schedule shrink.
@@ -32,13 +37,53 @@ SMOKE = [
 ]
 
 
-def test_every_paper_setting_has_an_experiment() -> None:
-    expected = {
-        "ttsr", "ttsr_rec", "ablation_base", "ablation_ha", "ablation_ha_sa", "ablation_ha_sa_lte",
-        "ablation_tt", "ablation_csfi", "ablation_tt_c80", "ablation_tt_c96", "ablation_no_adv",
-        "ablation_no_tpl", "reference_similarity",
+ARCHITECTURE = (
+    "n_feats",
+    "num_res_blocks",
+    "use_hard_attention",
+    "use_soft_attention",
+    "learnable_extractor",
+    "csfi",
+)
+
+
+def test_every_paper_row_points_at_an_experiment_and_each_model_is_trained_once() -> None:
+    assert set(EXPERIMENTS) == {
+        "ttsr", "ttsr_rec", "ablation_base", "ablation_ha", "ablation_ha_sa", "ablation_tt",
+        "ablation_tt_c80", "ablation_tt_c96", "ablation_no_adv", "ablation_no_tpl",
     }  # fmt: skip
-    assert expected <= set(EXPERIMENTS)
+    used = {row.experiment for table in TABLES.values() for row in table.rows}
+    assert used == set(EXPERIMENTS)  # every run feeds a table, every row has a run
+    # Table 2's last row and Table 3's first row are one run; Table 3's CSFI row and Table 4 are TTSR-rec
+    assert (
+        TABLES["table2_texture_transformer"].rows[-1].experiment == TABLES["table3_csfi"].rows[0].experiment
+    )
+    assert {
+        TABLES["table3_csfi"].rows[1].experiment,
+        TABLES["table4_reference_similarity"].rows[0].experiment,
+    } == {"ttsr_rec"}
+    assert TABLES["table4_reference_similarity"].rows[0].source == "evaluate"
+    # no two experiments train the same model with the same objective and schedule
+    trained = {}
+    for experiment in EXPERIMENTS:
+        cfg = compose_config(Path("/tmp"), Path("/tmp/data"), [f"+experiment={experiment}"], tiny=False)
+        key = (
+            tuple(str(cfg.model.generator[name]) for name in ARCHITECTURE),
+            tuple(float(cfg.loss.weights[term]) for term in LOSS_TERMS),
+            cfg.optim.warmup_epochs,
+            cfg.trainer.max_epochs,
+        )
+        assert key not in trained, f"{experiment} trains the model of {trained.get(key)}"
+        trained[key] = experiment
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_each_experiment_file_is_flat_and_states_every_switch_and_weight(experiment: str) -> None:
+    content = yaml.safe_load((CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text())
+    parents = [entry for entry in content["defaults"] if isinstance(entry, str) and entry != "_self_"]
+    assert set(parents) <= {"ttsr", "ttsr_rec"}, parents
+    assert set(ARCHITECTURE) <= set(content["model"]["generator"])
+    assert set(content["loss"]["weights"]) == set(LOSS_TERMS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -55,7 +100,7 @@ def test_experiment_composes_with_its_recipe(tmp_path: Path, experiment: str) ->
     assert cfg.data.train.batch_size == 9 and cfg.data.train.patch_size == 160
     if experiment.startswith("ablation_") and experiment not in ("ablation_no_adv", "ablation_no_tpl"):
         assert cfg.loss.weights.adversarial == 0 and cfg.trainer.max_epochs == 200  # rec-loss models
-    if experiment in ("ablation_base", "ablation_ha", "ablation_ha_sa", "ablation_ha_sa_lte", "ablation_tt"):
+    if experiment in ("ablation_base", "ablation_ha", "ablation_ha_sa", "ablation_tt"):
         assert generator.csfi is False
 
 
@@ -75,13 +120,21 @@ def test_experiment_trains_and_validates_one_step(
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) -> Path:
-    """One smoke run per experiment, each in its own folder below the returned one."""
+    """One smoke run per experiment, each in its own folder below the returned one, and the
+    ``evaluate`` of the ttsr_rec run at every CUFED5 level (Table 4)."""
     root = tmp_path_factory.mktemp("smoke")
     for experiment in EXPERIMENTS:
         cfg = compose_config(
             root / experiment, sample_data_dir, [f"+experiment={experiment}", *SMOKE], tiny=False
         )
         train(cfg)
+    ckpt = root / "ttsr_rec" / "run" / "checkpoints" / "last.ckpt"
+    command = [
+        sys.executable, "-m", "ttsr_lightning.evaluate", f"ckpt={ckpt}", "data=sample",
+        f"paths.data_dir={sample_data_dir}", f"hydra.run.dir={root / 'evaluate_ttsr_rec'}", "logger=none",
+        "trainer.accelerator=cpu", "trainer.limit_test_batches=1",
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
     return root
 
 

@@ -16,16 +16,16 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from PIL import Image
 
+from ttsr_lightning.checkpoints import load_generator, save_generator
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data.errors import ImageError
-from ttsr_lightning.infer import infer, load_generator, prepare_inputs, super_resolve
+from ttsr_lightning.errors import ConfigError
+from ttsr_lightning.infer import infer, prepare_inputs, super_resolve
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
-from ttsr_lightning.official import save_generator_checkpoint
 from ttsr_lightning.panels import to_uint8_image
 
 TINY_GENERATOR = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
-TINY_MODEL_OVERRIDES = ["model.generator.n_feats=8", "model.generator.num_res_blocks=[1,1,1,1]"]
 
 
 def photo(top: int, left: int, height: int, width: int, name: str = "astronaut") -> Image.Image:
@@ -36,7 +36,7 @@ def photo(top: int, left: int, height: int, width: int, name: str = "astronaut")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    save_generator_checkpoint(TTSRGenerator(**TINY_GENERATOR), path)
+    save_generator(TTSRGenerator(**TINY_GENERATOR), path)
     return path
 
 
@@ -124,20 +124,20 @@ def test_without_checkpoint_random_weights_are_announced_loudly(
 ) -> None:
     lr, ref = pair
     with caplog.at_level(logging.WARNING, logger="ttsr_lightning.infer"):
-        written = infer(
-            compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.png'}", *TINY_MODEL_OVERRIDES])
-        )
+        written = infer(compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.png'}"]))
     assert written == [tmp_path / "sr.png"]
     assert "NO CHECKPOINT (ckpt=null): the generator has RANDOM weights" in caplog.text
 
 
-def test_search_transfer_is_the_lean_one_and_unknown_names_are_refused(ckpt: Path) -> None:
-    loaded = load_generator(ckpt, search_chunk_size=7)
-    assert loaded.search_transfer == "lean"
+def test_search_transfer_is_the_lean_one_and_unknown_names_are_refused(
+    tmp_path: Path, pair: tuple[Path, Path], ckpt: Path
+) -> None:
+    loaded = load_generator(ckpt)
+    assert loaded.description.endswith("search_transfer=lean")
     assert isinstance(loaded.generator.search_transfer, LeanSearchTransfer)
-    assert loaded.generator.search_transfer.chunk_size == 7
-    with pytest.raises(ValueError, match="search_transfer: expected one of .*, got 'fast'"):
-        load_generator(ckpt, search_transfer="fast")
+    lr, ref = pair
+    with pytest.raises(ConfigError, match="search_transfer: expected one of .*, got 'fast'"):
+        infer(compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.png'}", "search_transfer=fast"]))
 
 
 def test_errors_name_the_file_or_the_argument(tmp_path: Path, pair: tuple[Path, Path], ckpt: Path) -> None:
@@ -206,6 +206,6 @@ def test_command_line_writes_only_the_requested_files(
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "generator file (ttsr-lightning/generator v1)" in result.stdout + result.stderr
+    assert "generator file (ttsr-lightning/generator v2)" in result.stdout + result.stderr
     assert sorted(path.name for path in work_dir.iterdir()) == ["sr.png"]  # no outputs/, .hydra/ or log file
     assert Image.open(work_dir / "sr.png").size == (92, 68)

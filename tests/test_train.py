@@ -13,6 +13,7 @@ from omegaconf import open_dict
 
 from helpers.config import compose_config
 from helpers.interrupt import SimulatedKill
+from ttsr_lightning.callbacks import ResumeCheckpoint
 from ttsr_lightning.system import TTSRSystem
 from ttsr_lightning.train import train
 
@@ -31,7 +32,7 @@ def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sa
     assert summary["name"] == "tiny" and summary["smoke"] is True
     assert summary["params"]["params/discriminator"] > 0
     rows = (run / "test_per_image.csv").read_text().splitlines()
-    assert rows[0].startswith("set,image,ref,psnr,ssim")
+    assert rows[0] == "set,image,ref,reference,psnr,ssim,psnr_bicubic,ssim_bicubic"
     assert len(rows) == 1 + 7  # limit_test_batches=1: one image for each of the seven test sets
     panels = list((run / "panels").rglob("*.png"))
     assert panels, "image panels were not written"
@@ -47,7 +48,7 @@ def test_killed_mid_epoch_run_resumes_exactly(tmp_path: Path, sample_data_dir: P
         "trainer.limit_train_batches=4",
         "trainer.limit_val_batches=1",
         "test=false",
-        "callbacks.batch_checkpoint.every_n_batches=1",
+        "callbacks.resume_checkpoint.every_n_batches=1",
     ]
     whole = compose_config(tmp_path / "whole", sample_data_dir, common)
     train(whole)
@@ -60,12 +61,12 @@ def test_killed_mid_epoch_run_resumes_exactly(tmp_path: Path, sample_data_dir: P
         train(killed)
     checkpoint_path = tmp_path / "killed" / "run" / "checkpoints" / "last.ckpt"
     saved = torch.load(checkpoint_path, weights_only=True)
-    assert saved["batches_seen"] == 6 and saved["epoch"] == 1  # batch 2 of the second epoch
+    assert saved["callbacks"]["ResumeCheckpoint"]["batches_seen"] == 6 and saved["epoch"] == 1  # 2nd epoch
 
     resumed = compose_config(tmp_path / "killed", sample_data_dir, [*common, f"ckpt_path={checkpoint_path}"])
     train(resumed)
     final = torch.load(checkpoint_path, weights_only=True)
-    assert final["batches_seen"] == 8  # nothing lost, nothing re-done
+    assert final["callbacks"]["ResumeCheckpoint"]["batches_seen"] == 8  # nothing lost, nothing re-done
     for key, value in reference["state_dict"].items():
         assert torch.equal(value, final["state_dict"][key]), key
     for ours, theirs in zip(final["optimizer_states"], reference["optimizer_states"], strict=True):
@@ -82,7 +83,9 @@ class CaptureRestoredState(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         CaptureRestoredState.captured = {
             "global_step": trainer.global_step,
-            "batches_seen": pl_module.batches_seen,
+            "batches_seen": next(
+                c for c in trainer.callbacks if isinstance(c, ResumeCheckpoint)
+            ).batches_seen,
             "optimizers": [optimizer.state_dict() for optimizer in trainer.optimizers],
         }
         raise SimulatedKill("stop after restoring")
@@ -102,7 +105,7 @@ def test_resume_restores_optimiser_state_at_the_saved_step(tmp_path: Path, sampl
         train(resumed)
     captured = CaptureRestoredState.captured
     assert captured["global_step"] == saved["global_step"]
-    assert captured["batches_seen"] == saved["batches_seen"] == 2
+    assert captured["batches_seen"] == saved["callbacks"]["ResumeCheckpoint"]["batches_seen"] == 2
     restored, original = captured["optimizers"][0], saved["optimizer_states"][0]
     assert [g["lr"] for g in restored["param_groups"]] == [g["lr"] for g in original["param_groups"]]
     for param_id, state in original["state"].items():

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.train import train
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    # sweepers optimise the returned value: validation PSNR of the last epoch
-    value = metrics.get("val/psnr")
+def train_for_sweeps(cfg: DictConfig) -> float | None:
+    """:func:`train`, returning what sweepers optimise: the validation PSNR of the last epoch."""
+    value = train(cfg).get("val/psnr")
     return None if value is None else float(value)
 
+
+main = hydra_entry_point(train_for_sweeps, "config")
 
 if __name__ == "__main__":
     main()

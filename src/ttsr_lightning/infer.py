@@ -9,10 +9,10 @@ x4; the SR is saved as ``round((sr + 1) * 127.5)``.
   references by file stem (``a.png`` with ``a.jpg``) or with one reference image for all; the SR
   images are written as ``<out>/<stem>.png``. A single LR file goes to ``out`` (or
   ``<out>/<stem>.png`` when ``out`` is a folder).
-- ``ckpt``: a Lightning checkpoint of a training run, the official ``TTSR.pt`` / ``TTSR-rec.pt``, or
-  a generator file of ``python -m ttsr_lightning.official convert`` (:func:`load_generator` tells
-  them apart). Without it, the ``model`` config's generator runs with random weights: a demo of the
-  pipeline whose output is noise, and the log says so loudly.
+- ``ckpt``: any weights file :mod:`ttsr_lightning.checkpoints` reads (a training run's ``.ckpt``,
+  the official ``TTSR.pt`` / ``TTSR-rec.pt``, a converted generator file). Without it, the paper's
+  generator runs with random weights: a demo of the pipeline whose output is noise, and the log says
+  so loudly.
 - ``save_attention=true`` also writes ``<out stem>_attention.png`` beside each SR: SR | soft
   attention | hard-attention correspondences | Ref colour key (:mod:`ttsr_lightning.attention_maps`).
 
@@ -25,20 +25,18 @@ any work starts.
 from __future__ import annotations
 
 import logging
-import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import hydra
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ttsr_lightning.attention_maps import attention_panel
-from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.checkpoints import KINDS_EXPECTED, load_generator
+from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images
 from ttsr_lightning.data.preprocessing import (
@@ -48,146 +46,27 @@ from ttsr_lightning.data.preprocessing import (
     down_up,
     to_tensor,
 )
+from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.models import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
-from ttsr_lightning.official import (
-    DATA_PARALLEL_PREFIX,
-    OFFICIAL_PREFIXES,
-    generator_from_official_state_dict,
-    load_checked_state_dict,
-    load_generator_checkpoint,
-)
 from ttsr_lightning.panels import to_uint8_image
 
 log = logging.getLogger(__name__)
 
-LEAN_SEARCH_TRANSFER = "lean"
 ATTENTION_SUFFIX = "_attention"
-_CKPT_KINDS = (
-    "a Lightning checkpoint of a training run (.ckpt), the official TTSR.pt / TTSR-rec.pt, or a generator "
-    "file from `python -m ttsr_lightning.official convert`"
-)
 _RANDOM_WEIGHTS_WARNING = "\n".join(
     [
         "!" * 100,
         "!! NO CHECKPOINT (ckpt=null): the generator has RANDOM weights and its output is noise.",
-        "!! This run only demonstrates the pipeline. Pass ckpt=PATH: " + _CKPT_KINDS + ".",
+        "!! This run only demonstrates the pipeline. Pass ckpt=PATH: " + KINDS_EXPECTED + ".",
         "!" * 100,
     ]
 )
 
 
-def search_transfer_arguments(search_transfer: str, search_chunk_size: int | None) -> dict[str, Any]:
-    """The generator's ``search_transfer`` / ``search_chunk_size`` arguments; errors name the key."""
-    if search_transfer not in SEARCH_TRANSFERS:
-        raise ValueError(
-            f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {search_transfer!r}"
-        )
-    name = search_transfer
-    # The reference computes the whole relevance matrix at once and takes no chunk size.
-    return {"search_transfer": name, "search_chunk_size": None if name == "reference" else search_chunk_size}
-
-
-class LoadedGenerator(NamedTuple):
-    """A generator (eval mode, on CPU), what kind of checkpoint it came from (for the log), and the
-    search-transfer implementation it runs."""
-
-    generator: TTSRGenerator
-    description: str
-    search_transfer: str
-
-
-def load_generator(
-    ckpt: str | Path, search_transfer: str = LEAN_SEARCH_TRANSFER, search_chunk_size: int | None = None
-) -> LoadedGenerator:
-    """The generator held by any checkpoint this suite knows, detected from the file's content.
-
-    - Lightning checkpoint of a ``TTSRSystem`` run: the generator is rebuilt from the run's
-      ``hyper_parameters.generator`` and gets the ``generator.*`` weights (nothing else is built);
-    - generator file (``{"format": "ttsr-lightning/generator", ...}``);
-    - official flat state dict (``MainNet.*`` / ``LTE.*``, e.g. ``TTSR.pt``), architecture read off
-      the tensors.
-
-    Every kind is loaded with ``torch.load(weights_only=True)`` (no code runs from the file). The
-    search-transfer implementation is chosen here (``search_transfer``, see
-    :func:`search_transfer_arguments`), not taken from the file. Errors name ``ckpt``.
-    """
-    path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt: no file at {path}; expected {_CKPT_KINDS}")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise ValueError(
-            f"ckpt: cannot read {path} as a torch checkpoint ({exc}); expected {_CKPT_KINDS}"
-        ) from exc
-    implementation = search_transfer_arguments(search_transfer, search_chunk_size)
-    source = f"ckpt {path}"
-
-    if isinstance(loaded, Mapping) and "pytorch-lightning_version" in loaded and "state_dict" in loaded:
-        generator = _generator_from_lightning_checkpoint(loaded, source, implementation)
-        description = (
-            f"Lightning checkpoint of a training run (epoch {loaded.get('epoch')}, "
-            f"training batches seen: {loaded.get('batches_seen', 'unknown')}; generator weights only)"
-        )
-    elif isinstance(loaded, Mapping) and "format" in loaded:
-        generator = load_generator_checkpoint(path, **implementation)
-        description = f"generator file ({loaded['format']} v{loaded.get('version')})"
-    elif _is_official_state_dict(loaded):
-        assert isinstance(loaded, Mapping)
-        generator = generator_from_official_state_dict(loaded, source, **implementation)
-        description = f"official TTSR state dict ({len(loaded)} tensors)"
-    else:
-        keys = sorted(loaded)[:8] if isinstance(loaded, Mapping) else type(loaded).__name__
-        raise ValueError(
-            f"ckpt: {path} is not a checkpoint this suite knows (top level: {keys}); expected {_CKPT_KINDS}"
-        )
-    config = ", ".join(f"{key}={value}" for key, value in generator.config.items())
-    name = implementation["search_transfer"]
-    return LoadedGenerator(generator, f"{description}; {config}; search_transfer={name}", name)
-
-
-def _is_official_state_dict(loaded: object) -> bool:
-    return isinstance(loaded, Mapping) and any(
-        isinstance(key, str) and key.removeprefix(DATA_PARALLEL_PREFIX).startswith(tuple(OFFICIAL_PREFIXES))
-        for key in loaded
-    )
-
-
-def _generator_from_lightning_checkpoint(
-    checkpoint: Mapping[str, Any], source: str, implementation: dict[str, Any]
-) -> TTSRGenerator:
-    config = dict((checkpoint.get("hyper_parameters") or {}).get("generator") or {})
-    target = config.pop("_target_", None)
-    if not isinstance(target, str) or target.rsplit(".", 1)[-1] != TTSRGenerator.__name__:
-        raise ValueError(
-            f"{source}: a Lightning checkpoint whose hyper_parameters.generator is not a TTSRGenerator "
-            f"config (_target_ {target!r}); expected a checkpoint of a TTSRSystem run"
-        )
-    # Every weight comes from the checkpoint: no VGG19 file is looked for.
-    generator = TTSRGenerator(**{**config, "vgg_weights": "random", **implementation})
-    prefix = "generator."
-    state_dict = {
-        key.removeprefix(prefix): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith(prefix)
-    }
-    load_checked_state_dict(generator, state_dict, source)
-    return generator.eval()
-
-
-def random_generator(
-    generator_config: DictConfig | Mapping[str, Any], search_transfer: str, search_chunk_size: int | None
-) -> TTSRGenerator:
-    """The generator of a ``model.generator`` config with random weights (ckpt=null), loudly announced."""
+def random_generator(search_transfer: str) -> TTSRGenerator:
+    """The paper's generator with random weights (ckpt=null), loudly announced."""
     log.warning(_RANDOM_WEIGHTS_WARNING)
-    generator = instantiate(
-        generator_config,
-        vgg_weights="random",
-        **search_transfer_arguments(search_transfer, search_chunk_size),
-    )
-    if not isinstance(generator, TTSRGenerator):
-        raise TypeError(f"model.generator: expected a TTSRGenerator config, got {type(generator).__name__}")
-    return generator.eval()
+    return TTSRGenerator(vgg_weights="random", search_transfer=search_transfer).eval()
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -212,9 +91,9 @@ def plan_jobs(lr: str | Path, ref: str | Path, out: str | Path) -> list[Inferenc
         if not lr_images:
             raise FileNotFoundError(f"lr: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder {lr}")
         if out.is_file():
-            raise ValueError(f"out: {out} is a file; with a folder of LR images, out must be a folder")
+            raise ConfigError(f"out: {out} is a file; with a folder of LR images, out must be a folder")
         if out.resolve() == lr.resolve():
-            raise ValueError(f"out: {out} is the lr folder; write the SR images to another folder")
+            raise ConfigError(f"out: {out} is the lr folder; write the SR images to another folder")
         _require_unique_stems(lr_images, "lr")
         outputs = [out / f"{path.stem}.png" for path in lr_images]
     elif lr.is_file():
@@ -224,9 +103,9 @@ def plan_jobs(lr: str | Path, ref: str | Path, out: str | Path) -> list[Inferenc
         elif out.suffix.lower() in IMAGE_SUFFIXES:
             outputs = [out]
         else:
-            raise ValueError(f"out: {out} must end with one of {', '.join(IMAGE_SUFFIXES)}, or be a folder")
+            raise ConfigError(f"out: {out} must end with one of {', '.join(IMAGE_SUFFIXES)}, or be a folder")
         if outputs[0].resolve() == lr.resolve():
-            raise ValueError(f"out: {outputs[0]} would overwrite the LR image lr={lr}")
+            raise ConfigError(f"out: {outputs[0]} would overwrite the LR image lr={lr}")
     else:
         raise FileNotFoundError(f"lr: no image file or folder at {lr}")
     refs = _match_references(lr_images, ref)
@@ -237,7 +116,7 @@ def _require_unique_stems(images: Sequence[Path], key: str) -> None:
     stems = [path.stem for path in images]
     repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
     if repeated:
-        raise ValueError(
+        raise ConfigError(
             f"{key}: several images share the stem(s) {repeated} in {images[0].parent}; rename them"
         )
 
@@ -329,9 +208,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from exc
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name}: CUDA is not available on this machine; use device=cpu")
+        raise ConfigError(f"device={name}: CUDA is not available on this machine; use device=cpu")
     return device
 
 
@@ -345,7 +224,9 @@ def run_jobs(
     """Super-resolves every job, writing the SR (and its attention picture); returns the files written."""
     generator = generator.to(device).eval()
     if save_attention and generator.search_transfer is None:
-        log.warning("save_attention: this generator has no texture transfer (hard_attention=false); no maps")
+        log.warning(
+            "save_attention: this generator has no texture transfer (use_hard_attention=false); no maps"
+        )
         save_attention = False
     reader = RGBImageReader("infer")
     written: list[Path] = []
@@ -369,23 +250,25 @@ def infer(cfg: DictConfig) -> list[Path]:
     """The whole command: check every input, load the generator, super-resolve; returns the files written."""
     for key in ("max_lr_pixels", "max_ref_pixels"):
         if int(cfg[key]) < 1:
-            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
+            raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
     jobs = plan_jobs(cfg.lr, cfg.ref, cfg.out)
     check_image_sizes(jobs, int(cfg.max_lr_pixels), int(cfg.max_ref_pixels))
     device = resolve_device(str(cfg.device))
+    if cfg.search_transfer not in SEARCH_TRANSFERS:
+        raise ConfigError(
+            f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {cfg.search_transfer!r}"
+        )
     if cfg.ckpt is None:
-        generator = random_generator(cfg.model.generator, cfg.search_transfer, cfg.search_chunk_size)
+        generator = random_generator(cfg.search_transfer)
     else:
-        generator, description, _ = load_generator(cfg.ckpt, cfg.search_transfer, cfg.search_chunk_size)
+        generator, description = load_generator(cfg.ckpt, cfg.search_transfer)
         log.info("ckpt %s: %s", cfg.ckpt, description)
     written = run_jobs(generator, jobs, device, save_attention=bool(cfg.save_attention))
     log.info("wrote %d file(s), the first %s", len(written), written[0])
     return written
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="infer")
-def main(cfg: DictConfig) -> None:
-    infer(cfg)
+main = hydra_entry_point(infer, "infer")
 
 
 if __name__ == "__main__":

@@ -179,3 +179,12 @@ class YSSIM(_MeanOfPerImageValues):
 
     def __init__(self, crop_border: int = 0, **kwargs: Any) -> None:
         super().__init__(y_ssim, crop_border, **kwargs)
+
+
+def protocol_description(crop_border: int = 0) -> str:
+    """One line naming how :func:`y_psnr` / :func:`y_ssim` measure, for result files."""
+    crop = "no border crop" if crop_border == 0 else f"{crop_border} px cropped from each border"
+    return (
+        "official TTSR: images rounded to uint8, Y = BT.601 studio swing (65.738, 129.057, 25.064)/256, "
+        f"{crop}, PSNR per image then mean, SSIM 11x11 Gaussian (sigma 1.5) valid mode"
+    )

@@ -1,6 +1,6 @@
-"""TTSRSystem: the one LightningModule. All training policy lives here.
+"""TTSRSystem: the training policy. Evaluation is inherited from :class:`EvaluationModule`.
 
-What it does, per training batch (manual optimisation, as the official `trainer.py` + `loss/loss.py`):
+What it does, per training batch (manual optimisation, as the official ``trainer.py`` + ``loss/loss.py``):
 
 1. generator forward: ``sr, S, T = G(lr, lr_up, ref, ref_down_up)``;
 2. reconstruction loss ``L1(sr, hr)``;
@@ -9,116 +9,47 @@ What it does, per training batch (manual optimisation, as the official `trainer.
    transferal perceptual terms (the latter through a frozen copy of the current LTE);
 4. one Adam step for the generator: two parameter groups, main network ``generator_lr`` and LTE ``lte_lr``.
 
-Validation and test measure Y-channel PSNR/SSIM with the official protocol per evaluation set (and
-the bicubic baseline beside it). Hyper-parameters are plain values (dicts with ``_target_``), so a
-checkpoint reloads under torch's weights-only loading and rebuilds every module by itself.
+A loss term is on iff its weight (``loss.weights.<term>``) is > 0; terms that are off are not built
+(no VGG19, no critic for TTSR-rec). Before every optimiser step the loss terms and the gradients are
+checked: a NaN or infinity stops the run with :class:`NonFiniteError` naming the term, the epoch and
+the batch (all ranks decide together), so no optimiser step and no checkpoint ever sees it;
+``optim.max_nonfinite_skips`` lets a run skip up to that many such batches with a warning each.
+
+Hyper-parameters are plain values (dicts with ``_target_``), so a checkpoint reloads under torch's
+weights-only loading and rebuilds every module by itself. Config validation lives in
+:mod:`ttsr_lightning.settings`, checkpoint contents in :mod:`ttsr_lightning.checkpoints`, the batch
+counter and RNG states in the ``ResumeCheckpoint`` callback.
 """
 
 from __future__ import annotations
 
 import copy
-import random
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, cast
 
-import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torchmetrics import Metric
 
+from ttsr_lightning.checkpoints import restore_frozen_weights, strip_frozen_weights
+from ttsr_lightning.errors import ConfigError, NonFiniteError
+from ttsr_lightning.evaluation import EvaluationModule
 from ttsr_lightning.losses import WGANGPLoss
-from ttsr_lightning.metrics import YPSNR, YSSIM
 from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
-
-LOSS_TERMS = ("reconstruction", "perceptual", "transferal_perceptual", "adversarial")
-# state-dict prefixes of frozen weights that are rebuilt rather than saved (see on_save_checkpoint)
-FROZEN_PREFIXES = ("loss_terms.perceptual.", "lte_copy.")
+from ttsr_lightning.settings import OptimSettings, loss_weights
 
 
-@dataclass(frozen=True)
-class OptimSettings:
-    """The ``optim`` config group, validated. Errors name the key (``optim.<name>``)."""
-
-    generator_lr: float = 1e-4
-    lte_lr: float = 1e-5
-    generator_betas: tuple[float, float] = (0.9, 0.999)
-    discriminator_lr: float = 1e-4
-    discriminator_betas: tuple[float, float] = (0.0, 0.9)
-    eps: float = 1e-8
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = 0.5
-    gan_k: int = 2
-    warmup_epochs: int = 2
-    gradient_clip_val: float | None = None
-    fused: bool = False
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> OptimSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"optim: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        converted: dict[str, Any] = dict(values)
-        for key in ("generator_betas", "discriminator_betas", "lr_milestones"):
-            if key in converted:
-                converted[key] = tuple(converted[key])
-        settings = cls(**converted)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        for key in ("generator_lr", "lte_lr", "discriminator_lr", "eps"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"optim.{key} must be >= 0, got {getattr(self, key)}")
-        if self.gan_k < 1:
-            raise ValueError(f"optim.gan_k must be >= 1 (critic steps per generator step), got {self.gan_k}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if not 0 < self.lr_gamma <= 1:
-            raise ValueError(f"optim.lr_gamma must be in (0, 1], got {self.lr_gamma}")
-        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(
-            m <= 0 for m in self.lr_milestones
-        ):
-            raise ValueError(
-                f"optim.lr_milestones must be increasing positive epochs, got {self.lr_milestones}"
-            )
-        if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
-            raise ValueError(f"optim.gradient_clip_val must be > 0 or null, got {self.gradient_clip_val}")
-        for key in ("generator_betas", "discriminator_betas"):
-            betas = getattr(self, key)
-            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-                raise ValueError(f"optim.{key} must be two numbers in [0, 1), got {betas}")
-
-
-def validate_loss_config(losses: dict[str, Any]) -> dict[str, float]:
-    """Check the ``loss`` group and return its weights; errors name ``loss.weights.<term>``."""
-    weights = dict(losses.get("weights", {}))
-    unknown = sorted(set(weights) - set(LOSS_TERMS))
-    if unknown:
-        raise ValueError(f"loss.weights: unknown term(s) {unknown}; expected some of {list(LOSS_TERMS)}")
-    for term in LOSS_TERMS:
-        weight = float(weights.setdefault(term, 0.0))
-        if weight < 0:
-            raise ValueError(f"loss.weights.{term} must be >= 0, got {weight}")
-        if weight > 0 and term not in losses:
-            raise ValueError(f"loss.{term} must be configured (a _target_) when loss.weights.{term} > 0")
-        weights[term] = weight
-    if weights["reconstruction"] == 0 and sum(weights.values()) == 0:
-        raise ValueError("loss.weights: every weight is 0, nothing would be optimised")
-    return weights
-
-
-class TTSRSystem(LightningModule):
-    """TTSR training, validation and test.
+class TTSRSystem(EvaluationModule):
+    """TTSR training (validation and test as :class:`EvaluationModule`).
 
     Args:
         generator: config of the generator (``_target_`` + constructor args), e.g. ``conf/model/ttsr.yaml``.
         discriminator: config of the WGAN-GP critic; built only when the adversarial weight is > 0.
-        losses: the ``loss`` group: one ``_target_`` per term and ``weights`` (see ``LOSS_TERMS``).
-        optim: the ``optim`` group (see ``OptimSettings``).
-        num_image_panels: evaluation images per set kept for the image panels callback.
+        losses: the ``loss`` group: one ``_target_`` config per term and ``weights`` (a term is on iff
+            its weight is > 0; see :func:`ttsr_lightning.settings.loss_weights`).
+        optim: the ``optim`` group (see :class:`ttsr_lightning.settings.OptimSettings`).
         crop_border: pixels shaved off each side before PSNR/SSIM (official: 0).
         lazy_lte_copy_sync: copy the LTE into its frozen twin only when the LTE changed since the last copy.
         channels_last: keep weights and image batches in channels-last memory format (faster
@@ -133,64 +64,48 @@ class TTSRSystem(LightningModule):
         discriminator: dict[str, Any] | None,
         losses: dict[str, Any],
         optim: dict[str, Any],
-        num_image_panels: int = 4,
         crop_border: int = 0,
         lazy_lte_copy_sync: bool = True,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        super().__init__()
+        optim_settings = OptimSettings.from_dict(dict(optim))
+        weights = loss_weights(losses)
+        built_generator = _build(generator, "model.generator")
+        if not isinstance(built_generator, TTSRGenerator):
+            raise ConfigError(
+                f"model.generator: expected a TTSRGenerator config, got {type(built_generator).__name__}"
+            )
+        super().__init__(built_generator, crop_border=crop_border)
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.optim_settings = OptimSettings.from_dict(dict(optim))
-        self.loss_weights = validate_loss_config(dict(losses))
-        if crop_border < 0:
-            raise ValueError(f"system.crop_border must be >= 0, got {crop_border}")
+        self.optim_settings = optim_settings
+        self.loss_weights = weights
 
-        self.generator: TTSRGenerator = instantiate(generator)
-        uses_adversarial = self.loss_weights["adversarial"] > 0
+        uses_adversarial = weights["adversarial"] > 0
         if uses_adversarial and discriminator is None:
-            raise ValueError("model.discriminator must be configured when loss.weights.adversarial > 0")
+            raise ConfigError("model.discriminator must be configured when loss.weights.adversarial > 0")
         self.discriminator: Discriminator | None = instantiate(discriminator) if uses_adversarial else None
         self.loss_terms = nn.ModuleDict(
-            {term: instantiate(losses[term]) for term in LOSS_TERMS if self.loss_weights[term] > 0}
+            {term: instantiate(losses[term]) for term, w in weights.items() if w > 0}
         )
         # Frozen twin of the LTE for the transferal perceptual loss (the official LTE_copy).
         self.lte_copy: LTE | None = None
         if "transferal_perceptual" in self.loss_terms:
             if self.generator.lte is None:
-                raise ValueError(
+                raise ConfigError(
                     "loss.weights.transferal_perceptual must be 0 for a generator without texture transfer "
-                    "(model.generator.hard_attention=false)"
+                    "(model.generator.use_hard_attention=false)"
                 )
             self.lte_copy = copy.deepcopy(self.generator.lte).requires_grad_(False).eval()
         self._lte_copy_stale = True
-
-        self.num_image_panels = num_image_panels
-        self.crop_border = crop_border
         self.lazy_lte_copy_sync = lazy_lte_copy_sync
         self.channels_last = channels_last
         self.compile_modules = compile
-        # Training batches done (not optimiser steps: Lightning's global_step counts those); checkpointed.
-        self.batches_seen = 0
-        self.eval_metrics = nn.ModuleDict()
-        self.eval_set_names: dict[str, list[str]] = {}
-        self.test_rows: list[dict[str, Any]] = []
+        # batches skipped for a non-finite loss or gradient (optim.max_nonfinite_skips); checkpointed
+        self.nonfinite_skips = 0
 
     # ------------------------------------------------------------------ set-up
-    def setup(self, stage: str) -> None:
-        """Create one PSNR/SSIM pair (model and bicubic baseline) per evaluation set."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        for eval_stage, attribute in (("val", "val_set_names"), ("test", "test_set_names")):
-            names = list(getattr(datamodule, attribute, []) or [])
-            self.eval_set_names[eval_stage] = names
-            for name in names:
-                for kind in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
-                    key = self._metric_key(eval_stage, name, kind)
-                    if key not in self.eval_metrics:
-                        metric = YPSNR if kind.startswith("psnr") else YSSIM
-                        self.eval_metrics[key] = metric(crop_border=self.crop_border)
-
     def configure_model(self) -> None:
         """Speed options, applied once the module is on its device."""
         if self.channels_last:
@@ -201,11 +116,6 @@ class TTSRSystem(LightningModule):
                 self.generator.lte.compile()
             if "perceptual" in self.loss_terms:
                 self.loss_terms["perceptual"].compile()
-
-    @staticmethod
-    def _metric_key(stage: str, set_name: str, kind: str) -> str:
-        # ModuleDict keys may not contain "."
-        return f"{stage}__{set_name}__{kind}".replace(".", "_")
 
     def configure_optimizers(self) -> Any:
         s = self.optim_settings
@@ -247,13 +157,13 @@ class TTSRSystem(LightningModule):
         """Reconstruction-only phase (the official init epochs)."""
         return self.current_epoch < self.optim_settings.warmup_epochs
 
-    def forward(self, batch: dict[str, Tensor]) -> GeneratorOutput:
+    def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
         images = [batch[key] for key in ("lr", "lr_up", "ref", "ref_down_up")]
         if self.channels_last:
             images = [image.contiguous(memory_format=torch.channels_last) for image in images]
         return self.generator(*images)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         generator_opt = optimizers[0]
@@ -263,7 +173,12 @@ class TTSRSystem(LightningModule):
         logs: dict[str, Tensor] = {}
         if not self.in_warmup:
             if self.discriminator is not None:
-                logs.update(self._critic_steps(optimizers[1], real=hr, fake=out.sr.detach()))
+                critic_logs = self._critic_steps(
+                    optimizers[1], real=hr, fake=out.sr.detach(), batch_idx=batch_idx
+                )
+                if critic_logs is None:
+                    return None  # a non-finite critic step was skipped: skip the whole batch
+                logs.update(critic_logs)
                 with _frozen(self.discriminator):
                     terms["adversarial"] = self._adversarial.generator_loss(self.discriminator, out.sr)
             if "perceptual" in self.loss_terms:
@@ -275,6 +190,10 @@ class TTSRSystem(LightningModule):
 
         generator_opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
+        generator_params = [p for group in generator_opt.param_groups for p in group["params"]]
+        if not self._finite_or_skip(batch_idx, "loss", terms, generator_params, "generator gradient"):
+            generator_opt.zero_grad(set_to_none=True)
+            return None
         if self.optim_settings.gradient_clip_val is not None:
             self.clip_gradients(
                 cast(Any, generator_opt),
@@ -283,7 +202,6 @@ class TTSRSystem(LightningModule):
             )
         generator_opt.step()
         self._lte_copy_stale = True
-        self.batches_seen += 1
 
         batch_size = hr.shape[0]
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=batch_size)
@@ -298,21 +216,66 @@ class TTSRSystem(LightningModule):
             self.log(f"lr/{group['name']}", group["lr"], batch_size=batch_size)
         return total.detach()
 
-    def _critic_steps(self, critic_opt: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        """``gan_k`` WGAN-GP critic updates on (real, fake); returns the last step's statistics."""
+    def _critic_steps(
+        self, critic_opt: Any, real: Tensor, fake: Tensor, batch_idx: int
+    ) -> dict[str, Tensor] | None:
+        """``gan_k`` WGAN-GP critic updates on (real, fake); the last step's statistics, or None when a
+        non-finite step was skipped (``optim.max_nonfinite_skips``)."""
         assert self.discriminator is not None
-        adversarial = self._adversarial
         stats: dict[str, Tensor] = {}
+        critic_params = list(self.discriminator.parameters())
         for _ in range(self.optim_settings.gan_k):
-            critic_loss, step_stats = adversarial.critic_loss(self.discriminator, real, fake)
+            critic_loss, step_stats = self._adversarial.critic_loss(self.discriminator, real, fake)
             critic_opt.zero_grad(set_to_none=True)
             self.manual_backward(critic_loss)
+            if not self._finite_or_skip(
+                batch_idx, "critic loss", {"critic": critic_loss}, critic_params, "critic gradient"
+            ):
+                critic_opt.zero_grad(set_to_none=True)
+                return None
             critic_opt.step()
             stats = {
                 "critic/loss": critic_loss.detach(),
                 **{f"critic/{k}": v.detach() for k, v in step_stats.items()},
             }
         return stats
+
+    def _finite_or_skip(
+        self,
+        batch_idx: int,
+        kind: str,
+        terms: dict[str, Tensor],
+        params: Sequence[Tensor],
+        gradient_name: str,
+    ) -> bool:
+        """True when every term and the gradient norm are finite on every rank. Otherwise skips the batch
+        (False, with a warning) while ``optim.max_nonfinite_skips`` allows, else raises NonFiniteError."""
+        grads = [p.grad for p in params if p.grad is not None]
+        gradient_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        values = {
+            **{name: value.detach() for name, value in terms.items()},
+            gradient_name: gradient_norm.detach(),
+        }
+        local_bad = not bool(torch.stack([v.float().isfinite().all() for v in values.values()]).all())
+        if not self.trainer.strategy.reduce_boolean_decision(local_bad, all=False):
+            return True
+        bad = [f"{name}={float(v):.4g}" for name, v in values.items() if not bool(v.float().isfinite().all())]
+        where = (
+            f"epoch {self.current_epoch}, batch {batch_idx} of the epoch "
+            f"(training batch {self.trainer.fit_loop.epoch_loop.total_batch_idx + 1} of the run)"
+        )
+        problem = f"non-finite {kind} or gradient at {where}: {', '.join(bad) or 'on another rank'}"
+        limit = self.optim_settings.max_nonfinite_skips
+        if self.nonfinite_skips < limit:
+            self.nonfinite_skips += 1
+            rank_zero_warn(
+                f"{problem}; batch skipped ({self.nonfinite_skips} of optim.max_nonfinite_skips={limit})"
+            )
+            return False
+        raise NonFiniteError(
+            f"{problem}; the run stops, its last checkpoint intact (optim.max_nonfinite_skips={limit}; "
+            "a larger value skips that many such batches)"
+        )
 
     def _transferal_perceptual(self, out: GeneratorOutput) -> Tensor:
         """Texture features of sr from the frozen LTE copy against the transferred textures T."""
@@ -339,78 +302,22 @@ class TTSRSystem(LightningModule):
                     scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["batches_seen"] = self.batches_seen
-        checkpoint["rng_states"] = rng_states()
-        # Frozen weights that are fixed (perceptual VGG19) or derived (the LTE copy) stay out of
-        # checkpoints: 80 MB each otherwise.
-        for key in [k for k in checkpoint["state_dict"] if k.startswith(FROZEN_PREFIXES)]:
-            del checkpoint["state_dict"][key]
+        strip_frozen_weights(checkpoint)
+        checkpoint["nonfinite_skips"] = self.nonfinite_skips
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state_dict = checkpoint["state_dict"]
-        for key, value in self.state_dict().items():
-            if key.startswith(FROZEN_PREFIXES):
-                state_dict.setdefault(key, value)
-        self.batches_seen = int(checkpoint.get("batches_seen", 0))
-        if "rng_states" in checkpoint:
-            set_rng_states(checkpoint["rng_states"])
+        restore_frozen_weights(checkpoint, self.state_dict())
+        self.nonfinite_skips = int(checkpoint.get("nonfinite_skips", 0))
         self._lte_copy_stale = True
 
-    # ------------------------------------------------------------------ evaluation
-    def validation_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> dict[str, Any]:
-        return self._evaluation_step("val", batch, batch_idx, dataloader_idx)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        return self._evaluation_step("test", batch, batch_idx, dataloader_idx)
-
-    def _evaluation_step(
-        self, stage: str, batch: dict[str, Any], batch_idx: int, dataloader_idx: int
-    ) -> dict[str, Any]:
-        names = self.eval_set_names.get(stage) or [f"set{dataloader_idx}"]
-        set_name = names[dataloader_idx]
-        out = self(batch)
-        hr = batch["hr"]
-        batch_size = hr.shape[0]
-        values: dict[str, Tensor] = {}
-        for kind, image in (("", out.sr), ("_bicubic", batch["lr_up"])):
-            for measure in ("psnr", "ssim"):
-                key = self._metric_key(stage, set_name, measure + kind)
-                if key not in self.eval_metrics:  # evaluation without a datamodule that names its sets
-                    metric_cls = YPSNR if measure == "psnr" else YSSIM
-                    self.eval_metrics[key] = metric_cls(crop_border=self.crop_border).to(self.device)
-                metric = cast(YPSNR | YSSIM, self.eval_metrics[key])
-                metric.update(image, hr)
-                if stage == "test":  # per-image rows for the results CSV
-                    values[measure + kind] = metric.last_values
-                self.log(
-                    f"{stage}/{set_name}/{measure}{kind}",
-                    metric,
-                    on_step=False,
-                    on_epoch=True,
-                    batch_size=batch_size,
-                    add_dataloader_idx=False,
-                    prog_bar=(measure == "psnr" and kind == "" and dataloader_idx == 0),
-                )
-        if stage == "val" and dataloader_idx == 0:
-            # the monitored summary metric: PSNR on the first validation set
-            summary = cast(Metric, self.eval_metrics[self._metric_key(stage, set_name, "psnr")])
-            self.log("val/psnr", summary, batch_size=batch_size)
-        if stage == "test":
-            for i in range(batch_size):
-                self.test_rows.append(
-                    {
-                        "set": set_name,
-                        "image": _item(batch.get("name"), i),
-                        "ref": _item(batch.get("ref_name"), i),
-                        **{key: float(v[i]) for key, v in values.items()},
-                    }
-                )
-        return {"set_name": set_name, "sr": out.sr.detach(), "soft_attention": _detach(out.soft_attention)}
-
-    def on_test_epoch_start(self) -> None:
-        self.test_rows = []
+def _build(config: dict[str, Any] | None, key: str) -> Any:
+    """``instantiate(config)``; a constructor's refusal becomes a ConfigError naming the config key."""
+    try:
+        return instantiate(config)
+    except InstantiationException as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise ConfigError(f"{key}: {cause}") from exc
 
 
 class _frozen:
@@ -427,58 +334,3 @@ class _frozen:
     def __exit__(self, *exc: object) -> None:
         for p, flag in zip(self.module.parameters(), self.flags, strict=True):
             p.requires_grad_(flag)
-
-
-def rng_states() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU and CUDA) generator states, as plain values and tensors."""
-    states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": _numpy_state_plain(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["torch_cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(_as_tuple(states["python"]))
-    numpy_state = states["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy_state["keys"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    torch.set_rng_state(states["torch"])
-    if "torch_cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["torch_cuda"])
-
-
-def _numpy_state_plain() -> dict[str, Any]:
-    """NumPy's legacy MT19937 state without numpy arrays (checkpoints load weights-only)."""
-    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
-    return {
-        "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached_gaussian": float(cached_gaussian),
-    }
-
-
-def _as_tuple(value: Any) -> Any:
-    """Checkpoint round trips turn the tuples of ``random.getstate()`` into lists; undo that."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
-
-
-def _item(values: Any, index: int) -> str:
-    if values is None:
-        return ""
-    return str(values[index]) if isinstance(values, list | tuple) else str(values)
-
-
-def _detach(value: Tensor | None) -> Tensor | None:
-    return None if value is None else value.detach()

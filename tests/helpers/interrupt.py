@@ -20,5 +20,5 @@ class KillAfterBatch(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if getattr(pl_module, "batches_seen", 0) == self.batch:
+        if trainer.fit_loop.epoch_loop.total_batch_idx + 1 == self.batch:
             raise SimulatedKill(f"simulated kill after batch {self.batch}")

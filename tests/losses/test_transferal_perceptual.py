@@ -17,19 +17,19 @@ def official_forward(shared_fixtures: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("distance", ["l1", "l2"])
-@pytest.mark.parametrize("use_soft_attention", [False, True])
+@pytest.mark.parametrize("weight_by_soft_attention", [False, True])
 def test_matches_official_tpl_loss(
-    official_forward: dict[str, Any], distance: str, use_soft_attention: bool
+    official_forward: dict[str, Any], distance: str, weight_by_soft_attention: bool
 ) -> None:
     outputs, intermediates = official_forward["outputs"], official_forward["intermediates"]
-    loss = TransferalPerceptualLoss(distance, use_soft_attention)(  # type: ignore[arg-type]
+    loss = TransferalPerceptualLoss(distance, weight_by_soft_attention)(  # type: ignore[arg-type]
         (intermediates["sr_lv1"], intermediates["sr_lv2"], intermediates["sr_lv3"]),
         outputs["T_lv3"],
         outputs["T_lv2"],
         outputs["T_lv1"],
         outputs["S"],
     )
-    expected = official_forward["losses"][f"tpl_{distance}_useS{int(use_soft_attention)}"]
+    expected = official_forward["losses"][f"tpl_{distance}_useS{int(weight_by_soft_attention)}"]
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
 
 
@@ -57,7 +57,7 @@ def test_soft_attention_weighting_is_the_sigmoid_of_s_at_lv3() -> None:
     sr_features = _features(1, 2, 2, offset=0.0)
     t_lv1, t_lv2, t_lv3 = _features(1, 2, 2, offset=1.0)
     soft_attention = torch.zeros(1, 1, 2, 2)  # sigmoid(0) = 1/2 everywhere, at every level
-    loss = TransferalPerceptualLoss("l1", use_soft_attention=True)(
+    loss = TransferalPerceptualLoss("l1", weight_by_soft_attention=True)(
         sr_features, t_lv3, t_lv2, t_lv1, soft_attention
     )
     assert loss.item() == pytest.approx(0.5)
@@ -66,7 +66,7 @@ def test_soft_attention_weighting_is_the_sigmoid_of_s_at_lv3() -> None:
 def test_soft_attention_weighting_needs_s() -> None:
     sr_features = _features(1, 2, 2, offset=0.0)
     with pytest.raises(ValueError, match="soft_attention"):
-        TransferalPerceptualLoss(use_soft_attention=True)(sr_features, *reversed(sr_features))
+        TransferalPerceptualLoss(weight_by_soft_attention=True)(sr_features, *reversed(sr_features))
 
 
 def test_rejects_unknown_distance() -> None:

@@ -16,13 +16,13 @@ CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "generator" / 
 
 
 def small(
-    hard_attention: bool = True, soft_attention: bool = True, learnable_extractor: bool = True
+    use_hard_attention: bool = True, use_soft_attention: bool = True, learnable_extractor: bool = True
 ) -> TTSRGenerator:
     return TTSRGenerator(
         n_feats=8,
         num_res_blocks=(1, 1, 1, 1),
-        hard_attention=hard_attention,
-        soft_attention=soft_attention,
+        use_hard_attention=use_hard_attention,
+        use_soft_attention=use_soft_attention,
         learnable_extractor=learnable_extractor,
         vgg_weights="random",
     )
@@ -60,7 +60,7 @@ def test_state_dict_keys_are_renamed_official_keys() -> None:
 
 
 def test_base_has_no_texture_transfer() -> None:
-    generator = small(hard_attention=False, soft_attention=False, learnable_extractor=False)
+    generator = small(use_hard_attention=False, use_soft_attention=False, learnable_extractor=False)
     assert generator.lte is None and generator.search_transfer is None
     inputs = images()
     out = generator(**inputs)
@@ -71,7 +71,7 @@ def test_base_has_no_texture_transfer() -> None:
 
 
 def test_soft_attention_off_still_returns_s() -> None:
-    out = small(soft_attention=False)(**images())
+    out = small(use_soft_attention=False)(**images())
     assert out.soft_attention is not None and out.soft_attention.shape == (2, 1, 6, 5)
 
 
@@ -97,8 +97,8 @@ def test_config_rebuilds_the_same_architecture() -> None:
     assert generator.config == {
         "n_feats": 16,
         "num_res_blocks": [2, 1, 1, 3],
-        "hard_attention": True,
-        "soft_attention": True,
+        "use_hard_attention": True,
+        "use_soft_attention": True,
         "learnable_extractor": True,
         "csfi": False,
     }
@@ -108,14 +108,12 @@ def test_config_rebuilds_the_same_architecture() -> None:
 
 
 def test_argument_validation() -> None:
-    with pytest.raises(ValueError, match="hard_attention=False"):
-        small(hard_attention=False)  # soft attention and the learnable LTE default to True
-    with pytest.raises(ValueError, match="hard_attention=False"):
-        small(hard_attention=False, soft_attention=False)
+    with pytest.raises(ValueError, match="use_hard_attention=False"):
+        small(use_hard_attention=False)  # soft attention and the learnable LTE default to True
+    with pytest.raises(ValueError, match="use_hard_attention=False"):
+        small(use_hard_attention=False, use_soft_attention=False)
     with pytest.raises(ValueError, match="search_transfer must be one of"):
         TTSRGenerator(search_transfer="fast", vgg_weights="random")
-    with pytest.raises(ValueError, match="search_chunk_size"):
-        TTSRGenerator(search_transfer="reference", search_chunk_size=64, vgg_weights="random")
 
 
 def test_input_shape_validation() -> None:

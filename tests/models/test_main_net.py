@@ -27,13 +27,15 @@ def small(**switches: bool) -> MainNet:
 
 
 @pytest.mark.parametrize("csfi", [True, False])
-@pytest.mark.parametrize(("use_textures", "soft_attention"), [(True, True), (True, False), (False, False)])
-def test_output_shape_and_range(csfi: bool, use_textures: bool, soft_attention: bool) -> None:
-    net = small(use_textures=use_textures, soft_attention=soft_attention, csfi=csfi)
+@pytest.mark.parametrize(
+    ("use_hard_attention", "use_soft_attention"), [(True, True), (True, False), (False, False)]
+)
+def test_output_shape_and_range(csfi: bool, use_hard_attention: bool, use_soft_attention: bool) -> None:
+    net = small(use_hard_attention=use_hard_attention, use_soft_attention=use_soft_attention, csfi=csfi)
     inputs = textures(2, 5, 7)
-    if not soft_attention:
+    if not use_soft_attention:
         del inputs["soft_attention"]
-    if not use_textures:
+    if not use_hard_attention:
         inputs = {}
     sr = net(torch.rand(2, 3, 5, 7) * 2 - 1, **inputs)
     assert sr.shape == (2, 3, 20, 28)
@@ -60,7 +62,7 @@ def test_official_part_counts_at_64_channels() -> None:
 
 
 def test_base_has_no_fusion_heads() -> None:
-    net = small(use_textures=False, soft_attention=False)
+    net = small(use_hard_attention=False, use_soft_attention=False)
     assert net.conv11_head is None and net.conv22_head is None and net.conv33_head is None
     assert not any(key.startswith(("conv11_head", "conv22_head", "conv33_head")) for key in net.state_dict())
 
@@ -73,14 +75,14 @@ def test_zero_soft_attention_blocks_the_textures() -> None:
     inputs["soft_attention"] = other["soft_attention"] = torch.zeros(1, 1, 4, 4)
     torch.testing.assert_close(soft(lr, **inputs), soft(lr, **other), rtol=0, atol=0)
 
-    hard_only = small(soft_attention=False)
+    hard_only = small(use_soft_attention=False)
     del inputs["soft_attention"], other["soft_attention"]
     assert not torch.allclose(hard_only(lr, **inputs), hard_only(lr, **other))
 
 
 def test_constructor_validation() -> None:
-    with pytest.raises(ValueError, match="use_textures"):
-        small(use_textures=False, soft_attention=True)
+    with pytest.raises(ValueError, match="use_hard_attention"):
+        small(use_hard_attention=False, use_soft_attention=True)
     with pytest.raises(ValueError, match="num_res_blocks"):
         MainNet(8, (1, 1, 1))
     with pytest.raises(ValueError, match="n_feats"):
@@ -94,4 +96,4 @@ def test_forward_names_missing_and_unexpected_inputs() -> None:
     with pytest.raises(ValueError, match="t_lv2 missing"):
         small()(lr, **inputs)
     with pytest.raises(ValueError, match="soft_attention given"):
-        small(soft_attention=False)(lr, **textures(1, 4, 4))
+        small(use_soft_attention=False)(lr, **textures(1, 4, 4))

@@ -46,8 +46,9 @@ class EvalDataset(Dataset[dict[str, Any]]):
     """Test images preprocessed as the official test loader.
 
     Each item: ``lr`` (3, H/4, W/4), ``lr_up`` and ``hr`` (3, H, W), ``ref`` and ``ref_down_up``
-    (3, Hr, Wr), float32 in [-1, 1], H, W, Hr, Wr multiples of 4; ``name`` (the HR image's stem) and
-    ``ref_name`` (the reference's stem, or ``"LR"``).
+    (3, Hr, Wr), float32 in [-1, 1], H, W, Hr, Wr multiples of 4; ``name`` (the HR image's stem),
+    ``ref_name`` (the reference's stem, or ``"LR"``), ``index`` (its position in the set, so results
+    gathered from several ranks sort back into set order) and ``reference_policy``.
 
     Args:
         dataset: name used in messages.
@@ -78,6 +79,8 @@ class EvalDataset(Dataset[dict[str, Any]]):
             "ref_down_up": to_tensor(down_up(ref)),
             "name": item.name,
             "ref_name": item.ref_name,
+            "index": index,
+            "reference_policy": self.reference_policy,
         }
 
     def load_reference(self, item: EvalItem, lr: Image.Image) -> Image.Image:

@@ -17,7 +17,7 @@ class TransferalPerceptualLoss(nn.Module):
 
     Args:
         distance: ``"l2"`` (MSE, the official default) or ``"l1"``; both are means over elements.
-        use_soft_attention: weight both sides by ``sigmoid(S)`` at each level (the official
+        weight_by_soft_attention: weight both sides by ``sigmoid(S)`` at each level (the official
             ``tpl_use_S``, off by default and in the paper recipes); S is upsampled bicubically x2 and
             x4 for lv2 and lv1 before the sigmoid.
 
@@ -26,16 +26,16 @@ class TransferalPerceptualLoss(nn.Module):
             (B, 64, 4h, 4w), (B, 128, 2h, 2w), (B, 256, h, w);
         t_lv3, t_lv2, t_lv1: the transferred textures, same shapes as sr lv3, lv2, lv1 (not detached:
             the loss also trains the LTE through T, as the official code);
-        soft_attention: S (B, 1, h, w) in [0, 1]; needed only with ``use_soft_attention``.
+        soft_attention: S (B, 1, h, w) in [0, 1]; needed only with ``weight_by_soft_attention``.
     Returns a scalar.
     """
 
-    def __init__(self, distance: Distance = "l2", use_soft_attention: bool = False) -> None:
+    def __init__(self, distance: Distance = "l2", weight_by_soft_attention: bool = False) -> None:
         super().__init__()
         if distance not in _DISTANCES:
             raise ValueError(f"distance must be one of {sorted(_DISTANCES)}, got {distance!r}")
         self.distance = distance
-        self.use_soft_attention = use_soft_attention
+        self.weight_by_soft_attention = weight_by_soft_attention
 
     def forward(
         self,
@@ -47,10 +47,12 @@ class TransferalPerceptualLoss(nn.Module):
     ) -> torch.Tensor:
         sr_lv1, sr_lv2, sr_lv3 = sr_features
         distance = _DISTANCES[self.distance]
-        if not self.use_soft_attention:
+        if not self.weight_by_soft_attention:
             return (distance(sr_lv3, t_lv3) + distance(sr_lv2, t_lv2) + distance(sr_lv1, t_lv1)) / 3.0
         if soft_attention is None:
-            raise ValueError("TransferalPerceptualLoss(use_soft_attention=True) needs soft_attention (S)")
+            raise ValueError(
+                "TransferalPerceptualLoss(weight_by_soft_attention=True) needs soft_attention (S)"
+            )
         height, width = soft_attention.shape[-2:]
         weight_lv3 = torch.sigmoid(soft_attention)
         weight_lv2 = torch.sigmoid(

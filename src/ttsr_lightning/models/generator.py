@@ -21,7 +21,7 @@ SEARCH_TRANSFERS: dict[str, type[nn.Module]] = {"reference": SearchTransfer, "le
 
 
 class GeneratorOutput(NamedTuple):
-    """What the generator returns; h, w = LR size. The last five are None when hard_attention=False.
+    """What the generator returns; h, w = LR size. The last five are None when use_hard_attention=False.
 
     sr: (B, 3, 4h, 4w) in [-1, 1].
     soft_attention: (B, 1, h, w) in [0, 1], S (returned even when the main net does not use it).
@@ -43,11 +43,11 @@ class TTSRGenerator(nn.Module):
     Args:
         n_feats: main-network channels (64; the paper's "wider" ablation uses 80 and 96).
         num_res_blocks: residual blocks of (SFE, stage x1, stage x2, stage x4); official (16, 16, 8, 4).
-        hard_attention: False is the paper's "Base": no texture transfer at all. No LTE and no
+        use_hard_attention: False is the paper's "Base": no texture transfer at all. No LTE and no
             search-transfer are built, the main net has no texture-fusion heads, and ``ref`` /
-            ``ref_down_up`` are ignored. Then ``soft_attention`` and ``learnable_extractor`` must be
-            False too (the paper's Base row ticks none of HA, SA, LTE).
-        soft_attention: False ("Base+HA") fuses ``F + conv(cat(F, T))`` without the S weighting;
+            ``ref_down_up`` are ignored. Then ``use_soft_attention`` and ``learnable_extractor`` must
+            be False too (the paper's Base row ticks none of HA, SA, LTE).
+        use_soft_attention: False ("Base+HA") fuses ``F + conv(cat(F, T))`` without the S weighting;
             S is still computed by the search (its arg-max is the hard attention) and returned.
         learnable_extractor: False ("w/o LTE") freezes the LTE at its VGG19 initialisation
             (``requires_grad=False``); the paper's ablation rows before "+LTE" use frozen VGG19
@@ -56,15 +56,15 @@ class TTSRGenerator(nn.Module):
             :class:`~ttsr_lightning.models.main_net.MainNet` for the exact construction.
         vgg_weights: LTE initialisation, ``"imagenet"`` / ``"auto"`` / ``"random"`` / a file path
             (see :mod:`ttsr_lightning.pretrained`).
-        search_transfer: implementation of the search-transfer, a key of ``SEARCH_TRANSFERS``.
-        search_chunk_size: chunk size of a chunked implementation (None = its default); the
-            ``"reference"`` implementation takes none.
+        search_transfer: implementation of the search-transfer, a key of ``SEARCH_TRANSFERS``
+            (``"lean"``: chunked, memory linear in the image sizes; ``"reference"``: the official
+            formulation).
         batched_extractor: run the LTE once over ``lr_up``, ``ref_down_up`` and ``ref`` stacked
             when they share a size (training crops), instead of three passes. Same function; the
             sums may round differently, so the default keeps the official three passes.
 
     ``config`` holds the architecture arguments (all but ``vgg_weights``, ``search_transfer`` and
-    ``search_chunk_size``, which choose an initialisation and an implementation, not the function) as
+    ``batched_extractor``, which choose an initialisation and an implementation, not the function) as
     plain values, so a generator-only checkpoint can rebuild the module. State-dict keys are
     ``lte.*`` and ``main_net.*``: the official ``LTE.*`` / ``MainNet.*`` with the prefix renamed.
 
@@ -79,48 +79,41 @@ class TTSRGenerator(nn.Module):
         self,
         n_feats: int = 64,
         num_res_blocks: Sequence[int] = (16, 16, 8, 4),
-        hard_attention: bool = True,
-        soft_attention: bool = True,
+        use_hard_attention: bool = True,
+        use_soft_attention: bool = True,
         learnable_extractor: bool = True,
         csfi: bool = True,
         vgg_weights: VggWeights = "auto",
         search_transfer: str = "lean",
-        search_chunk_size: int | None = None,
         batched_extractor: bool = False,
     ) -> None:
         super().__init__()
-        if not hard_attention and (soft_attention or learnable_extractor):
+        if not use_hard_attention and (use_soft_attention or learnable_extractor):
             raise ValueError(
-                "hard_attention=False (Base: no texture transfer) needs soft_attention=False and "
-                f"learnable_extractor=False; got soft_attention={soft_attention}, "
+                "use_hard_attention=False (Base: no texture transfer) needs use_soft_attention=False and "
+                f"learnable_extractor=False; got use_soft_attention={use_soft_attention}, "
                 f"learnable_extractor={learnable_extractor}"
             )
         if search_transfer not in SEARCH_TRANSFERS:
             raise ValueError(
                 f"search_transfer must be one of {sorted(SEARCH_TRANSFERS)}, got {search_transfer!r}"
             )
-        if search_transfer == "reference" and search_chunk_size is not None:
-            raise ValueError(
-                f"search_chunk_size={search_chunk_size} does not apply to search_transfer='reference' "
-                "(it computes the whole relevance matrix at once); leave it null"
-            )
         self.config: dict[str, Any] = {
             "n_feats": n_feats,
             "num_res_blocks": [int(n) for n in num_res_blocks],
-            "hard_attention": hard_attention,
-            "soft_attention": soft_attention,
+            "use_hard_attention": use_hard_attention,
+            "use_soft_attention": use_soft_attention,
             "learnable_extractor": learnable_extractor,
             "csfi": csfi,
         }
-        self.soft_attention = soft_attention
+        self.use_soft_attention = use_soft_attention
         self.batched_extractor = batched_extractor
         self.lte: LTE | None = None
         self.search_transfer: nn.Module | None = None
-        if hard_attention:
+        if use_hard_attention:
             self.lte = LTE(vgg_weights, requires_grad=learnable_extractor)
-            chunk_kwargs = {} if search_chunk_size is None else {"chunk_size": search_chunk_size}
-            self.search_transfer = SEARCH_TRANSFERS[search_transfer](**chunk_kwargs)
-        self.main_net = MainNet(n_feats, num_res_blocks, hard_attention, soft_attention, csfi)
+            self.search_transfer = SEARCH_TRANSFERS[search_transfer]()
+        self.main_net = MainNet(n_feats, num_res_blocks, use_hard_attention, use_soft_attention, csfi)
 
     def forward(
         self, lr: torch.Tensor, lr_up: torch.Tensor, ref: torch.Tensor, ref_down_up: torch.Tensor
@@ -150,7 +143,7 @@ class TTSRGenerator(nn.Module):
         textures = self.search_transfer(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)
         sr = self.main_net(
             lr,
-            textures.soft_attention if self.soft_attention else None,
+            textures.soft_attention if self.use_soft_attention else None,
             textures.t_lv3,
             textures.t_lv2,
             textures.t_lv1,

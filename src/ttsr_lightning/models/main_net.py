@@ -31,11 +31,11 @@ class MainNet(nn.Module):
     Args:
         n_feats: feature channels of every stage (64 in TTSR; 80/96 in the "wider" ablation).
         num_res_blocks: residual blocks of (SFE, stage x1, stage x2, stage x4); official 16+16+8+4.
-        use_textures: False builds "Base": no texture-fusion heads (``conv11_head``, ``conv22_head``,
+        use_hard_attention: False builds "Base": no texture-fusion heads (``conv11_head``, ``conv22_head``,
             ``conv33_head``) and ``forward`` takes no textures.
-        soft_attention: True weights the fused texture by S (official: ``F + conv(cat(F, T)) * S``,
+        use_soft_attention: True weights the fused texture by S (official: ``F + conv(cat(F, T)) * S``,
             S bicubic-upsampled x2/x4 at the finer stages); False fuses ``F + conv(cat(F, T))``.
-            Needs ``use_textures``.
+            Needs ``use_hard_attention``.
         csfi: True is the official multi-branch network (CSFI2 after stage x2, CSFI3 after stage x4,
             MergeTail). False is one path of stacked stages: after each pixel-shuffle only the finest
             branch continues (``RB22`` + ``conv22_tail``, then ``RB33`` + ``conv33_tail``, each with
@@ -48,9 +48,9 @@ class MainNet(nn.Module):
 
     ``forward(lr, soft_attention, t_lv3, t_lv2, t_lv1)``:
         lr: (B, 3, h, w) in [-1, 1];
-        soft_attention: (B, 1, h, w) in [0, 1] (S), given iff ``soft_attention=True``;
+        soft_attention: (B, 1, h, w) in [0, 1] (S), given iff ``use_soft_attention=True``;
         t_lv3 (B, 256, h, w), t_lv2 (B, 128, 2h, 2w), t_lv1 (B, 64, 4h, 4w): transferred
-        textures, given iff ``use_textures=True``.
+        textures, given iff ``use_hard_attention=True``.
         Returns sr (B, 3, 4h, 4w) in [-1, 1] (clamped; no global skip from the bicubic input).
     """
 
@@ -58,24 +58,27 @@ class MainNet(nn.Module):
         self,
         n_feats: int = 64,
         num_res_blocks: Sequence[int] = (16, 16, 8, 4),
-        use_textures: bool = True,
-        soft_attention: bool = True,
+        use_hard_attention: bool = True,
+        use_soft_attention: bool = True,
         csfi: bool = True,
     ) -> None:
         super().__init__()
         if n_feats < 2:
             raise ValueError(f"n_feats must be >= 2 (the tail halves it), got {n_feats}")
-        if soft_attention and not use_textures:
-            raise ValueError("soft_attention=True needs use_textures=True (S weights the fused textures)")
+        if use_soft_attention and not use_hard_attention:
+            raise ValueError(
+                "use_soft_attention=True needs use_hard_attention=True (S weights the fused textures)"
+            )
         sfe_blocks, stage1_blocks, stage2_blocks, stage3_blocks = _stage_block_counts(num_res_blocks)
-        self.use_textures = use_textures
-        self.soft_attention = soft_attention
+        self.use_hard_attention = use_hard_attention
+        self.use_soft_attention = use_soft_attention
         self.csfi = csfi
 
         self.SFE = SFE(sfe_blocks, n_feats)
         # Texture-fusion heads: 3x3 conv of cat(F, T), no activation (official).
         self.conv11_head, self.conv22_head, self.conv33_head = (
-            (conv3x3(n_feats + channels, n_feats) if use_textures else None) for channels in TEXTURE_CHANNELS
+            (conv3x3(n_feats + channels, n_feats) if use_hard_attention else None)
+            for channels in TEXTURE_CHANNELS
         )
         self.RB11 = res_blocks(stage1_blocks, n_feats)
         self.conv11_tail = conv3x3(n_feats, n_feats)
@@ -110,10 +113,10 @@ class MainNet(nn.Module):
     ) -> torch.Tensor:
         inputs = {"soft_attention": soft_attention, "t_lv3": t_lv3, "t_lv2": t_lv2, "t_lv1": t_lv1}
         needed = {
-            "soft_attention": self.soft_attention,
-            "t_lv3": self.use_textures,
-            "t_lv2": self.use_textures,
-            "t_lv1": self.use_textures,
+            "soft_attention": self.use_soft_attention,
+            "t_lv3": self.use_hard_attention,
+            "t_lv2": self.use_hard_attention,
+            "t_lv1": self.use_hard_attention,
         }
         wrong = [
             f"{name} {'missing' if needed[name] else 'given'}"
@@ -122,8 +125,8 @@ class MainNet(nn.Module):
         ]
         if wrong:
             raise ValueError(
-                f"MainNet(use_textures={self.use_textures}, soft_attention={self.soft_attention}): "
-                f"{', '.join(wrong)}"
+                f"MainNet(use_hard_attention={self.use_hard_attention}, "
+                f"use_soft_attention={self.use_soft_attention}): {', '.join(wrong)}"
             )
 
         # Stage x1 (LR scale): fuse T_lv3, then a long-skip residual trunk.

@@ -1,8 +1,10 @@
-"""Parameter counts of the generator, its parts and the critic for every ablation of the paper.
+"""Parameter counts of the generator, its parts and the critic for every model the paper ablates.
 
 ``python -m ttsr_lightning.tools.params`` prints them as a Markdown table; :func:`parameter_rows`
-returns them for other tables. Models are built with random VGG19 weights (counts do not depend on
-them, and nothing is downloaded).
+returns them for other tables. The settings are read from the experiment configs
+(``conf/experiment/<name>.yaml``, :func:`experiment_settings`), so the table counts exactly the models
+the experiments train. Models are built with random VGG19 weights (counts do not depend on them, and
+nothing is downloaded). The paper counts in units of 2^20 ("M"): see :data:`PAPER_UNIT`.
 """
 
 from __future__ import annotations
@@ -11,22 +13,47 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 from torch import nn
 
+from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.models import Discriminator, TTSRGenerator
+from ttsr_lightning.provenance import count_parameters
 
-# The paper's ablation rows (Tables 4 and 5) as generator arguments; the texture-transformer rows
-# are without CSFI, so "Base+HA+SA+LTE" and "Base+TT (C64)" are the same network.
-ABLATION_SETTINGS: dict[str, dict[str, Any]] = {
-    "Base": {"hard_attention": False, "soft_attention": False, "learnable_extractor": False, "csfi": False},
-    "Base+HA": {"soft_attention": False, "learnable_extractor": False, "csfi": False},
-    "Base+HA+SA": {"learnable_extractor": False, "csfi": False},
-    "Base+HA+SA+LTE": {"csfi": False},
-    "Base+TT (C64)": {"csfi": False, "n_feats": 64},
-    "Base+TT (C80)": {"csfi": False, "n_feats": 80},
-    "Base+TT (C96)": {"csfi": False, "n_feats": 96},
-    "Base+TT+CSFI (TTSR)": {},
+# The paper's parameter unit: its Table 3 quotes generator counts (LTE included) divided by 2^20.
+PAPER_UNIT = 2**20
+
+# Paper rows -> the experiment that trains that model. Table 2's last row and Table 3's first row are
+# one model (one run); Table 3's CSFI row is TTSR-rec.
+PAPER_ROWS: dict[str, str] = {
+    "Base": "ablation_base",
+    "Base+HA": "ablation_ha",
+    "Base+HA+SA": "ablation_ha_sa",
+    "Base+HA+SA+LTE = Base+TT (C64)": "ablation_tt",
+    "Base+TT (C80)": "ablation_tt_c80",
+    "Base+TT (C96)": "ablation_tt_c96",
+    "Base+TT+CSFI = TTSR": "ttsr_rec",
 }
+# Constructor arguments that choose an initialisation or implementation, not the architecture.
+_NOT_ARCHITECTURE = ("_target_", "vgg_weights", "search_transfer", "batched_extractor")
+
+
+def experiment_settings(rows: dict[str, str] = PAPER_ROWS) -> dict[str, dict[str, Any]]:
+    """The generator architecture of each experiment (label -> TTSRGenerator arguments), composed
+    from its config exactly as ``python -m ttsr_lightning +experiment=<name>`` would."""
+    settings = {}
+    for label, experiment in rows.items():
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"])
+        generator = OmegaConf.to_container(cfg.model.generator)
+        assert isinstance(generator, dict)
+        settings[label] = {str(k): v for k, v in generator.items() if k not in _NOT_ARCHITECTURE}
+    GlobalHydra.instance().clear()
+    return settings
+
 
 # Main-network parts by submodule name; together they cover every MainNet parameter.
 MAIN_NET_PARTS: dict[str, str] = {
@@ -37,13 +64,6 @@ MAIN_NET_PARTS: dict[str, str] = {
     "CSFI": r"ex12|ex123",
     "output tail": r"merge_tail|tail",
 }
-
-
-def count_parameters(module: nn.Module | None, trainable_only: bool = False) -> int:
-    """Number of parameters of ``module`` (0 for None), optionally only those with requires_grad."""
-    if module is None:
-        return 0
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def main_net_parts(main_net: nn.Module) -> dict[str, int]:
@@ -74,8 +94,9 @@ class ParameterRow:
     discriminator: int
 
 
-def parameter_rows(settings: dict[str, dict[str, Any]] = ABLATION_SETTINGS) -> list[ParameterRow]:
-    """One :class:`ParameterRow` per setting (default: the paper's ablations), critic at in_size 160."""
+def parameter_rows(settings: dict[str, dict[str, Any]] | None = None) -> list[ParameterRow]:
+    """One :class:`ParameterRow` per setting (default: :func:`experiment_settings`), critic at in_size 160."""
+    settings = experiment_settings() if settings is None else settings
     discriminator = count_parameters(Discriminator())
     rows = []
     for setting, generator_kwargs in settings.items():
@@ -98,13 +119,14 @@ def parameter_rows(settings: dict[str, dict[str, Any]] = ABLATION_SETTINGS) -> l
 
 def markdown_table(rows: list[ParameterRow]) -> str:
     """The rows as a Markdown table, counts with thousands separators."""
-    header = ["setting", "generator", "trainable", "MainNet", "LTE", "LTE trainable"]
+    header = ["setting", "generator", "M (2^20)", "trainable", "MainNet", "LTE", "LTE trainable"]
     header += [*MAIN_NET_PARTS, "discriminator"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
-        counts = [row.generator, row.generator_trainable, row.main_net, row.lte, row.lte_trainable]
-        counts += [*row.main_net_parts.values(), row.discriminator]
-        lines.append(f"| {row.setting} | " + " | ".join(f"{count:,}" for count in counts) + " |")
+        counts = [f"{row.generator:,}", f"{row.generator / PAPER_UNIT:.2f}M"]
+        counts += [f"{n:,}" for n in (row.generator_trainable, row.main_net, row.lte, row.lte_trainable)]
+        counts += [f"{n:,}" for n in (*row.main_net_parts.values(), row.discriminator)]
+        lines.append(f"| {row.setting} | " + " | ".join(counts) + " |")
     return "\n".join(lines)
 
 

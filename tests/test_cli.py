@@ -1,0 +1,134 @@
+"""The command line: a bad argument, file or config value is one line naming it and exit status 2; a
+diverging run stops with exit status 1 and a line naming the non-finite term, leaving only finite
+checkpoints; HYDRA_FULL_ERROR=1 shows the traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException, MissingConfigException
+
+from ttsr_lightning.cli import one_line
+from ttsr_lightning.errors import ConfigError
+
+TINY = [
+    "model.generator.n_feats=8",
+    "model.generator.num_res_blocks=[1,1,1,1]",
+    "model.generator.vgg_weights=random",
+    "data.train.patch_size=32",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def run(
+    module: str, *arguments: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "TTSR_SHOW_TRACEBACK")
+    }
+    environment.update({"WANDB_MODE": "disabled", **(env or {})})
+    command = [sys.executable, "-m", module, *arguments]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=environment, timeout=600)
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The last stderr line, which must be the only one starting with 'error:' and hold no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and "Error executing job" not in result.stderr, result.stderr
+    assert sum(line.startswith("error:") for line in lines) == 1, result.stderr
+    return lines[-1]
+
+
+TRAIN, EVALUATE, INFER = "ttsr_lightning", "ttsr_lightning.evaluate", "ttsr_lightning.infer"
+
+
+@pytest.mark.parametrize(
+    ("module", "arguments", "expected"),
+    [
+        (TRAIN, ["foo=1"], "Could not override 'foo'. To append to your config use +foo=1"),
+        (
+            TRAIN,
+            ["data=nowhere"],
+            "In 'config': Could not find 'data/nowhere'; Available options in 'data': cufed",
+        ),
+        (
+            TRAIN,
+            ["optim.gan_k=0", *TINY],
+            "optim.gan_k must be >= 1 (critic steps per generator step), got 0",
+        ),
+        (TRAIN, ["model.generator.n_feats=1", "logger=none"], "model.generator: n_feats must be >= 2"),
+        (
+            TRAIN,
+            ["init_weights=/nowhere/TTSR.pt", *TINY],
+            "init_weights: no weights file at /nowhere/TTSR.pt",
+        ),
+        (EVALUATE, [], "Missing mandatory value: ckpt"),
+        (EVALUATE, ["ckpt=/nowhere/TTSR.pt", "logger=none"], "ckpt=/nowhere/TTSR.pt: no file there"),
+        (
+            INFER,
+            ["lr=missing.png", "ref=ref.png", "out=sr.png"],
+            "lr: no image file or folder at missing.png",
+        ),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_status_2(
+    tmp_path: Path, module: str, arguments: list[str], expected: str
+) -> None:
+    result = run(module, *arguments, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert error_line(result).startswith(f"error: {expected}"), result.stderr[-2000:]
+
+
+def test_hydra_full_error_shows_the_traceback(tmp_path: Path) -> None:
+    result = run("ttsr_lightning.evaluate", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "MissingMandatoryValue" in result.stderr
+
+
+def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoints(tmp_path: Path) -> None:
+    """The run of the report: Adam at lr 1000 goes non-finite in its second batch."""
+    run_dir = tmp_path / "run"
+    result = run(
+        "ttsr_lightning", "optim.generator_lr=1000", "trainer.max_epochs=2", "optim.warmup_epochs=1",
+        f"hydra.run.dir={run_dir}", "callbacks.resume_checkpoint.every_n_batches=1", *TINY,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = error_line(result)
+    assert line.startswith("error: non-finite loss or gradient at epoch 0, batch 1 of the epoch"), line
+    assert "reconstruction=nan" in line
+    checkpoints = list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert checkpoints, "the good batch before the divergence was checkpointed"
+    for path in checkpoints:
+        checkpoint = torch.load(path, weights_only=True)
+        tensors = list(checkpoint["state_dict"].values())
+        for optimizer in checkpoint["optimizer_states"]:
+            tensors += [
+                t for state in optimizer["state"].values() for t in state.values() if torch.is_tensor(t)
+            ]
+        assert all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()), path
+
+
+def test_one_line_names_the_config_key_of_a_failed_instantiation() -> None:
+    try:
+        try:
+            raise ConfigError("batch_size must be >= 1, got 0")
+        except ConfigError as cause:
+            raise InstantiationException(
+                "Error in call to target 'x.DataModule':\nConfigError('...')\nfull_key: data.train"
+            ) from cause
+    except InstantiationException as exc:
+        assert one_line(exc) == "data.train: batch_size must be >= 1, got 0"
+    message = (
+        "In 'config': Could not find 'x/y'\n\nAvailable options in 'x':\n\ta\n\tb\nConfig search path:\n\tp"
+    )
+    assert (
+        one_line(MissingConfigException(message))
+        == "In 'config': Could not find 'x/y'; Available options in 'x': a, b"
+    )

@@ -1,0 +1,70 @@
+"""The import graph of src/ flows one way: entry points -> system/callbacks -> models/losses/data."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ttsr_lightning"
+ENTRY_POINTS = {"__main__", "train", "evaluate", "infer", "official", "tools.params"}
+# the layer of every other module: a module imports only from its own layer or lower ones
+LAYERS = {
+    0: ("models", "losses", "errors", "config_paths", "pretrained", "rng", "distributed"),
+    1: ("data", "metrics", "panels", "attention_maps", "results", "provenance", "settings", "checkpoints"),
+    2: ("evaluation", "system", "callbacks", "builders", "cli"),
+}
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE).with_suffix("")
+    parts = [part for part in relative.parts if part != "__init__"]
+    return ".".join(parts)
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ttsr_lightning"):
+            found.add(node.module.removeprefix("ttsr_lightning").lstrip("."))
+        elif isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("ttsr_lightning.") for a in node.names if a.name.startswith("ttsr_lightning.")}
+    return found - {""}
+
+
+def layer(module: str) -> int:
+    if module in ENTRY_POINTS:
+        return 3
+    top = module.split(".")[0]
+    return next(level for level, names in LAYERS.items() if top in names)
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(path): imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_import_goes_down_the_layers_and_no_entry_point_imports_another() -> None:
+    edges = graph()
+    assert set(edges) >= ENTRY_POINTS
+    for module, imported in edges.items():
+        for target in imported:
+            same_package = target.split(".")[0] == module.split(".")[0]
+            if module in ENTRY_POINTS and target in ENTRY_POINTS:
+                assert (module, target) == ("__main__", "train"), f"{module} imports the entry point {target}"
+            elif not same_package:
+                assert layer(target) <= layer(module), f"{module} (layer {layer(module)}) imports {target}"
+
+
+def test_pure_modules_import_torch_only() -> None:
+    for folder in ("models", "losses"):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            third_party = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                third_party |= {n.split(".")[0] for n in names if n}
+            allowed = {"torch", "ttsr_lightning", "__future__", "collections", "typing", "math", "dataclasses"}
+            assert third_party <= allowed | {"os", "pathlib", "hashlib", "warnings", "urllib"}, (path, third_party)
+
+
+def test_evaluate_imports_nothing_from_train_or_infer() -> None:
+    assert not graph()["evaluate"] & {"train", "infer"}
