@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install train test test-all lint format bench clean
+.PHONY: help install train test test-all lint format bench gpu-suite gpu-suite-dry-run clean
 
 help:
 	@echo "make install   create $(VENV), install torch==$(TORCH_VERSION) first, then this package [dev]"
@@ -12,6 +12,8 @@ help:
 	@echo "make test      fast test suite (CPU, < 10 min)"
 	@echo "make test-all  every test, slow ones included"
 	@echo "make lint      ruff + mypy"
+	@echo "make gpu-suite          the prepared GPU check (CUDA, ~8 min; see benchmarks/gpu_suite.py)"
+	@echo "make gpu-suite-dry-run  the same phases on the CPU with tiny sizes (~1-2 min)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +47,12 @@ bench: install
 	$(PY) benchmarks/search_transfer.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/data_loader.py
+
+gpu-suite: install
+	$(PY) benchmarks/gpu_suite.py --out benchmarks/results/gpu_suite
+
+gpu-suite-dry-run: install
+	WANDB_MODE=disabled $(PY) benchmarks/gpu_suite.py --dry-run --out outputs/gpu_suite_dry_run
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -8,6 +8,12 @@ random VGG weights, synthetic images. Each option set runs in a fresh process: a
 ``warmup + steps`` batches; the warm-up batches (compilation, cuDNN autotuning) are not timed.
 Prints samples/s, step time and peak memory (CPU: peak RSS growth; GPU: max allocated), each with
 its ratio to fp32 eager, and writes the table to benchmarks/results/train_step_<device>.json.
+
+"fp32 eager" runs with PyTorch's default numerics: on a GPU that means TF32 cuDNN convolutions and
+fp32 (not TF32) matrix products. "fp32 strict" turns TF32 convolutions off as well; "TF32 matmul"
+allows TF32 in matrix products (``torch.set_float32_matmul_precision("high")``). The TF32 switches
+are process settings, not options of this suite's configs. :func:`measure_step` is also what
+``gpu_suite.py`` runs (other sizes, the reconstruction-only warm-up step).
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from _measure import gib, parse_arguments, ratio, run_case, run_worker_if_asked,
 BATCH = 9
 LR_SIZE = 40
 
-# option set -> (system options, optim options, trainer options, generator options); GPU-only ones marked
+# option set -> (system, optim, trainer, generator options; backends: the TF32 switches); GPU-only marked
 OPTION_SETS: dict[str, dict[str, dict[str, Any]]] = {
     "fp32 eager": {},
+    "fp32 strict (no TF32 convolutions)": {"backends": {"conv_tf32": False}},
+    "TF32 matmul": {"backends": {"matmul_tf32": True}},
     "copy LTE every step (official)": {"system": {"lazy_lte_copy_sync": False}},
     "channels_last": {"system": {"channels_last": True}},
     "batched LTE pass": {"generator": {"batched_extractor": True}},
@@ -45,7 +53,15 @@ OPTION_SETS: dict[str, dict[str, dict[str, Any]]] = {
         "optim": {"fused": True},
     },
 }
-GPU_ONLY = {"bf16 autocast", "fused Adam", "cudnn benchmark"}
+GPU_ONLY = {
+    "bf16 autocast",
+    "fused Adam",
+    "cudnn benchmark",
+    "fp32 strict (no TF32 convolutions)",
+    "TF32 matmul",
+}
+# PyTorch's defaults: TF32 in cuDNN convolutions, full fp32 in matrix products
+DEFAULT_BACKENDS = {"conv_tf32": True, "matmul_tf32": False}
 CPU_SETS = [
     "fp32 eager",
     "copy LTE every step (official)",
@@ -55,35 +71,65 @@ CPU_SETS = [
 ]
 
 
-def synthetic_batches(count: int) -> list[dict[str, torch.Tensor]]:
+def synthetic_batches(
+    count: int, batch: int = BATCH, lr_size: int = LR_SIZE
+) -> list[dict[str, torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
 
     def image(size: int) -> torch.Tensor:
-        return torch.rand(BATCH, 3, size, size, generator=generator) * 2 - 1
+        return torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
 
-    hr_size = 4 * LR_SIZE
+    hr_size = 4 * lr_size
     return [
-        {"lr": image(LR_SIZE), "lr_up": image(hr_size), "hr": image(hr_size), "ref": image(hr_size),
+        {"lr": image(lr_size), "lr_up": image(hr_size), "hr": image(hr_size), "ref": image(hr_size),
          "ref_down_up": image(hr_size)}
         for _ in range(count)
     ]  # fmt: skip
 
 
-def measure(option_set: str, steps_and_warmup: str, device: str) -> dict[str, float]:
-    """In a case process: fit warm-up + timed batches with one option set; time and peak memory."""
+def set_backends(backends: dict[str, bool]) -> dict[str, Any]:
+    """Applies the TF32 switches (unnamed ones at PyTorch's defaults); returns what is now in force."""
+    settings = {**DEFAULT_BACKENDS, **backends}
+    torch.set_float32_matmul_precision("high" if settings["matmul_tf32"] else "highest")
+    torch.backends.cudnn.allow_tf32 = settings["conv_tf32"]
+    return {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+    }
+
+
+def measure_step(
+    option_set: str,
+    *,
+    steps: int,
+    warmup: int,
+    device: str,
+    batch: int = BATCH,
+    lr_size: int = LR_SIZE,
+    n_feats: int = 64,
+    num_res_blocks: tuple[int, ...] = (16, 16, 8, 4),
+    reconstruction_only: bool = False,
+) -> dict[str, Any]:
+    """Fit warm-up + timed batches with one option set: median step time and peak memory.
+
+    ``reconstruction_only`` times the step of the recipe's warm-up epochs (every loss configured, the
+    system in its reconstruction-only phase) instead of the all-losses step.
+    """
     from lightning.pytorch import Callback, Trainer
 
     from ttsr_lightning.system import TTSRSystem
 
-    steps, warmup = (int(v) for v in steps_and_warmup.split("+"))
     options = OPTION_SETS[option_set]
+    backends = set_backends(options.get("backends", {}))
     system = TTSRSystem(
         generator={
             "_target_": "ttsr_lightning.models.TTSRGenerator",
             "vgg_weights": "random",
+            "n_feats": n_feats,
+            "num_res_blocks": list(num_res_blocks),
             **options.get("generator", {}),
         },
-        discriminator={"_target_": "ttsr_lightning.models.Discriminator", "in_size": 4 * LR_SIZE},
+        discriminator={"_target_": "ttsr_lightning.models.Discriminator", "in_size": 4 * lr_size},
         losses={
             "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
             "perceptual": {"_target_": "ttsr_lightning.losses.PerceptualLoss", "vgg_weights": "random"},
@@ -96,7 +142,7 @@ def measure(option_set: str, steps_and_warmup: str, device: str) -> dict[str, fl
                 "adversarial": 1e-3,
             },
         },
-        optim={"warmup_epochs": 0, **options.get("optim", {})},
+        optim={"warmup_epochs": 1 if reconstruction_only else 0, **options.get("optim", {})},
         **options.get("system", {}),
     )
 
@@ -105,8 +151,11 @@ def measure(option_set: str, steps_and_warmup: str, device: str) -> dict[str, fl
             self.times: list[float] = []
             self.start = 0.0
             self.baseline = 0
+            self.phases: set[bool] = set()  # in_warmup of the timed batches
 
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            if batch_idx >= warmup:
+                self.phases.add(pl_module.in_warmup)
             if batch_idx == warmup:
                 if device == "cuda":
                     torch.cuda.synchronize()
@@ -142,11 +191,27 @@ def measure(option_set: str, steps_and_warmup: str, device: str) -> dict[str, fl
     )
     trainer.fit(
         system,
-        train_dataloaders=torch.utils.data.DataLoader(synthetic_batches(warmup + steps), batch_size=None),
+        train_dataloaders=torch.utils.data.DataLoader(
+            synthetic_batches(warmup + steps, batch, lr_size), batch_size=None
+        ),
     )
+    if timer.phases != {reconstruction_only}:  # the phase timed must be the phase asked for
+        raise RuntimeError(f"timed the wrong phase: in_warmup {timer.phases}")
     peak = (torch.cuda.max_memory_allocated() if device == "cuda" else status_bytes("VmHWM")) - timer.baseline
     step = sorted(timer.times)[len(timer.times) // 2]  # median
-    return {"step_seconds": step, "samples_per_second": BATCH / step, "peak_bytes": float(peak)}
+    return {
+        "step_seconds": step,
+        "samples_per_second": batch / step,
+        "peak_bytes": float(peak),
+        "backends": backends,
+    }
+
+
+def measure(option_set: str, steps_and_warmup: str, device: str) -> dict[str, float]:
+    """In a case process: the paper-size step with one option set (``steps_and_warmup``: 'S+W')."""
+    steps, warmup = (int(v) for v in steps_and_warmup.split("+"))
+    result = measure_step(option_set, steps=steps, warmup=warmup, device=device)
+    return {key: value for key, value in result.items() if key != "backends"}
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ class Run:
     metrics: dict[str, float]
     params: dict[str, int]
     source: str = "train"
+    protocol: str = "ttsr_official"
 
 
 def find_runs(roots: list[Path]) -> list[Run]:
@@ -53,21 +54,43 @@ def find_runs(roots: list[Path]) -> list[Run]:
             raise FileNotFoundError(f"run folder {root} does not exist")
         for info_file in sorted(root.rglob("run.json")):
             info = json.loads(info_file.read_text())
+            protocol = info.get("protocol", "ttsr_official")
             runs.append(
-                Run(info_file.parent, info["name"], bool(info["smoke"]), info["metrics"], info["params"])
+                Run(
+                    info_file.parent,
+                    info["name"],
+                    bool(info["smoke"]),
+                    info["metrics"],
+                    info["params"],
+                    protocol=protocol,
+                )
             )
         for results_file in sorted(root.rglob("results.json")):
             results = json.loads(results_file.read_text())
             provenance = results.get("provenance", {})
             if provenance.get("kind") != "evaluate":
                 continue  # a training run's own test results: its run.json has them
+            primary = provenance["protocols"][0][
+                "name"
+            ]  # the unprefixed metrics, as a training run logs them
             metrics = {
                 f"test/{row['set']}/{measure}": row[measure]
                 for row in results["sets"]
+                if row["protocol"] == primary
                 for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
             }
             smoke = bool(provenance.get("smoke", False))
-            runs.append(Run(results_file.parent, provenance["run"], smoke, metrics, {}, source="evaluate"))
+            runs.append(
+                Run(
+                    results_file.parent,
+                    provenance["run"],
+                    smoke,
+                    metrics,
+                    {},
+                    source="evaluate",
+                    protocol=primary,
+                )
+            )
     return runs
 
 
@@ -89,6 +112,7 @@ def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
             "model": row.label,
             "experiment": row.experiment,
             "run": str(run.path) if run else "",
+            "protocol": run.protocol if run else "",
         }
         any_smoke |= bool(run and run.smoke)
         if table.with_params:
@@ -139,7 +163,9 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "PSNR (dB) / SSIM on the Y channel, official protocol (uint8 rounding, BT.601, no border crop).",
+        "PSNR (dB) / SSIM under the protocol of each run: "
+        + ", ".join(sorted({row["protocol"] for row in rows if row["protocol"]}) or ["none collected"])
+        + " (conf/protocol/; ttsr_official = the official TTSR evaluation: uint8, BT.601 Y, no crop).",
         'A "?" marks a paper number that ../shared/paper/TTSR.md could not verify against the paper.',
         f"Reproduce: `{table.command}`",
     ]

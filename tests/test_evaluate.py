@@ -31,14 +31,15 @@ from ttsr_lightning.evaluate import evaluate, select_test_sets
 from ttsr_lightning.metrics import y_psnr, y_ssim
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.protocols import load_protocols
 from ttsr_lightning.results import markdown_table
 from ttsr_lightning.system import TTSRSystem
 
 TINY_GENERATOR: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 SETS = ["CUFED5_L1", "CUFED5_L3", "CUFED5_LR"]
 GROUPS = ("000", "001", "002")  # an odd number: two processes get 2 and 1 images of each set
-COLUMNS = ["set", "image", "ref", "reference", "psnr", "ssim", "psnr_bicubic", "ssim_bicubic"]
-MEASURES = COLUMNS[4:]
+COLUMNS = ["set", "image", "ref", "reference", "protocol", "psnr", "ssim", "psnr_bicubic", "ssim_bicubic"]
+MEASURES = COLUMNS[5:]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -196,21 +197,21 @@ def test_evaluation_writes_per_image_rows_means_and_images(
     assert len({row["psnr_bicubic"] for row in rows if row["image"] == "000_0"}) == 1
 
     per_set = read_csv(tmp_path / "test_per_set.csv")
-    assert [(row["set"], row["reference"], row["images"]) for row in per_set] == [
-        ("CUFED5_L1", "L1", "3"),
-        ("CUFED5_L3", "L3", "3"),
-        ("CUFED5_LR", "LR", "3"),
+    assert [(row["set"], row["reference"], row["protocol"], row["images"]) for row in per_set] == [
+        ("CUFED5_L1", "L1", "ttsr_official", "3"),
+        ("CUFED5_L3", "L3", "ttsr_official", "3"),
+        ("CUFED5_LR", "LR", "ttsr_official", "3"),
     ]
     summary = json.loads((tmp_path / "results.json").read_text())
     provenance = summary["provenance"]
     expected_kind = {"lightning": "training-run checkpoint", "official": "official TTSR state dict"}[kind]
     assert provenance["kind"] == "evaluate" and provenance["checkpoint"].startswith(expected_kind)
     assert provenance["generator"]["n_feats"] == 8 and provenance["git_commit"]
-    assert "no border crop" in provenance["protocol"]
+    assert [protocol["name"] for protocol in provenance["protocols"]] == ["ttsr_official"]
     assert [result["set"] for result in summary["sets"]] == SETS and len(summary["images"]) == 9
 
     table = (tmp_path / "results.md").read_text()
-    assert f"| CUFED5_L1 | L1 | 3 | {set_results[0]['psnr']:.3f} |" in table
+    assert f"| CUFED5_L1 | L1 | ttsr_official | 3 | {set_results[0]['psnr']:.3f} |" in table
     assert markdown_table(set_results) in capsys.readouterr().out
     # panels of the first images of each set, labelled by set and image
     assert {path.name for path in (tmp_path / "panels" / "test").rglob("*.png")} == {
@@ -262,9 +263,11 @@ def test_wandb_table_has_a_row_per_image_with_thumbnails(
     (table_file,) = (tmp_path / "wandb").glob("offline-run-*/files/media/table/test/images_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"] == [*COLUMNS, "lr_up", "sr", "hr"]
-    assert [row[:4] for row in table["data"]] == [["CUFED5_L1", f"{g}_0", f"{g}_1", "L1"] for g in GROUPS]
+    assert [row[:5] for row in table["data"]] == [
+        ["CUFED5_L1", f"{g}_0", f"{g}_1", "L1", "ttsr_official"] for g in GROUPS
+    ]
     psnr = [row["psnr"] for row in read_csv(tmp_path / "test_per_image.csv")]
-    assert [row[4] for row in table["data"]] == pytest.approx([float(p) for p in psnr])
+    assert [row[5] for row in table["data"]] == pytest.approx([float(p) for p in psnr])
     # the thumbnails (3 images x LR-up, SR, HR), 48x64 shrunk to at most 32 px a side
     staged = [path for path in (tmp_path / "wandb_data").rglob("*") if path.is_file()]
     png_signature = b"\x89PNG\r\n\x1a\n"
@@ -322,3 +325,44 @@ def test_two_processes_write_every_image_once_with_the_values_of_one(
     for run in ("one", "two"):
         assert len(list((tmp_path / run / "images").rglob("*.png"))) == 9
         assert len(list((tmp_path / run / "panels").rglob("*.png"))) == 9
+
+
+def test_protocol_all_scores_every_set_under_every_protocol_from_one_pass(
+    tmp_path: Path, data_dir: Path, official_checkpoint: Path
+) -> None:
+    """One generator pass per image and set; each protocol's rows equal its own measure on that SR."""
+    sets = "sets=[CUFED5_L1,CUFED5_stitched_masa,CUFED5_all5]"
+    cfg = compose_evaluate(
+        tmp_path, data_dir, [f"ckpt={official_checkpoint}", sets, "protocol=all", "save_images=true"]
+    )
+    forward_calls = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: forward_calls.append(1) if isinstance(module, TTSRGenerator) else None
+    )
+    try:
+        set_results = evaluate(cfg)
+    finally:
+        hook.remove()
+    assert len(forward_calls) == 3 * 3  # three images in each of three sets, whatever the protocols
+    protocols = [protocol.name for protocol in load_protocols("all")]
+    assert [(row["set"], row["protocol"]) for row in set_results] == [
+        (s, p) for s in ("CUFED5_L1", "CUFED5_stitched_masa", "CUFED5_all5") for p in protocols
+    ]
+    rows = read_csv(tmp_path / "test_per_image.csv")
+    assert len(rows) == 3 * 3 * len(protocols)
+    for row in rows:  # each protocol's value is its own measure of the one saved SR
+        protocol = next(p for p in load_protocols(row["protocol"]))
+        sr = np.asarray(Image.open(tmp_path / "images" / row["set"] / f"{row['image']}.png"))
+        hr = np.asarray(Image.open(data_dir / "CUFED" / "test" / "CUFED5" / f"{row['image']}.png"))[:48, :64]
+        as_pixels = [torch.from_numpy(image).permute(2, 0, 1)[None].to(torch.float64) for image in (sr, hr)]
+        psnr, _ = protocol.measure_pixels(*as_pixels)
+        if protocol.rounding != "clamp":  # mmagic measures the unrounded output, not the saved PNG
+            assert float(row["psnr"]) == pytest.approx(psnr.item(), abs=1e-9), row
+    summary = json.loads((tmp_path / "results.json").read_text())["protocols"]
+    assert [entry["protocol"] for entry in summary] == protocols
+    masa = next(entry for entry in summary if entry["protocol"] == "masa")
+    assert masa["set"] == "CUFED5_stitched_masa" and masa["psnr"] is not None
+    stitched = next(entry for entry in summary if entry["protocol"] == "ttsr_stitched")
+    assert stitched["set"] == "CUFED5_stitched (not evaluated)" and stitched["psnr"] is None
+    assert "| basicsr | CUFED5_L1 |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "protocols.png").stat().st_size > 10_000

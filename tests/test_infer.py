@@ -59,7 +59,7 @@ def compose_infer(overrides: list[str]) -> DictConfig:
 def direct_sr(ckpt: Path, lr: Path, ref: Path) -> np.ndarray:
     """The SR of the same generator and preprocessing, without the command's file handling."""
     generator = load_generator(ckpt).generator
-    inputs = prepare_inputs(Image.open(lr).convert("RGB"), Image.open(ref).convert("RGB"), ref)
+    inputs = prepare_inputs(Image.open(lr).convert("RGB"), [(Image.open(ref).convert("RGB"), ref)])
     return to_uint8_image(super_resolve(generator, inputs, torch.device("cpu")).sr[0])
 
 
@@ -209,3 +209,36 @@ def test_command_line_writes_only_the_requested_files(
     assert "generator file (ttsr-lightning/generator v2)" in result.stdout + result.stderr
     assert sorted(path.name for path in work_dir.iterdir()) == ["sr.png"]  # no outputs/, .hydra/ or log file
     assert Image.open(work_dir / "sr.png").size == (92, 68)
+
+
+def test_several_references_are_searched_at_once(tmp_path: Path, pair: tuple[Path, Path], ckpt: Path) -> None:
+    """ref=[a,b]: one multi-reference forward (the generator's list input), with its attention picture;
+    a folder with a subfolder named like the LR gives the same."""
+    lr, ref = pair
+    other = tmp_path / "other.png"
+    photo(200, 300, 36, 44, "coffee").save(other)
+    out = tmp_path / "sr.png"
+    written = infer(
+        compose_infer(
+            [f"lr={lr}", f"ref=[{ref},{other}]", f"out={out}", f"ckpt={ckpt}", "save_attention=true"]
+        )
+    )
+    assert written == [out, tmp_path / "sr_attention.png"]
+    generator = load_generator(ckpt).generator
+    references = [(Image.open(path).convert("RGB"), path) for path in (ref, other)]
+    inputs = prepare_inputs(Image.open(lr).convert("RGB"), references)
+    assert isinstance(inputs.ref, list) and [tuple(t.shape) for t in inputs.ref] == [
+        (1, 3, 48, 68),
+        (1, 3, 36, 44),
+    ]
+    expected = to_uint8_image(super_resolve(generator, inputs, torch.device("cpu")).sr[0])
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+    attention = Image.open(tmp_path / "sr_attention.png")
+    assert attention.height == 68 and attention.width > 3 * 92
+
+    folder = tmp_path / "refs"
+    (folder / "lr").mkdir(parents=True)
+    for path in (ref, other):
+        Image.open(path).save(folder / "lr" / path.name)
+    infer(compose_infer([f"lr={lr}", f"ref={folder}", f"out={tmp_path / 'sr2.png'}", f"ckpt={ckpt}"]))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "sr2.png")), expected)

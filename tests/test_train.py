@@ -24,7 +24,7 @@ def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sa
     run = tmp_path / "run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert any(p.name.startswith("epoch") for p in (run / "checkpoints").iterdir())
-    for level in ("L1", "L2", "L3", "L4", "L5", "LR", "stitched"):
+    for level in ("L1", "L2", "L3", "L4", "L5", "LR", "stitched", "stitched_masa", "all5"):
         for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
             assert torch.isfinite(torch.tensor(metrics[f"test/CUFED5_{level}/{measure}"]))
     assert 0 < metrics["test/CUFED5_L1/ssim"] <= 1
@@ -32,8 +32,10 @@ def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sa
     assert summary["name"] == "tiny" and summary["smoke"] is True
     assert summary["params"]["params/discriminator"] > 0
     rows = (run / "test_per_image.csv").read_text().splitlines()
-    assert rows[0] == "set,image,ref,reference,psnr,ssim,psnr_bicubic,ssim_bicubic"
-    assert len(rows) == 1 + 7  # limit_test_batches=1: one image for each of the seven test sets
+    assert rows[0] == "set,image,ref,reference,protocol,psnr,ssim,psnr_bicubic,ssim_bicubic"
+    assert len(rows) == 1 + 9  # limit_test_batches=1: one image for each of the nine test sets
+    assert {row.split(",")[4] for row in rows[1:]} == {"ttsr_official"}  # the default protocol
+    assert summary["protocol"] == "ttsr_official"
     panels = list((run / "panels").rglob("*.png"))
     assert panels, "image panels were not written"
     assert (run / "csv").is_dir()  # the CSV logger's metrics.csv lives below

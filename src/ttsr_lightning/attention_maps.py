@@ -14,12 +14,16 @@ bright where the Ref had a good match and dark where the LR found nothing like i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
+from matplotlib import colormaps
 from PIL import Image
 
 from ttsr_lightning.data.preprocessing import SCALE
-from ttsr_lightning.panels import heatmap, to_uint8_image
+from ttsr_lightning.models import split_hard_index
+from ttsr_lightning.panels import heatmap, resize_to_height, to_uint8_image
 
 ATTENTION_PANEL_CAPTION = (
     "SR | soft attention | hard attention (each LR position in the colour of its Ref source) | "
@@ -123,9 +127,57 @@ def attention_panel(
     return np.concatenate(row[:-1], axis=1)
 
 
+def reference_choice_panel(
+    sr: torch.Tensor,
+    refs: Sequence[torch.Tensor],
+    soft_attention: torch.Tensor,
+    hard_index: torch.Tensor,
+    gap: int = 4,
+) -> np.ndarray:
+    """Several references: SR | soft attention | which reference each LR position took its texture
+    from (one colour per reference) | the references stacked, each framed in its colour.
+
+    Args:
+        sr: (3, 4h, 4w) in [-1, 1]; refs: R tensors (3, Hi, Wi) in [-1, 1], sides multiples of 4.
+        soft_attention: (1, h, w) in [0, 1]; hard_index: (h*w,) int64 over the concatenated
+            references' lv3 grids (``GeneratorOutput.hard_index`` of a multi-reference call).
+    Returns:
+        (4h, total width, 3) uint8.
+    """
+    height, width = sr.shape[-2:]
+    lr_size = (height // SCALE, width // SCALE)
+    sizes = [(ref.shape[-2] // SCALE, ref.shape[-1] // SCALE) for ref in refs]
+    reference, _ = split_hard_index(hard_index.detach().cpu(), sizes)
+    palette = (np.asarray(colormaps["tab10"](np.arange(10))[:, :3]) * 255).round().astype(np.uint8)
+    choice = palette[reference.numpy() % len(palette)].reshape(*lr_size, 3)
+    row_height = max(1, height // len(refs))
+    framed = []
+    for number, ref in enumerate(refs):
+        tile = to_uint8_image(resize_to_height(ref, row_height)).copy()
+        border = max(1, row_height // 24)
+        for edge in (tile[:border], tile[-border:], tile[:, :border], tile[:, -border:]):
+            edge[...] = palette[number % len(palette)]
+        framed.append(tile)
+    stack = np.full((height, max(tile.shape[1] for tile in framed), 3), 255, dtype=np.uint8)
+    for number, tile in enumerate(framed):
+        stack[number * row_height : number * row_height + tile.shape[0], : tile.shape[1]] = tile
+    tiles = [
+        to_uint8_image(sr),
+        heatmap(soft_attention[0], (height, width)),
+        _resize(choice, height, width, nearest=True),
+        stack,
+    ]
+    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
+    row: list[np.ndarray] = []
+    for tile in tiles:
+        row += [tile, spacer]
+    return np.concatenate(row[:-1], axis=1)
+
+
 __all__ = [
     "ATTENTION_PANEL_CAPTION",
     "attention_panel",
+    "reference_choice_panel",
     "correspondence_picture",
     "position_colours",
     "ref_colour_key",

@@ -39,9 +39,8 @@ from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.eval_sets import plain, validate_eval_set_specs
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluation import EvaluationModule
-from ttsr_lightning.metrics import protocol_description
+from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
-from ttsr_lightning.results import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         wanted = [wanted]
     sets = select_test_sets(cfg.data.test.sets, None if wanted is None else list(wanted))
     datamodule = instantiate(cfg.data.test, sets=sets)
-    module = EvaluationModule(generator, crop_border=cfg.crop_border)
+    protocols = protocols_from_config(OmegaConf.to_container(cfg.protocol, resolve=True))  # type: ignore[arg-type]
+    module = EvaluationModule(generator, protocols)
 
     if cfg.logger and "wandb" in cfg.logger:
         with open_dict(cfg):
@@ -110,7 +110,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         checkpoint=description,
         run=source_run_name(Path(cfg.ckpt)) or Path(cfg.ckpt).stem,
         search_transfer=cfg.search_transfer,
-        protocol=protocol_description(cfg.crop_border),
+        protocols=[protocol.as_dict() for protocol in protocols],
         git_commit=git_commit(),
         generator=generator.config,
     )
@@ -123,7 +123,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     finally:
         finish_loggers(trainer)
     if trainer.is_global_zero:
-        print(f"\n{Path(cfg.ckpt).name} ({description})\n\n{markdown_table(results.set_results)}\n")
+        print(f"\n{Path(cfg.ckpt).name} ({description})\n\n{(output_dir / 'results.md').read_text()}")
         log.info("results in %s", output_dir)
     return results.set_results
 

@@ -5,16 +5,18 @@
 training and ``evaluate`` measure the same way.
 
 Each evaluation set (one dataloader each; names from the DataModule's ``val_set_names`` /
-``test_set_names``) gets Y-PSNR and Y-SSIM metrics (:mod:`ttsr_lightning.metrics`, the official
-protocol) for the model and for the bicubic baseline (LR-up), logged as ``<stage>/<set>/<measure>``
-and reduced across DDP ranks. The evaluation steps *return* the batch's per-image results
-(:class:`EvaluationOutput`); callbacks keep them (``EvaluationResults``: the result files and the
-W&B table, gathered from every rank; ``ImagePanelLogger``: the image panels). This module keeps no
-result lists.
+``test_set_names``) is scored under each :class:`~ttsr_lightning.protocols.Protocol` (validation: the
+first only), for the model and for the bicubic baseline (LR-up). The means are torchmetrics states
+reduced across DDP ranks, logged as ``<stage>/<set>/<measure>`` for the first protocol and
+``<stage>/<set>/<protocol>/<measure>`` for the others. The evaluation steps *return* the batch's
+per-image results (:class:`EvaluationOutput`: one row per image and protocol); callbacks keep them
+(``EvaluationResults``: the result files and the W&B table, gathered from every rank;
+``ImagePanelLogger``: the image panels). This module keeps no result lists.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypedDict, cast
 
 from lightning.pytorch import LightningModule
@@ -22,16 +24,16 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from ttsr_lightning.data import TestDataModule, TrainDataModule
-from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.metrics import YPSNR, YSSIM
+from ttsr_lightning.metrics import MeanPerImage
 from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
+from ttsr_lightning.protocols import DEFAULT_PROTOCOL, Protocol, load_protocols
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
 
 
 class EvaluationOutput(TypedDict):
     """What an evaluation step returns: the set, the batch's SR (B, 3, H, W) in [-1, 1], its soft
-    attention (B, 1, H/4, W/4) or None, and one row per image (see :meth:`EvaluationModule.rows`)."""
+    attention (B, 1, H/4, W/4) or None, and one row per image and protocol (see :meth:`rows`)."""
 
     set: str
     set_index: int
@@ -45,20 +47,19 @@ class EvaluationModule(LightningModule):
 
     Args:
         generator: the generator to measure (its weights already loaded).
-        crop_border: pixels shaved off each side before PSNR/SSIM (official TTSR: 0).
+        protocols: the conventions to score under, the first one the primary (validation, the
+            unprefixed log keys); default: the official TTSR evaluation alone.
     """
 
-    def __init__(self, generator: TTSRGenerator, crop_border: int = 0) -> None:
+    def __init__(self, generator: TTSRGenerator, protocols: Sequence[Protocol] | None = None) -> None:
         super().__init__()
-        if crop_border < 0:
-            raise ConfigError(f"crop_border must be >= 0, got {crop_border}")
         self.generator = generator
-        self.crop_border = crop_border
+        self.protocols = list(protocols) if protocols else load_protocols(DEFAULT_PROTOCOL)
         self.eval_metrics = nn.ModuleDict()
         self.eval_set_names: dict[str, list[str]] = {"val": [], "test": []}
 
     def setup(self, stage: str) -> None:
-        """One PSNR/SSIM pair (model and bicubic baseline) per evaluation set of the DataModule."""
+        """The metrics of every evaluation set of the DataModule, made before the first batch."""
         datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
         if isinstance(datamodule, TrainDataModule):
             self.eval_set_names["val"] = list(datamodule.val_set_names)
@@ -66,15 +67,21 @@ class EvaluationModule(LightningModule):
             self.eval_set_names["test"] = list(datamodule.test_set_names)
         for eval_stage, names in self.eval_set_names.items():
             for name in names:
-                for measure in MEASURES:
-                    self._metric(eval_stage, name, measure)
+                for protocol in self._protocols(eval_stage):
+                    for measure in MEASURES:
+                        self._metric(eval_stage, name, protocol, measure)
 
-    def _metric(self, stage: str, set_name: str, measure: str) -> YPSNR | YSSIM:
-        key = f"{stage}__{set_name}__{measure}".replace(".", "_")  # ModuleDict keys may not contain "."
+    def _protocols(self, stage: str) -> list[Protocol]:
+        return self.protocols if stage == "test" else self.protocols[:1]
+
+    def _metric(self, stage: str, set_name: str, protocol: Protocol, measure: str) -> MeanPerImage:
+        key = f"{stage}__{set_name}__{protocol.name}__{measure}".replace(
+            ".", "_"
+        )  # no "." in ModuleDict keys
         if key not in self.eval_metrics:
-            metric_class = YPSNR if measure.startswith("psnr") else YSSIM
-            self.eval_metrics[key] = metric_class(crop_border=self.crop_border).to(self.device)
-        return cast(YPSNR | YSSIM, self.eval_metrics[key])
+            score = protocol.psnr if measure.startswith("psnr") else protocol.ssim
+            self.eval_metrics[key] = MeanPerImage(score).to(self.device)
+        return cast(MeanPerImage, self.eval_metrics[key])
 
     def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
         return self.generator(batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
@@ -95,38 +102,48 @@ class EvaluationModule(LightningModule):
         out = self(batch)
         hr = batch["hr"]
         batch_size = hr.shape[0]
-        values: dict[str, Tensor] = {}
-        for measure in MEASURES:
-            metric = self._metric(stage, set_name, measure)
-            metric.update(batch["lr_up"] if measure.endswith("_bicubic") else out.sr, hr)
-            values[measure] = metric.last_values
-            self.log(
-                f"{stage}/{set_name}/{measure}",
-                metric,
-                on_step=False,
-                on_epoch=True,
-                batch_size=batch_size,
-                add_dataloader_idx=False,
-                prog_bar=(measure == "psnr" and dataloader_idx == 0),
-            )
+        rows = []
+        for number, protocol in enumerate(self._protocols(stage)):
+            values: dict[str, Tensor] = {}
+            for measure in MEASURES:
+                metric = self._metric(stage, set_name, protocol, measure)
+                metric.update(batch["lr_up"] if measure.endswith("_bicubic") else out.sr, hr)
+                values[measure] = metric.last_values
+                prefix = f"{stage}/{set_name}/" if number == 0 else f"{stage}/{set_name}/{protocol.name}/"
+                self.log(
+                    prefix + measure,
+                    metric,
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=batch_size,
+                    add_dataloader_idx=False,
+                    prog_bar=(number == 0 and measure == "psnr" and dataloader_idx == 0),
+                )
+            rows += self.rows(set_name, dataloader_idx, (number, protocol.name), batch, batch_idx, values)
         if stage == "val" and dataloader_idx == 0:
-            # the monitored summary metric: PSNR on the first validation set
-            summary = cast(Metric, self._metric(stage, set_name, "psnr"))
-            self.log("val/psnr", summary, batch_size=batch_size)
+            # the monitored summary metric: PSNR on the first validation set, primary protocol
+            summary = cast(Metric, self._metric(stage, set_name, self.protocols[0], "psnr"))
+            self.log("val/psnr", summary, batch_size=batch_size, add_dataloader_idx=False)
         return EvaluationOutput(
             set=set_name,
             set_index=dataloader_idx,
             sr=out.sr.detach(),
             soft_attention=None if out.soft_attention is None else out.soft_attention.detach(),
-            rows=self.rows(set_name, dataloader_idx, batch, batch_idx, values),
+            rows=rows,
         )
 
     @staticmethod
     def rows(
-        set_name: str, set_index: int, batch: dict[str, Any], batch_idx: int, values: dict[str, Tensor]
+        set_name: str,
+        set_index: int,
+        protocol: tuple[int, str],
+        batch: dict[str, Any],
+        batch_idx: int,
+        values: dict[str, Tensor],
     ) -> list[dict[str, Any]]:
-        """One dict per image: set, set_index (dataloader), index (in the dataset), image and ref
-        (file stems), reference (the set's reference policy) and the four measures."""
+        """One dict per image: set, set_index (dataloader), index (in the dataset), image and ref (file
+        stems), reference (the set's reference policy), protocol (its name; protocol_index its position)
+        and the four measures."""
         batch_size = batch["hr"].shape[0]
         indices = batch.get("index")
         rows = []
@@ -139,6 +156,8 @@ class EvaluationModule(LightningModule):
                     "image": _item(batch.get("name"), i),
                     "ref": _item(batch.get("ref_name"), i),
                     "reference": _item(batch.get("reference_policy"), i),
+                    "protocol": protocol[1],
+                    "protocol_index": protocol[0],
                     **{measure: float(values[measure][i]) for measure in MEASURES},
                 }
             )

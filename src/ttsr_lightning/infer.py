@@ -13,8 +13,13 @@ x4; the SR is saved as ``round((sr + 1) * 127.5)``.
   the official ``TTSR.pt`` / ``TTSR-rec.pt``, a converted generator file). Without it, the paper's
   generator runs with random weights: a demo of the pipeline whose output is noise, and the log says
   so loudly.
+- ``ref``: one image for every LR image; a list of images (``ref=[a.png,b.png]``, or the quoted
+  string ``ref='a.png,b.png'``), all of them searched at once for every LR image (native
+  multi-reference: the best match over all references wins at each position); or a folder holding,
+  per LR image, an image with its stem or a subfolder with its stem whose images are its references.
 - ``save_attention=true`` also writes ``<out stem>_attention.png`` beside each SR: SR | soft
-  attention | hard-attention correspondences | Ref colour key (:mod:`ttsr_lightning.attention_maps`).
+  attention | hard-attention correspondences | Ref colour key (:mod:`ttsr_lightning.attention_maps`);
+  with several references, which reference each region took its texture from.
 
 Memory: the search-transfer runs chunked (the ``"lean"`` implementation) under
 ``torch.inference_mode``, so memory grows linearly with the LR and Ref sizes instead of with their
@@ -34,7 +39,7 @@ from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ttsr_lightning.attention_maps import attention_panel
+from ttsr_lightning.attention_maps import attention_panel, reference_choice_panel
 from ttsr_lightning.checkpoints import KINDS_EXPECTED, load_generator
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.errors import ImageError
@@ -71,21 +76,24 @@ def random_generator(search_transfer: str) -> TTSRGenerator:
 
 # ---------------------------------------------------------------------------------------------- files
 class InferenceJob(NamedTuple):
-    """One image to super-resolve: the LR file, its reference file, where the SR goes."""
+    """One image to super-resolve: the LR file, its reference file(s), where the SR goes."""
 
     lr: Path
-    ref: Path
+    refs: tuple[Path, ...]
     out: Path
 
 
-def plan_jobs(lr: str | Path, ref: str | Path, out: str | Path) -> list[InferenceJob]:
+def plan_jobs(lr: str | Path, ref: str | Path | Sequence[str | Path], out: str | Path) -> list[InferenceJob]:
     """Pairs LR images with references and output paths; errors name ``lr``, ``ref`` or ``out``.
 
     ``lr`` a file: ``out`` is the SR file (an image suffix), or a folder (an existing one, or a path
     without suffix) that receives ``<stem>.png``. ``lr`` a folder: every image in it, ``out`` a
-    folder. ``ref`` a file: the reference of every LR image; a folder: the file with the LR's stem.
+    folder. ``ref``: a file, the reference of every LR image; a list of files (or one string of
+    comma-separated files), the references of every LR image (searched at once); a folder, per LR
+    image the file with its stem or, when there is none, the subfolder with its stem (all its images
+    are that LR's references).
     """
-    lr, ref, out = Path(lr), Path(ref), Path(out)
+    lr, out = Path(lr), Path(out)
     if lr.is_dir():
         lr_images = list_images(lr)
         if not lr_images:
@@ -108,7 +116,7 @@ def plan_jobs(lr: str | Path, ref: str | Path, out: str | Path) -> list[Inferenc
             raise ConfigError(f"out: {outputs[0]} would overwrite the LR image lr={lr}")
     else:
         raise FileNotFoundError(f"lr: no image file or folder at {lr}")
-    refs = _match_references(lr_images, ref)
+    refs = _match_references(lr_images, ref if isinstance(ref, str | Path) else [str(path) for path in ref])
     return [InferenceJob(*job) for job in zip(lr_images, refs, outputs, strict=True)]
 
 
@@ -121,20 +129,33 @@ def _require_unique_stems(images: Sequence[Path], key: str) -> None:
         )
 
 
-def _match_references(lr_images: Sequence[Path], ref: Path) -> list[Path]:
-    if ref.is_file():
-        return [ref] * len(lr_images)
-    if not ref.is_dir():
-        raise FileNotFoundError(f"ref: no image file or folder at {ref}")
-    references = list_images(ref)
+def _match_references(lr_images: Sequence[Path], ref: str | Path | list[str]) -> list[tuple[Path, ...]]:
+    if isinstance(ref, list) or "," in str(ref):
+        parts = ref if isinstance(ref, list) else str(ref).split(",")
+        files = tuple(Path(part.strip()) for part in parts if part.strip())
+        missing = [str(path) for path in files if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(f"ref: no image file at {', '.join(missing)}")
+        return [files] * len(lr_images)
+    folder = Path(ref)
+    if folder.is_file():
+        return [(folder,)] * len(lr_images)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"ref: no image file or folder at {folder}")
+    references = list_images(folder)
     _require_unique_stems(references, "ref")
-    by_stem = {path.stem: path for path in references}
+    by_stem: dict[str, tuple[Path, ...]] = {path.stem: (path,) for path in references}
+    for subfolder in sorted(path for path in folder.iterdir() if path.is_dir()):
+        images = tuple(list_images(subfolder))
+        if images and subfolder.name not in by_stem:
+            by_stem[subfolder.name] = images
     missing = [path.name for path in lr_images if path.stem not in by_stem]
     if missing:
         shown = ", ".join(missing[:10]) + (f" ... and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise FileNotFoundError(
-            f"ref: the folder {ref} has no reference named like the LR image(s) {shown}; expected one "
-            "image with the same stem per LR image (or give ref a single image for all)"
+            f"ref: the folder {folder} has no reference named like the LR image(s) {shown}; expected per LR "
+            "image an image with its stem, or a subfolder with its stem holding its references (or give ref "
+            "one image, or comma-separated images, for all)"
         )
     return [by_stem[path.stem] for path in lr_images]
 
@@ -154,51 +175,67 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def check_image_sizes(jobs: Sequence[InferenceJob], max_lr_pixels: int, max_ref_pixels: int) -> None:
-    """Fails before any work for unreadable images, an LR or Ref over its pixel limit, a Ref under 4x4."""
-    checked: set[tuple[Path, str]] = set()
+    """Fails before any work for unreadable images, an LR or a job's references (together) over their
+    pixel limit, a reference under 4x4."""
     for job in jobs:
-        for path, role, limit, key in (
-            (job.lr, "LR image", max_lr_pixels, "max_lr_pixels"),
-            (job.ref, "reference", max_ref_pixels, "max_ref_pixels"),
-        ):
-            if (path, role) in checked:
-                continue
-            checked.add((path, role))
+        width, height = image_size(job.lr)
+        if width * height > max_lr_pixels:
+            raise ImageError(
+                f"{job.lr}: LR image is {width}x{height} = {width * height:,} px, over the limit "
+                f"max_lr_pixels={max_lr_pixels:,}; raise max_lr_pixels if this machine has the memory "
+                "(see conf/infer.yaml)"
+            )
+        total = 0
+        for path in job.refs:
             width, height = image_size(path)
-            if width * height > limit:
-                raise ImageError(
-                    f"{path}: {role} is {width}x{height} = {width * height:,} px, over the limit {key}="
-                    f"{limit:,}; raise {key} if this machine has the memory (see conf/infer.yaml)"
-                )
-            if role == "reference" and (width < SCALE or height < SCALE):
+            if width < SCALE or height < SCALE:
                 raise ImageError(
                     f"{path}: reference is {width}x{height} px; expected at least {SCALE}x{SCALE}"
                 )
+            total += width * height
+        if total > max_ref_pixels:
+            if len(job.refs) == 1:
+                what = f"{job.refs[0]}: reference is {width}x{height} = {total:,} px"
+            else:
+                what = f"{', '.join(map(str, job.refs))}: {len(job.refs)} references hold {total:,} px"
+            raise ImageError(
+                f"{what}, over the limit max_ref_pixels={max_ref_pixels:,}; raise max_ref_pixels if this "
+                "machine has the memory (see conf/infer.yaml)"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- model
 class GeneratorInputs(NamedTuple):
     """The generator's four inputs, batch of one, float32 in [-1, 1]: lr (1, 3, h, w), lr_up
-    (1, 3, 4h, 4w), ref and ref_down_up (1, 3, H, W) with H, W multiples of 4."""
+    (1, 3, 4h, 4w), ref and ref_down_up (1, 3, H, W) with H, W multiples of 4, or lists of those
+    (one per reference) with several references."""
 
     lr: torch.Tensor
     lr_up: torch.Tensor
-    ref: torch.Tensor
-    ref_down_up: torch.Tensor
+    ref: torch.Tensor | list[torch.Tensor]
+    ref_down_up: torch.Tensor | list[torch.Tensor]
 
 
-def prepare_inputs(lr: Image.Image, ref: Image.Image, ref_path: Path) -> GeneratorInputs:
-    """The official demo's preprocessing of an RGB LR image and reference (module docstring)."""
+def prepare_inputs(lr: Image.Image, refs: Sequence[tuple[Image.Image, Path]]) -> GeneratorInputs:
+    """The official demo's preprocessing of an RGB LR image and its references (module docstring)."""
     lr_up = bicubic_resize(lr, SCALE * lr.width, SCALE * lr.height)
-    ref = crop_to_multiple_of_scale(ref, ref_path, "reference")
-    images = (lr, lr_up, ref, down_up(ref))
-    return GeneratorInputs(*(to_tensor(image).unsqueeze(0) for image in images))
+    cropped = [crop_to_multiple_of_scale(ref, path, "reference") for ref, path in refs]
+    ref_tensors = [to_tensor(ref).unsqueeze(0) for ref in cropped]
+    down_up_tensors = [to_tensor(down_up(ref)).unsqueeze(0) for ref in cropped]
+    lr_tensor, lr_up_tensor = to_tensor(lr).unsqueeze(0), to_tensor(lr_up).unsqueeze(0)
+    if len(refs) == 1:
+        return GeneratorInputs(lr_tensor, lr_up_tensor, ref_tensors[0], down_up_tensors[0])
+    return GeneratorInputs(lr_tensor, lr_up_tensor, ref_tensors, down_up_tensors)
 
 
 def super_resolve(generator: TTSRGenerator, inputs: GeneratorInputs, device: torch.device) -> GeneratorOutput:
     """One forward pass under ``torch.inference_mode`` (no autograd state is kept)."""
+
+    def to_device(value: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        return value.to(device) if isinstance(value, torch.Tensor) else [image.to(device) for image in value]
+
     with torch.inference_mode():
-        return generator(*(tensor.to(device) for tensor in inputs))
+        return generator(*(to_device(value) for value in inputs))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -231,16 +268,22 @@ def run_jobs(
     reader = RGBImageReader("infer")
     written: list[Path] = []
     for job in tqdm(jobs, desc="super-resolving", unit="image", disable=not progress):
-        inputs = prepare_inputs(reader.read(job.lr), reader.read(job.ref), job.ref)
+        inputs = prepare_inputs(reader.read(job.lr), [(reader.read(path), path) for path in job.refs])
         output = super_resolve(generator, inputs, device)
         job.out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(to_uint8_image(output.sr[0])).save(job.out)
         written.append(job.out)
         if save_attention:
             assert output.soft_attention is not None and output.hard_index is not None
-            panel = attention_panel(
-                output.sr[0], inputs.ref[0], output.soft_attention[0], output.hard_index[0]
-            )
+            if isinstance(inputs.ref, torch.Tensor):
+                panel = attention_panel(
+                    output.sr[0], inputs.ref[0], output.soft_attention[0], output.hard_index[0]
+                )
+            else:
+                refs = [image[0] for image in inputs.ref]
+                panel = reference_choice_panel(
+                    output.sr[0], refs, output.soft_attention[0], output.hard_index[0]
+                )
             Image.fromarray(panel).save(attention_path(job.out))
             written.append(attention_path(job.out))
     return written
@@ -251,7 +294,8 @@ def infer(cfg: DictConfig) -> list[Path]:
     for key in ("max_lr_pixels", "max_ref_pixels"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
-    jobs = plan_jobs(cfg.lr, cfg.ref, cfg.out)
+    ref = cfg.ref if isinstance(cfg.ref, str) else list(cfg.ref)
+    jobs = plan_jobs(cfg.lr, ref, cfg.out)
     check_image_sizes(jobs, int(cfg.max_lr_pixels), int(cfg.max_ref_pixels))
     device = resolve_device(str(cfg.device))
     if cfg.search_transfer not in SEARCH_TRANSFERS:

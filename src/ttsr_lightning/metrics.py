@@ -22,9 +22,10 @@ torchmetrics ``Metric``s (a per-image sum and a count, summed across DDP ranks).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,11 @@ from torchmetrics import Metric
 # BT.601 studio-swing luma weights for 8-bit RGB (MATLAB rgb2ycbcr), and its black level.
 _LUMA_WEIGHTS = (65.738 / 256.0, 129.057 / 256.0, 25.064 / 256.0)
 _LUMA_OFFSET = 16.0
+# The same luma as BasicSR's bgr2ycbcr writes it: (R, G, B) weights on [0, 1] values, / 255 after.
+_BASICSR_WEIGHTS = (65.481, 128.553, 24.966)
+
+Colour = Literal["y_ttsr", "y_basicsr", "rgb"]
+Rounding = Literal["ttsr", "clamp_round", "clamp"]
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
@@ -69,15 +75,86 @@ def _crop(image: torch.Tensor, crop_border: int) -> torch.Tensor:
     return image[..., crop_border:-crop_border, crop_border:-crop_border]
 
 
+def image_values(image: torch.Tensor, rounding: Rounding = "ttsr") -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> the pixel values a convention measures, float64 on [0, 255].
+
+    ``"ttsr"``: ``round((x + 1) * 127.5)`` half-to-even, no clamp (official ``calc_psnr_and_ssim``);
+    ``"clamp_round"``: ``round(clamp((x + 1) / 2, 0, 1) * 255)`` (BasicSR / mmsr / MASA ``tensor2img``);
+    ``"clamp"``: ``clamp(x * 127.5 + 127.5, 0, 255)``, not rounded (mmagic 1.x ``destruct``).
+    """
+    if rounding == "ttsr":
+        return _to_uint8_values(image)
+    if rounding == "clamp_round":
+        return (((image + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).round().to(torch.float64)
+    if rounding == "clamp":
+        return (image * 127.5 + 127.5).clamp(0.0, 255.0).to(torch.float64)
+    raise ValueError(f"rounding must be one of ttsr, clamp_round, clamp; got {rounding!r}")
+
+
+def channels(values: torch.Tensor, colour: Colour) -> torch.Tensor:
+    """(B, 3, H, W) pixel values on [0, 255] (RGB) -> the (B, C, H, W) float64 channels measured.
+
+    ``"y_ttsr"``: Y = 16 + (65.738 R + 129.057 G + 25.064 B) / 256 (official TTSR ``calc_ssim``, MATLAB);
+    ``"y_basicsr"``: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, through the float32 steps of
+    BasicSR's ``to_y_channel`` / ``bgr2ycbcr`` fed in its pipeline's (BGR) order, i.e. R weighted
+    65.481 (the same formula as mmsr's, MASA-SR's after its 2021-06-08 fix); ``"rgb"``: the three
+    channels as they are (mmagic's TTSR evaluation).
+    """
+    if colour == "y_ttsr":
+        return (_luma(values) + _LUMA_OFFSET).unsqueeze(1)
+    if colour == "y_basicsr":
+        # img.astype(float32) / 255 -> float64 dot + 16 -> / 255 -> float32 -> * 255 (float32)
+        scaled = (values.to(torch.float32) / 255.0).to(torch.float64)
+        red, green, blue = scaled.unbind(dim=1)
+        luma = blue * _BASICSR_WEIGHTS[2] + green * _BASICSR_WEIGHTS[1] + red * _BASICSR_WEIGHTS[0] + 16.0
+        return ((luma / 255.0).to(torch.float32) * 255.0).to(torch.float64).unsqueeze(1)
+    if colour == "rgb":
+        return values.to(torch.float64)
+    raise ValueError(f"colour must be one of y_ttsr, y_basicsr, rgb; got {colour!r}")
+
+
+def psnr(sr: torch.Tensor, hr: torch.Tensor, colour: Colour = "y_ttsr", crop_border: int = 0) -> torch.Tensor:
+    """Per-image PSNR (dB, peak 255) of pixel values on [0, 255] ((B, 3, H, W), see :func:`image_values`):
+    the MSE over every measured channel and pixel after ``crop_border``, float64. Returns (B,); +inf
+    for identical images."""
+    _check_pair(sr, hr, crop_border)
+    if colour == "y_ttsr":  # luma of the difference: linear, and the way the official code sums
+        measured = (_luma(sr.to(torch.float64) - hr.to(torch.float64)) / 255.0).unsqueeze(1)
+        peak_squared = 1.0
+    else:
+        measured = channels(sr, colour) - channels(hr, colour)
+        peak_squared = 255.0**2
+    mse = _crop(measured, crop_border).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(peak_squared / mse)
+
+
+def ssim(sr: torch.Tensor, hr: torch.Tensor, colour: Colour = "y_ttsr", crop_border: int = 0) -> torch.Tensor:
+    """Per-image SSIM of pixel values on [0, 255] ((B, 3, H, W)): the official / BasicSR ``_ssim`` (11x11
+    Gaussian window, sigma 1.5, valid filtering, C1 = (0.01*255)^2, C2 = (0.03*255)^2, float64) of
+    each measured channel after ``crop_border``, averaged over the channels. Returns (B,)."""
+    _check_pair(sr, hr, crop_border)
+    height, width = (size - 2 * crop_border for size in sr.shape[-2:])
+    if min(height, width) < _SSIM_WINDOW:
+        raise ValueError(
+            f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} px, got {height}x{width}"
+        )
+    measured_sr = _crop(channels(sr, colour), crop_border)
+    measured_hr = _crop(channels(hr, colour), crop_border)
+    batch, count = measured_sr.shape[:2]
+    maps = _ssim_map(
+        measured_sr.reshape(batch * count, 1, height, width),
+        measured_hr.reshape(batch * count, 1, height, width),
+    )
+    return maps.mean(dim=(1, 2, 3)).view(batch, count).mean(dim=1)
+
+
 def y_psnr(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> torch.Tensor:
-    """Per-image Y-channel PSNR in dB, the official protocol (module docstring).
+    """Per-image Y-channel PSNR in dB, the official TTSR protocol (module docstring).
 
     sr, hr: (B, 3, H, W) in [-1, 1]. Returns (B,) float64; +inf for identical images.
     """
     _check_pair(sr, hr, crop_border)
-    difference = _luma(_to_uint8_values(sr) - _to_uint8_values(hr)) / 255.0  # linear, so Y(a) - Y(b)
-    mse = _crop(difference, crop_border).pow(2).mean(dim=(-2, -1))
-    return -10.0 * torch.log10(mse)
+    return psnr(_to_uint8_values(sr), _to_uint8_values(hr), "y_ttsr", crop_border)
 
 
 def _gaussian_window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -89,53 +166,46 @@ def _gaussian_window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
 
 
 def y_ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> torch.Tensor:
-    """Per-image Y-channel SSIM, the official protocol (module docstring).
+    """Per-image Y-channel SSIM, the official TTSR protocol (module docstring).
 
     sr, hr: (B, 3, H, W) in [-1, 1], at least 11 px on each side after ``crop_border``.
     Returns (B,) float64.
     """
     _check_pair(sr, hr, crop_border)
-    height, width = (size - 2 * crop_border for size in sr.shape[-2:])
-    if min(height, width) < _SSIM_WINDOW:
-        raise ValueError(
-            f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} px, got {height}x{width}"
-        )
-    y_sr = _crop(_luma(_to_uint8_values(sr)) + _LUMA_OFFSET, crop_border).unsqueeze(1)  # (B, 1, H, W)
-    y_hr = _crop(_luma(_to_uint8_values(hr)) + _LUMA_OFFSET, crop_border).unsqueeze(1)
-    window = _gaussian_window(y_sr.dtype, y_sr.device)
+    return ssim(_to_uint8_values(sr), _to_uint8_values(hr), "y_ttsr", crop_border)
 
+
+def _ssim_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The SSIM map of two (N, 1, H, W) float64 images, valid filtering: (N, 1, H - 10, W - 10)."""
+    window = _gaussian_window(first.dtype, first.device)
     # One conv over the five stacked maps; no padding = the official "filter2D then crop 5 px".
-    stacked = torch.cat([y_sr, y_hr, y_sr * y_sr, y_hr * y_hr, y_sr * y_hr], dim=0)
-    mu_sr, mu_hr, sr_sq, hr_sq, sr_hr = F.conv2d(stacked, window).split(y_sr.size(0), dim=0)
-    variance_sr = sr_sq - mu_sr**2
-    variance_hr = hr_sq - mu_hr**2
-    covariance = sr_hr - mu_sr * mu_hr
-    ssim_map = ((2 * mu_sr * mu_hr + _SSIM_C1) * (2 * covariance + _SSIM_C2)) / (
-        (mu_sr**2 + mu_hr**2 + _SSIM_C1) * (variance_sr + variance_hr + _SSIM_C2)
+    stacked = torch.cat([first, second, first * first, second * second, first * second], dim=0)
+    mu_first, mu_second, first_sq, second_sq, cross = F.conv2d(stacked, window).split(first.size(0), dim=0)
+    variance_first = first_sq - mu_first**2
+    variance_second = second_sq - mu_second**2
+    covariance = cross - mu_first * mu_second
+    return ((2 * mu_first * mu_second + _SSIM_C1) * (2 * covariance + _SSIM_C2)) / (
+        (mu_first**2 + mu_second**2 + _SSIM_C1) * (variance_first + variance_second + _SSIM_C2)
     )
-    return ssim_map.mean(dim=(1, 2, 3))
 
 
-class _MeanOfPerImageValues(Metric):
-    """Mean over images of a per-image measure; the sum and the count reduce by summation across ranks."""
+class MeanPerImage(Metric):
+    """Mean over images of a per-image measure ``measure(sr, hr) -> (B,)``; the sum and the count reduce
+    by summation across ranks, so the mean over several processes is the mean over all images.
+
+    ``kwargs`` go to torchmetrics' ``Metric`` (e.g. ``sync_on_compute``, ``process_group``).
+    """
 
     full_state_update = False
     is_differentiable = False
+    higher_is_better = True
 
     total: torch.Tensor
     count: torch.Tensor
 
-    def __init__(
-        self,
-        measure: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
-        crop_border: int,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, measure: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if crop_border < 0:
-            raise ValueError(f"crop_border must be >= 0, got {crop_border}")
         self.measure = measure
-        self.crop_border = crop_border
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
         self.last_values = torch.empty(0, dtype=torch.float64)
@@ -145,7 +215,7 @@ class _MeanOfPerImageValues(Metric):
 
         The batch's per-image values stay readable as ``last_values`` (B,) (per-image result tables).
         """
-        values = self.measure(sr.detach(), hr.detach(), self.crop_border)
+        values = self.measure(sr.detach(), hr.detach())
         self.last_values = values
         self.total += values.sum()
         self.count += values.numel()
@@ -157,34 +227,19 @@ class _MeanOfPerImageValues(Metric):
         return self.total / self.count
 
 
-class YPSNR(_MeanOfPerImageValues):
-    """Mean per-image Y-channel PSNR (dB) with the official protocol; see :func:`y_psnr`.
-
-    ``kwargs`` go to torchmetrics' ``Metric`` (e.g. ``sync_on_compute``, ``process_group``).
-    """
-
-    higher_is_better = True
+class YPSNR(MeanPerImage):
+    """Mean per-image Y-channel PSNR (dB) with the official protocol; see :func:`y_psnr`."""
 
     def __init__(self, crop_border: int = 0, **kwargs: Any) -> None:
-        super().__init__(y_psnr, crop_border, **kwargs)
+        if crop_border < 0:
+            raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+        super().__init__(functools.partial(y_psnr, crop_border=crop_border), **kwargs)
 
 
-class YSSIM(_MeanOfPerImageValues):
-    """Mean per-image Y-channel SSIM with the official protocol; see :func:`y_ssim`.
-
-    ``kwargs`` go to torchmetrics' ``Metric`` (e.g. ``sync_on_compute``, ``process_group``).
-    """
-
-    higher_is_better = True
+class YSSIM(MeanPerImage):
+    """Mean per-image Y-channel SSIM with the official protocol; see :func:`y_ssim`."""
 
     def __init__(self, crop_border: int = 0, **kwargs: Any) -> None:
-        super().__init__(y_ssim, crop_border, **kwargs)
-
-
-def protocol_description(crop_border: int = 0) -> str:
-    """One line naming how :func:`y_psnr` / :func:`y_ssim` measure, for result files."""
-    crop = "no border crop" if crop_border == 0 else f"{crop_border} px cropped from each border"
-    return (
-        "official TTSR: images rounded to uint8, Y = BT.601 studio swing (65.738, 129.057, 25.064)/256, "
-        f"{crop}, PSNR per image then mean, SSIM 11x11 Gaussian (sigma 1.5) valid mode"
-    )
+        if crop_border < 0:
+            raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+        super().__init__(functools.partial(y_ssim, crop_border=crop_border), **kwargs)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch.nn.functional as F
 from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+TILE_TITLES = ("LR bicubic", "Ref", "SR", "HR", "soft attention")
+_FONT_SIZE = 12
+_TITLE_HEIGHT = 16
 
 
 def to_uint8_image(image: Tensor) -> np.ndarray:
@@ -26,30 +33,84 @@ def resize_to_height(image: Tensor, height: int) -> Tensor:
     return F.interpolate(image[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
 
 
+def reference_tile(ref: Tensor | Sequence[Tensor], height: int) -> np.ndarray:
+    """(H', W', 3) uint8 of one reference scaled to ``height`` or, for several (3, Hi, Wi), all of them
+    stacked top to bottom, each scaled to ``height / n`` and the narrower ones padded white."""
+    refs = [ref] if isinstance(ref, Tensor) else list(ref)
+    row_height = max(1, height // len(refs))
+    tiles = [to_uint8_image(resize_to_height(image, row_height)) for image in refs]
+    width = max(tile.shape[1] for tile in tiles)
+    stacked = np.full((height, width, 3), 255, dtype=np.uint8)
+    for row, tile in enumerate(tiles):
+        stacked[row * row_height : (row + 1) * row_height, : tile.shape[1]] = tile
+    return stacked
+
+
 def make_panel(
-    lr_up: Tensor, ref: Tensor, sr: Tensor, hr: Tensor, soft_attention: Tensor | None, gap: int = 4
+    lr_up: Tensor,
+    ref: Tensor | Sequence[Tensor],
+    sr: Tensor,
+    hr: Tensor,
+    soft_attention: Tensor | None,
+    gap: int = 4,
+    titles: Sequence[str] | None = None,
+    caption: str | None = None,
 ) -> np.ndarray:
-    """One row: LR-up | Ref (scaled to the HR height) | SR | HR | soft attention map.
+    """One row: LR-up | Ref (scaled to the HR height; several references stacked) | SR | HR | soft attention.
 
     Args:
-        lr_up, sr, hr: (3, H, W) in [-1, 1]; ref: (3, H', W') in [-1, 1].
+        lr_up, sr, hr: (3, H, W) in [-1, 1]; ref: (3, H', W') in [-1, 1], or a list of them.
         soft_attention: (1, H/4, W/4) in [0, 1] or None (models without texture transfer).
+        titles: one title per tile, written above it (e.g. :data:`TILE_TITLES` with the SR's PSNR).
+        caption: one line above everything (e.g. the set, image, reference policy and protocol).
     Returns:
-        (H, total width, 3) uint8, tiles separated by ``gap`` white pixels.
+        (H [+ title bands], total width, 3) uint8, tiles separated by ``gap`` white pixels.
     """
     height, width = hr.shape[-2:]
-    tiles = [to_uint8_image(lr_up), to_uint8_image(resize_to_height(ref, height)), to_uint8_image(sr)]
-    tiles.append(to_uint8_image(hr))
+    tiles = [to_uint8_image(lr_up), reference_tile(ref, height), to_uint8_image(sr), to_uint8_image(hr)]
     if soft_attention is not None:
         tiles.append(heatmap(soft_attention[0], (height, width)))
     spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
     row: list[np.ndarray] = []
     for tile in tiles:
         row += [tile, spacer]
-    return np.concatenate(row[:-1], axis=1)
+    panel = np.concatenate(row[:-1], axis=1)
+    if titles is None and caption is None:
+        return panel
+    return _with_titles(panel, [tile.shape[1] for tile in tiles], gap, titles, caption)
+
+
+def _with_titles(
+    panel: np.ndarray, tile_widths: Sequence[int], gap: int, titles: Sequence[str] | None, caption: str | None
+) -> np.ndarray:
+    """The panel under a white band holding the caption and each tile's title (left-aligned above it)."""
+    bands = (caption is not None) + (titles is not None)
+    canvas = Image.new("RGB", (panel.shape[1], panel.shape[0] + bands * _TITLE_HEIGHT), "white")
+    canvas.paste(Image.fromarray(panel), (0, bands * _TITLE_HEIGHT))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=_FONT_SIZE)
+    if caption is not None:
+        draw.text((2, 1), caption, fill="black", font=font)
+    if titles is not None:
+        left, top = 0, (bands - 1) * _TITLE_HEIGHT
+        for title, tile_width in zip(titles, tile_widths, strict=False):
+            # each title drawn on its own strip, so a long one is clipped at its tile's edge
+            strip = Image.new("RGB", (tile_width, _TITLE_HEIGHT), "white")
+            ImageDraw.Draw(strip).text((2, 1), title, fill="black", font=font)
+            canvas.paste(strip, (left, top))
+            left += tile_width + gap
+    return np.asarray(canvas)
 
 
 PANEL_CAPTION = "LR bicubic | Ref | SR | HR | soft attention"
 
 
-__all__ = ["PANEL_CAPTION", "heatmap", "make_panel", "resize_to_height", "to_uint8_image"]
+__all__ = [
+    "PANEL_CAPTION",
+    "TILE_TITLES",
+    "heatmap",
+    "make_panel",
+    "reference_tile",
+    "resize_to_height",
+    "to_uint8_image",
+]

@@ -38,6 +38,7 @@ from ttsr_lightning.errors import ConfigError, NonFiniteError
 from ttsr_lightning.evaluation import EvaluationModule
 from ttsr_lightning.losses import WGANGPLoss
 from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.settings import OptimSettings, loss_weights
 
 
@@ -50,7 +51,9 @@ class TTSRSystem(EvaluationModule):
         losses: the ``loss`` group: one ``_target_`` config per term and ``weights`` (a term is on iff
             its weight is > 0; see :func:`ttsr_lightning.settings.loss_weights`).
         optim: the ``optim`` group (see :class:`ttsr_lightning.settings.OptimSettings`).
-        crop_border: pixels shaved off each side before PSNR/SSIM (official: 0).
+        protocols: the ``protocol`` group ({name: fields}, conf/protocol/): how validation and test
+            measure; the first is the primary (validation, the monitored ``val/psnr``). Default: the
+            official TTSR evaluation.
         lazy_lte_copy_sync: copy the LTE into its frozen twin only when the LTE changed since the last copy.
         channels_last: keep weights and image batches in channels-last memory format (faster
             convolutions on tensor cores; same results up to rounding).
@@ -64,7 +67,7 @@ class TTSRSystem(EvaluationModule):
         discriminator: dict[str, Any] | None,
         losses: dict[str, Any],
         optim: dict[str, Any],
-        crop_border: int = 0,
+        protocols: dict[str, dict[str, Any]] | None = None,
         lazy_lte_copy_sync: bool = True,
         channels_last: bool = False,
         compile: bool = False,
@@ -76,7 +79,7 @@ class TTSRSystem(EvaluationModule):
             raise ConfigError(
                 f"model.generator: expected a TTSRGenerator config, got {type(built_generator).__name__}"
             )
-        super().__init__(built_generator, crop_border=crop_border)
+        super().__init__(built_generator, protocols_from_config(protocols) if protocols else None)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.optim_settings = optim_settings
@@ -293,13 +296,23 @@ class TTSRSystem(EvaluationModule):
             sr_features, out.t_lv3, out.t_lv2, out.t_lv1, out.soft_attention
         )
 
+    def on_train_start(self) -> None:
+        # A run resumed from a checkpoint written after an epoch's last batch but before this module's
+        # on_train_epoch_end (the mid-epoch checkpoint of that batch, or ModelCheckpoint's saves at
+        # validation end) never gets that hook: Lightning counts the epoch as finished. Catch up.
+        self._step_lr_schedules_to(self.current_epoch)
+
     def on_train_epoch_end(self) -> None:
-        # the learning-rate schedule counts epochs after the warm-up, as the official StepLR
-        if not self.in_warmup:
-            schedulers = self.lr_schedulers()
-            for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-                if scheduler is not None:
-                    scheduler.step()
+        self._step_lr_schedules_to(self.current_epoch + 1)
+
+    def _step_lr_schedules_to(self, epoch: int) -> None:
+        """Step the schedulers once per finished epoch after the warm-up (as the official StepLR),
+        counting the epochs before ``epoch``; idempotent."""
+        finished = max(0, epoch - self.optim_settings.warmup_epochs)
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            while scheduler is not None and scheduler.last_epoch < finished:
+                scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         strip_frozen_weights(checkpoint)

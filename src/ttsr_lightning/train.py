@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 from ttsr_lightning.builders import finish_loggers, instantiate_group
 from ttsr_lightning.callbacks import EvaluationResults
 from ttsr_lightning.checkpoints import load_generator_weights
-from ttsr_lightning.metrics import protocol_description
 from ttsr_lightning.provenance import git_commit, parameter_counts
 from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
@@ -42,6 +41,7 @@ def build_system(cfg: DictConfig) -> TTSRSystem:
         discriminator=plain(cfg.model.get("discriminator")),
         losses=plain(cfg.loss),
         optim=plain(cfg.optim),
+        protocols=plain(cfg.get("protocol")),
         **plain(cfg.system),
     )
 
@@ -82,7 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                         weights="the final weights of this run"
                         if cfg.train
                         else f"init_weights={cfg.init_weights}",
-                        protocol=protocol_description(system.crop_border),
+                        protocols=[protocol.as_dict() for protocol in system.protocols],
                         git_commit=run_info["git_commit"],
                     )
             results = trainer.test(system, datamodule=instantiate(cfg.data.test))
@@ -108,6 +108,8 @@ def write_run_summary(
         "git_commit": run_info["git_commit"],
         "params": {k: v for k, v in run_info.items() if k.startswith("params/")},
         "generator": OmegaConf.to_container(cfg.model.generator, resolve=True),
+        # the protocol of the unprefixed test metrics (the first of conf/protocol/ selected)
+        "protocol": next(iter(cfg.protocol)) if cfg.get("protocol") else "ttsr_official",
         "metrics": metrics,
     }
     output_dir.mkdir(parents=True, exist_ok=True)

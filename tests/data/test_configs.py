@@ -27,7 +27,7 @@ def compose_data(tmp_path: Path, name: str, data_dir: Path) -> DictConfig:
 
 
 def test_every_config_is_listed() -> None:
-    assert DATA_CONFIGS == ["cufed", "cufed5", "manga109", "paper", "sample", "sun80", "urban100"]
+    assert DATA_CONFIGS == ["cufed", "cufed5", "manga109", "paper", "sample", "sun80", "urban100", "wrsr"]
 
 
 @pytest.mark.parametrize("name", DATA_CONFIGS)
@@ -38,30 +38,26 @@ def test_config_instantiates_both_datamodules(name: str, tmp_path: Path) -> None
     assert train.hparams["seed"] == 5 and str(tmp_path / "data") in train.hparams["train_root"]
     assert type(test.hparams["sets"][0]) is dict  # _convert_: all -> primitives in checkpoints
     assert train.val_set_names == ["CUFED5_L1"] and cfg.data.name == name
+    every_level = [
+        "CUFED5_L1",
+        "CUFED5_L2",
+        "CUFED5_L3",
+        "CUFED5_L4",
+        "CUFED5_L5",
+        "CUFED5_LR",
+        "CUFED5_stitched",
+        "CUFED5_stitched_masa",
+        "CUFED5_all5",
+    ]
     expected = {
-        "sample": [
-            "CUFED5_L1",
-            "CUFED5_L2",
-            "CUFED5_L3",
-            "CUFED5_L4",
-            "CUFED5_L5",
-            "CUFED5_LR",
-            "CUFED5_stitched",
-        ],
+        "sample": every_level,
         "cufed": ["CUFED5_L1"],
-        "cufed5": [
-            "CUFED5_L1",
-            "CUFED5_L2",
-            "CUFED5_L3",
-            "CUFED5_L4",
-            "CUFED5_L5",
-            "CUFED5_LR",
-            "CUFED5_stitched",
-        ],
-        "sun80": ["Sun80"],
+        "cufed5": every_level,
+        "sun80": ["Sun80", "Sun80_all"],
         "urban100": ["Urban100"],
         "manga109": ["Manga109", "Manga109_LR"],
-        "paper": ["CUFED5_stitched", "CUFED5_L1", "Sun80", "Urban100", "Manga109"],
+        "paper": ["CUFED5_stitched", "CUFED5_L1", "CUFED5_all5", "Sun80", "Urban100", "Manga109"],
+        "wrsr": ["WR-SR"],
     }
     assert test.test_set_names == expected[name]
 
@@ -73,7 +69,7 @@ def test_sample_config_runs_with_no_download(tmp_path: Path) -> None:
     train.setup("fit")
     test.setup("test")
     assert len(train.train_set) == 56 and len(train.val_datasets[0]) == 6
-    assert [len(loader) for loader in test.test_dataloader()] == [6] * 7
+    assert [len(loader) for loader in test.test_dataloader()] == [6] * 9
     patch = cfg.data.train.patch_size
     batch = next(iter(train.train_dataloader()))
     assert batch["hr"].shape == batch["ref"].shape == (cfg.data.train.batch_size, 3, patch, patch)

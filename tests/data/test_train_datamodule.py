@@ -168,11 +168,17 @@ def test_fit_without_validation_sets(cufed_train: Path, tmp_path: Path) -> None:
     assert module.val_set_names == [] and len(recorder.train_batches) == 1 and recorder.val_names == []
 
 
-def test_a_resumed_run_draws_what_an_uninterrupted_one_would(cufed_train: Path, tmp_path: Path) -> None:
-    uninterrupted = fit(TrainDataModule(str(cufed_train), batch_size=2, seed=1), 2, tmp_path / "a")
-    fit(TrainDataModule(str(cufed_train), batch_size=2, seed=1), 1, tmp_path / "b")
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_resumed_run_draws_what_an_uninterrupted_one_would(
+    cufed_train: Path, tmp_path: Path, num_workers: int
+) -> None:
+    def module() -> TrainDataModule:
+        return TrainDataModule(str(cufed_train), batch_size=2, seed=1, num_workers=num_workers)
+
+    uninterrupted = fit(module(), 2, tmp_path / "a")
+    fit(module(), 1, tmp_path / "b")
     resumed = fit(
-        TrainDataModule(str(cufed_train), batch_size=2, seed=1),
+        module(),
         2,
         tmp_path / "b",
         tmp_path / "b" / "last.ckpt",
@@ -182,3 +188,19 @@ def test_a_resumed_run_draws_what_an_uninterrupted_one_would(cufed_train: Path, 
         torch.equal(a, b)
         for (_, a), (_, b) in zip(uninterrupted.train_batches[2:], resumed.train_batches, strict=True)
     )
+
+
+def test_the_training_loader_reads_its_sampler_at_the_first_batch(cufed_train: Path) -> None:
+    """Lightning creates the iterator before it calls ``set_epoch`` (and keeps it on a resume); with
+    workers, torch's iterator would read the sampler at once, i.e. with the previous epoch."""
+    module = TrainDataModule(str(cufed_train), batch_size=2, seed=1, num_workers=1)
+    module.setup("fit")
+    module.load_state_dict({"epoch": 3, "batches_done": 1})  # a mid-epoch checkpoint: batch 2 of epoch 3
+    loader = module.train_dataloader()
+    iterator = iter(loader)
+    loader.sampler.set_epoch(3)
+    expected = EpochSampler(range(4), shuffle=True, seed=1)
+    expected.set_epoch(3)
+    keys = list(expected)[2:4]
+    assert module.train_set is not None
+    assert torch.equal(next(iterator)["hr"], torch.stack([module.train_set[key]["hr"] for key in keys]))

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
 from ttsr_lightning.distributed import gather_lists
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.panels import PANEL_CAPTION, make_panel
+from ttsr_lightning.panels import PANEL_CAPTION, TILE_TITLES, make_panel
 
 
 class ImagePanelLogger(Callback):
@@ -33,16 +34,31 @@ class ImagePanelLogger(Callback):
         self._panels: list[tuple[int, str, int, str, np.ndarray]] = []
 
     def _collect(self, trainer: Trainer, stage: str, outputs: Any, batch: Any) -> None:
-        for i, row in enumerate(outputs["rows"]):
+        # the primary protocol's rows, one per image of the batch in batch order: its PSNR in the titles
+        primary_rows = [row for row in outputs["rows"] if row["protocol_index"] == 0]
+        for i, row in enumerate(primary_rows):
             if row["index"] >= self.max_images:
                 continue
             soft = outputs["soft_attention"]
+            refs = batch["ref"]
+            ref = refs[i] if isinstance(refs, torch.Tensor) else [image[i] for image in refs]
+            titles = list(TILE_TITLES)
+            titles[0] = f"LR bicubic {row['psnr_bicubic']:.2f} dB"
+            titles[2] = f"SR {row['psnr']:.2f} dB"
+            if not isinstance(refs, torch.Tensor):
+                titles[1] = f"{len(refs)} references"
+            caption = (
+                f"{row['set']} {row['image']}  reference: {row['reference']} ({row['ref']})  "
+                f"protocol: {row['protocol']}"
+            )
             panel = make_panel(
                 batch["lr_up"][i],
-                batch["ref"][i],
+                ref,
                 outputs["sr"][i],
                 batch["hr"][i],
                 None if soft is None else soft[i],
+                titles=titles,
+                caption=caption,
             )
             folder = self.output_dir / stage / f"epoch_{trainer.current_epoch:03d}"
             folder.mkdir(parents=True, exist_ok=True)

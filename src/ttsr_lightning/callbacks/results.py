@@ -15,7 +15,7 @@ from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.panels import to_uint8_image
 from ttsr_lightning.results import MEASURES, per_set_results, sort_rows, write_results
 
-TABLE_COLUMNS = ("set", "image", "ref", "reference", *MEASURES, "lr_up", "sr", "hr")
+TABLE_COLUMNS = ("set", "image", "ref", "reference", "protocol", *MEASURES, "lr_up", "sr", "hr")
 Thumbnails = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -67,16 +67,19 @@ class EvaluationResults(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         with_table = _uses_wandb(trainer)
-        for i, row in enumerate(outputs["rows"]):
-            sr = to_uint8_image(outputs["sr"][i])
-            if self.save_images:
-                folder = self.output_dir / "images" / row["set"]
-                folder.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(sr).save(folder / f"{row['image']}.png")
+        batch_size = outputs["sr"].shape[0]
+        for number, row in enumerate(outputs["rows"]):
             thumbnails = None
-            if with_table:
-                lr_up, hr = to_uint8_image(batch["lr_up"][i]), to_uint8_image(batch["hr"][i])
-                thumbnails = (self._thumbnail(lr_up), self._thumbnail(sr), self._thumbnail(hr))
+            if row["protocol_index"] == 0:  # images once per image (rows come protocol by protocol)
+                i = number % batch_size
+                sr = to_uint8_image(outputs["sr"][i])
+                if self.save_images:
+                    folder = self.output_dir / "images" / row["set"]
+                    folder.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(sr).save(folder / f"{row['image']}.png")
+                if with_table:
+                    lr_up, hr = to_uint8_image(batch["lr_up"][i]), to_uint8_image(batch["hr"][i])
+                    thumbnails = (self._thumbnail(lr_up), self._thumbnail(sr), self._thumbnail(hr))
             self._results.append((row, thumbnails))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -89,20 +92,20 @@ class EvaluationResults(Callback):
         if trainer.is_global_zero:
             write_results(ordered, self.output_dir, self.provenance)
             if _uses_wandb(trainer):
-                thumbnails = {(row["set_index"], row["index"]): thumbs for row, thumbs in results}
+                thumbnails = {(row["set_index"], row["index"]): thumbs for row, thumbs in results if thumbs}
                 self._log_table(trainer, ordered, thumbnails)
 
     def _log_table(
         self,
         trainer: Trainer,
         rows: list[dict[str, Any]],
-        thumbnails: dict[tuple[int, int], Thumbnails | None],
+        thumbnails: dict[tuple[int, int], Thumbnails],
     ) -> None:
         import wandb
 
         data = []
         for row in rows:
-            images = thumbnails[(row["set_index"], row["index"])] or ()
+            images = thumbnails.get((row["set_index"], row["index"])) or ()
             data.append([*(row[column] for column in TABLE_COLUMNS[:-3]), *map(wandb.Image, images)])
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -38,7 +38,7 @@ class ResumeCheckpoint(Callback):
     ) -> None:
         self.batches_seen += 1
         if self.batches_seen % self.every_n_batches == 0:
-            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+            trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
 
     def state_dict(self) -> dict[str, Any]:
         return {"batches_seen": self.batches_seen, "rng_states": rng_states()}

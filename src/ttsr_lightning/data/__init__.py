@@ -1,9 +1,9 @@
 """Datasets and DataModules: the only code that touches image files.
 
 Datasets (pure torch + Pillow + numpy): ``CUFEDTrainDataset`` (training pairs), ``CUFED5Dataset``,
-``Sun80Dataset``, ``Urban100Dataset``, ``Manga109Dataset`` (evaluation sets). DataModules (Lightning):
-``TrainDataModule`` and ``TestDataModule``. ``build_sample_dataset`` makes the embedded sample set;
-``python -m ttsr_lightning.data.prepare`` checks downloaded datasets.
+``Sun80Dataset``, ``Urban100Dataset``, ``Manga109Dataset``, ``WRSRDataset`` (evaluation sets).
+DataModules (Lightning): ``TrainDataModule`` and ``TestDataModule``. ``build_sample_dataset`` makes the
+embedded sample set; ``python -m ttsr_lightning.data.prepare`` checks downloaded datasets.
 """
 
 from ttsr_lightning.data.cufed import CUFEDTrainDataset, ImagePair, find_cufed_pairs
@@ -18,6 +18,7 @@ from ttsr_lightning.data.sun80 import Sun80Dataset
 from ttsr_lightning.data.test_datamodule import TestDataModule
 from ttsr_lightning.data.train_datamodule import TrainDataModule
 from ttsr_lightning.data.urban100 import Urban100Dataset
+from ttsr_lightning.data.wrsr import WRSRDataset
 
 __all__ = [
     "EVAL_SETS",
@@ -35,6 +36,7 @@ __all__ = [
     "TestDataModule",
     "TrainDataModule",
     "Urban100Dataset",
+    "WRSRDataset",
     "build_eval_set",
     "build_sample_dataset",
     "find_cufed_pairs",

@@ -17,7 +17,11 @@ Reference levels (``ref_level``):
   ``stitch_canvas`` canvas (500 by default), the five canvases stacked vertically (``_1`` on top) into
   one (5 * canvas) x canvas reference; that composite then goes through the ordinary reference
   preprocessing (its ``ref_down_up`` is the composite bicubic /4 then x4). A reference larger than the
-  canvas is an error naming the file.
+  canvas is an error naming the file. ``stitch_padding="replicate_centred"`` is MASA-SR's variant
+  (``TestSet_multi``): each reference centred on its canvas (512 there), the border replicating its
+  edge pixels (``cv2.copyMakeBorder(..., BORDER_REPLICATE)``) instead of black.
+- ``"all5"``: the five references as a list, searched all at once by the generator (native
+  multi-reference: no canvas, no padding; memory linear in their total area).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
@@ -38,15 +43,20 @@ REFERENCE_LEVELS = (1, 2, 3, 4, 5)
 _MEMBER = re.compile(r"^(?P<group>.+)_(?P<member>[0-5])$")
 
 
+STITCH_PADDINGS = ("black_top_left", "replicate_centred")
+
+
 def parse_ref_level(ref_level: int | str) -> int | str:
-    """1..5, ``"lr"`` or ``"stitched"``; ValueError naming the accepted values otherwise."""
-    if isinstance(ref_level, str) and ref_level.lower() in ("lr", "stitched"):
+    """1..5, ``"lr"``, ``"stitched"`` or ``"all5"``; ValueError naming the accepted values otherwise."""
+    if isinstance(ref_level, str) and ref_level.lower() in ("lr", "stitched", "all5"):
         return ref_level.lower()
     if isinstance(ref_level, str) and ref_level.isdigit():
         ref_level = int(ref_level)
     if isinstance(ref_level, int) and not isinstance(ref_level, bool) and ref_level in REFERENCE_LEVELS:
         return ref_level
-    raise ValueError(f"CUFED5 ref_level must be one of 1, 2, 3, 4, 5, 'lr', 'stitched'; got {ref_level!r}")
+    raise ValueError(
+        f"CUFED5 ref_level must be one of 1, 2, 3, 4, 5, 'lr', 'stitched', 'all5'; got {ref_level!r}"
+    )
 
 
 def find_cufed5_groups(root: Path) -> dict[str, dict[int, Path]]:
@@ -81,32 +91,47 @@ class CUFED5Dataset(EvalDataset):
 
     Args:
         root: folder holding ``NNN_0.png`` ... ``NNN_5.png``.
-        ref_level: 1..5, ``"lr"`` or ``"stitched"``.
-        stitch_canvas: side of the square black canvas of each reference when stitched (multiple of 4).
+        ref_level: 1..5, ``"lr"``, ``"stitched"`` or ``"all5"``.
+        stitch_canvas: side of the square canvas of each reference when stitched (multiple of 4).
+        stitch_padding: ``"black_top_left"`` (TTSR's authors) or ``"replicate_centred"`` (MASA-SR).
     """
 
-    def __init__(self, root: str | Path, ref_level: int | str = 1, stitch_canvas: int = 500) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        ref_level: int | str = 1,
+        stitch_canvas: int = 500,
+        stitch_padding: str = "black_top_left",
+    ) -> None:
         level = parse_ref_level(ref_level)
         if stitch_canvas <= 0 or stitch_canvas % SCALE:
             raise ValueError(f"stitch_canvas must be a positive multiple of {SCALE}, got {stitch_canvas}")
+        if stitch_padding not in STITCH_PADDINGS:
+            raise ValueError(f"stitch_padding must be one of {list(STITCH_PADDINGS)}, got {stitch_padding!r}")
         self.root = Path(root)
         self.ref_level = level
         self.stitch_canvas = stitch_canvas
+        self.stitch_padding = stitch_padding
         items = []
         for members in find_cufed5_groups(self.root).values():
             hr = members[0]
             if level == "lr":
                 refs: tuple[Path, ...] = ()
                 ref_name = LR_REFERENCE
-            elif level == "stitched":
+            elif level in ("stitched", "all5"):
                 refs = tuple(members[k] for k in REFERENCE_LEVELS)
                 ref_name = "+".join(path.stem for path in refs)
             else:
                 refs = (members[int(level)],)
                 ref_name = refs[0].stem
             items.append(EvalItem(hr.stem, hr, refs, ref_name))
-        policy = {"lr": "LR", "stitched": f"stitched({stitch_canvas})"}.get(str(level), f"L{level}")
-        super().__init__(DATASET_NAME, items, policy)
+        stitched = (
+            f"stitched({stitch_canvas})"
+            if stitch_padding == "black_top_left"
+            else f"stitched_masa({stitch_canvas})"
+        )
+        policy = {"lr": "LR", "stitched": stitched, "all5": "all5"}.get(str(level), f"L{level}")
+        super().__init__(DATASET_NAME, items, policy, multi_reference=level == "all5")
 
     def load_reference(self, item: EvalItem, lr: Image.Image) -> Image.Image:
         """The stitched composite for level ``"stitched"``; the level's file or the LR otherwise."""
@@ -121,5 +146,17 @@ class CUFED5Dataset(EvalDataset):
                     f"{path}: reference is {ref.width}x{ref.height} px; expected at most {side}x{side} "
                     "to stitch (raise stitch_canvas)"
                 )
-            composite.paste(ref, (0, row * side))
+            if self.stitch_padding == "replicate_centred":
+                composite.paste(_replicate_centred(ref, side), (0, row * side))
+            else:
+                composite.paste(ref, (0, row * side))
         return composite
+
+
+def _replicate_centred(image: Image.Image, side: int) -> Image.Image:
+    """``image`` centred on a side x side canvas whose border repeats its edge pixels (MASA-SR's
+    ``cv2.copyMakeBorder(..., BORDER_REPLICATE)`` with top = (side - h) // 2, left = (side - w) // 2)."""
+    pixels = np.asarray(image)
+    top, left = (side - image.height) // 2, (side - image.width) // 2
+    pad = ((top, side - image.height - top), (left, side - image.width - left), (0, 0))
+    return Image.fromarray(np.pad(pixels, pad, mode="edge"))

@@ -32,8 +32,9 @@ LR_REFERENCE = "LR"
 class EvalItem(NamedTuple):
     """One test image and where its reference comes from.
 
-    ``refs``: empty = the LR input is the reference; one path = that image; several = stitched
-    (datasets that stitch override ``load_reference``).
+    ``refs``: empty = the LR input is the reference; one path = that image; several = all of them,
+    as a list of references (``multi_reference``) or stitched into one (datasets that stitch
+    override ``load_reference``).
     """
 
     name: str
@@ -50,16 +51,24 @@ class EvalDataset(Dataset[dict[str, Any]]):
     ``ref_name`` (the reference's stem, or ``"LR"``), ``index`` (its position in the set, so results
     gathered from several ranks sort back into set order) and ``reference_policy``.
 
+    With ``multi_reference``, ``ref`` and ``ref_down_up`` are lists with one (3, Hi, Wi) tensor per
+    reference file of the item (each cropped to multiples of 4 and down-upsampled on its own), which
+    the generator searches all at once; the DataLoader's collation keeps them a list of (1, 3, Hi, Wi).
+
     Args:
         dataset: name used in messages.
         items: the images, in evaluation order.
         reference_policy: how references were chosen, for logs (e.g. ``"L1"``, ``"random(seed=0)"``).
+        multi_reference: serve every reference of an item as a list (see above).
     """
 
-    def __init__(self, dataset: str, items: Sequence[EvalItem], reference_policy: str) -> None:
+    def __init__(
+        self, dataset: str, items: Sequence[EvalItem], reference_policy: str, multi_reference: bool = False
+    ) -> None:
         self.dataset = dataset
         self.items = list(items)
         self.reference_policy = reference_policy
+        self.multi_reference = multi_reference
         self._reader = RGBImageReader(dataset)
 
     def __len__(self) -> int:
@@ -69,14 +78,24 @@ class EvalDataset(Dataset[dict[str, Any]]):
         item = self.items[index]
         hr = crop_to_multiple_of_scale(self._reader.read(item.hr), item.hr, "HR")
         lr, lr_up = degrade(hr)
-        ref_path, ref_role = (item.refs[0], "reference") if item.refs else (item.hr, "LR (used as reference)")
-        ref = crop_to_multiple_of_scale(self.load_reference(item, lr), ref_path, ref_role)
+        references: Any
+        if self.multi_reference:
+            refs = [
+                crop_to_multiple_of_scale(self._reader.read(path), path, "reference") for path in item.refs
+            ]
+            references = ([to_tensor(ref) for ref in refs], [to_tensor(down_up(ref)) for ref in refs])
+        else:
+            ref_path, ref_role = (
+                (item.refs[0], "reference") if item.refs else (item.hr, "LR (used as reference)")
+            )
+            ref = crop_to_multiple_of_scale(self.load_reference(item, lr), ref_path, ref_role)
+            references = (to_tensor(ref), to_tensor(down_up(ref)))
         return {
             "lr": to_tensor(lr),
             "lr_up": to_tensor(lr_up),
             "hr": to_tensor(hr),
-            "ref": to_tensor(ref),
-            "ref_down_up": to_tensor(down_up(ref)),
+            "ref": references[0],
+            "ref_down_up": references[1],
             "name": item.name,
             "ref_name": item.ref_name,
             "index": index,

@@ -4,7 +4,8 @@ A spec is ``{"dataset": <kind>, "name": <optional>, **arguments of that dataset'
 ``{"dataset": "cufed5", "root": "data/CUFED/test/CUFED5", "ref_level": 1}``. Specs stay plain
 primitives so that DataModule hyper-parameters in checkpoints are primitives too. The name (logged as
 ``test/<name>/psnr``) defaults to the dataset and its reference policy (``CUFED5_L1``, ``CUFED5_LR``,
-``CUFED5_stitched``, ``Sun80``, ``Urban100``, ``Manga109``, ``Manga109_LR``).
+``CUFED5_stitched``, ``CUFED5_stitched_masa``, ``CUFED5_all5``, ``Sun80``, ``Sun80_all``, ``Urban100``,
+``Manga109``, ``Manga109_LR``, ``WR-SR``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from ttsr_lightning.data.eval_dataset import EvalDataset
 from ttsr_lightning.data.manga109 import Manga109Dataset
 from ttsr_lightning.data.sun80 import Sun80Dataset
 from ttsr_lightning.data.urban100 import Urban100Dataset
+from ttsr_lightning.data.wrsr import WRSRDataset
 
 EVAL_SETS: dict[str, type[EvalDataset]] = {
     "cufed5": CUFED5Dataset,
     "sun80": Sun80Dataset,
     "urban100": Urban100Dataset,
     "manga109": Manga109Dataset,
+    "wrsr": WRSRDataset,
 }
 
 
@@ -42,10 +45,14 @@ def eval_set_name(spec: Mapping[str, Any]) -> str:
     kind = spec["dataset"]
     if kind == "cufed5":
         level = parse_ref_level(spec.get("ref_level", 1))
-        return "CUFED5_" + {"lr": "LR", "stitched": "stitched"}.get(str(level), f"L{level}")
+        if level == "stitched" and spec.get("stitch_padding") == "replicate_centred":
+            return "CUFED5_stitched_masa"
+        return "CUFED5_" + {"lr": "LR", "stitched": "stitched", "all5": "all5"}.get(str(level), f"L{level}")
     if kind == "manga109" and spec.get("reference") == "lr":
         return "Manga109_LR"
-    return {"sun80": "Sun80", "urban100": "Urban100", "manga109": "Manga109"}[kind]
+    if kind == "sun80" and spec.get("reference") == "all":
+        return "Sun80_all"
+    return {"sun80": "Sun80", "urban100": "Urban100", "manga109": "Manga109", "wrsr": "WR-SR"}[kind]
 
 
 def validate_eval_set_specs(specs: Sequence[Mapping[str, Any]], key: str) -> list[str]:

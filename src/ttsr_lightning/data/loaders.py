@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
@@ -38,6 +39,9 @@ def evaluation_loader(
     """Whole images in dataset order, batch size 1 (images differ in size); no randomness involved.
 
     Under DDP each rank evaluates its own share of the images (``RankShardSampler``).
+    The loader has its own generator: every iterator draws a base seed from it, which would otherwise
+    come from the global torch RNG, so validation would shift the training's random numbers, and
+    differently after a resume (Lightning's resumed loops create fewer validation iterators).
     """
     return DataLoader(
         dataset,
@@ -46,6 +50,7 @@ def evaluation_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,
+        generator=torch.Generator(),
     )
 
 

@@ -5,11 +5,13 @@
     python -m ttsr_lightning.data.prepare sun80    data/Sun80               # 80 images + scene matches
     python -m ttsr_lightning.data.prepare urban100 data/Urban100            # 100 HR images
     python -m ttsr_lightning.data.prepare manga109 data/Manga109            # 109 HR images
+    python -m ttsr_lightning.data.prepare wrsr     data/WR-SR               # 80 images + 80 references
     python -m ttsr_lightning.data.prepare sample   data/sample              # builds data/sample/CUFED
 
 A check reads every image the way training and testing will (decoding, colour mode, sizes), prints
 every problem it finds and exits with status 1; it never writes anything. The expected layouts are
-in the docstrings of ``cufed.py``, ``cufed5.py``, ``sun80.py``, ``urban100.py`` and ``manga109.py``.
+in the docstrings of ``cufed.py``, ``cufed5.py``, ``sun80.py``, ``urban100.py``, ``manga109.py`` and
+``wrsr.py``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from ttsr_lightning.data.manga109 import Manga109Dataset
 from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.sun80 import Sun80Dataset
 from ttsr_lightning.data.urban100 import Urban100Dataset
+from ttsr_lightning.data.wrsr import WRSRDataset
 
 # Sizes of the real datasets: training pairs, CUFED5 groups, test images.
-EXPECTED_COUNTS = {"cufed": 11871, "cufed5": 126, "sun80": 80, "urban100": 100, "manga109": 109}
+EXPECTED_COUNTS = {"cufed": 11871, "cufed5": 126, "sun80": 80, "urban100": 100, "manga109": 109, "wrsr": 80}
 DATASETS = (*EXPECTED_COUNTS, "sample")
 
 
@@ -50,6 +53,8 @@ def _open(dataset: str, folder: Path, pattern: str) -> tuple[CUFEDTrainDataset |
         return sun80, [ref for refs in sun80.candidates.values() for ref in refs if ref not in used]
     if dataset == "urban100":
         return Urban100Dataset(folder, pattern=pattern), []
+    if dataset == "wrsr":
+        return WRSRDataset(folder), []
     return Manga109Dataset(folder, pattern=pattern), []
 
 

@@ -8,11 +8,15 @@ MASA-SR and C2-Matching read as well)::
                                                           named after the image file; a folder named
                                                           after the stem, <image>/, is accepted too)
 
-One reference per image (``reference``):
-- ``"random"`` (default): drawn uniformly from the image's sorted references by a generator seeded
-  with (``seed``, image index), the authors' protocol (TTSR issue #19) made reproducible.
+References per image (``reference``):
+- ``"random"`` (default): one, drawn uniformly from the image's sorted references by a generator
+  seeded with (``seed``, image index), the authors' protocol (TTSR issue #19; MASA-SR draws one
+  unseeded) made reproducible.
 - an integer k: the k-th reference in sorted file-name order (0 = first) for every image.
 - a mapping {image stem: reference file name}: a named reference per image (every image needs one).
+- ``"all"``: every scene match, as a list the generator searches at once (native multi-reference), in
+  sorted order while their total area stays within ``max_reference_pixels`` (memory-bounded: the
+  search and the reference features grow linearly with it; the first reference is always kept).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ttsr_lightning.data.errors import DatasetLayoutError
+from PIL import Image
+
+from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
 from ttsr_lightning.data.eval_dataset import EvalDataset, EvalItem
 from ttsr_lightning.data.image_io import list_images, require_folder
 from ttsr_lightning.data.seeding import reference_generator
@@ -35,19 +41,26 @@ class Sun80Dataset(EvalDataset):
 
     Args:
         root: folder holding ``Sun_Hays_SR_groundtruth/`` and ``Sun_Hays_SR_scenematches/``.
-        reference: ``"random"``, a rank k (int), or a mapping {image stem: reference file name}.
+        reference: ``"random"``, a rank k (int), a mapping {image stem: reference file name}, or ``"all"``.
         seed: seed of the random pick (non-negative).
+        max_reference_pixels: with ``"all"``, the most reference pixels per image (width x height summed).
     """
 
     def __init__(
-        self, root: str | Path, reference: str | int | Mapping[str, str] = "random", seed: int = 0
+        self,
+        root: str | Path,
+        reference: str | int | Mapping[str, str] = "random",
+        seed: int = 0,
+        max_reference_pixels: int = 16_000_000,
     ) -> None:
         if seed < 0:
             raise ValueError(f"Sun80 seed must be >= 0, got {seed}")
-        if isinstance(reference, str) and reference != "random":
+        if isinstance(reference, str) and reference not in ("random", "all"):
             raise ValueError(
-                f"Sun80 reference must be 'random', a rank (int) or a mapping; got {reference!r}"
+                f"Sun80 reference must be 'random', 'all', a rank (int) or a mapping; got {reference!r}"
             )
+        if max_reference_pixels < 1:
+            raise ValueError(f"Sun80 max_reference_pixels must be >= 1, got {max_reference_pixels}")
         if isinstance(reference, int) and (isinstance(reference, bool) or reference < 0):
             raise ValueError(f"Sun80 reference rank must be an int >= 0, got {reference!r}")
         self.root = Path(root)
@@ -73,6 +86,10 @@ class Sun80Dataset(EvalDataset):
                 problems.append(f"{folder}: no images found; expected the references of {hr.name}")
                 continue
             self.candidates[hr.stem] = refs
+            if reference == "all":
+                chosen = _within_pixel_budget(refs, max_reference_pixels)
+                items.append(EvalItem(hr.stem, hr, chosen, f"{len(chosen)} of {len(refs)} scene matches"))
+                continue
             try:
                 ref = _pick_reference(reference, refs, folder, hr.stem, seed, index)
             except LookupError as exc:
@@ -87,9 +104,28 @@ class Sun80Dataset(EvalDataset):
             policy = "named"
         elif isinstance(reference, int):
             policy = f"rank {reference}"
+        elif reference == "all":
+            policy = f"all(<= {max_reference_pixels:,} px)"
         else:
             policy = f"random(seed={seed})"
-        super().__init__(DATASET_NAME, items, policy)
+        super().__init__(DATASET_NAME, items, policy, multi_reference=reference == "all")
+
+
+def _within_pixel_budget(refs: list[Path], max_pixels: int) -> tuple[Path, ...]:
+    """The sorted ``refs`` from the first while their summed area (read from the file headers) fits."""
+    chosen: list[Path] = []
+    total = 0
+    for path in refs:
+        try:
+            with Image.open(path) as image:
+                area = image.width * image.height
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{path}: cannot read image ({exc}); expected a readable JPEG/PNG") from exc
+        if chosen and total + area > max_pixels:
+            break
+        chosen.append(path)
+        total += area
+    return tuple(chosen)
 
 
 def _pick_reference(

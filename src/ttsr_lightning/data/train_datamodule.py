@@ -18,7 +18,7 @@ library that draws random numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -34,6 +34,36 @@ from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.seeding import split_generator
 
 HELD_OUT_NAME = "CUFED_heldout"
+
+
+class EpochDataLoader(DataLoader):
+    """A DataLoader that reads its sampler at the first batch, not at ``iter()``.
+
+    Lightning creates the training iterator in ``FitLoop.setup_data``, before ``on_advance_start``
+    calls ``set_epoch``, and on a resumed run it keeps that iterator for the resumed epoch. With
+    workers, torch's iterator draws ``prefetch_factor * num_workers`` batches of indices from the
+    sampler as soon as it is created, so the sampler would hand out epoch 0's keys and order (and drop
+    its ``skip``, which names the resumed epoch). Deferring the creation to the first ``next()``,
+    after ``set_epoch``, gives every worker count what ``num_workers=0`` gets.
+    """
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a lazy stand-in for the torch iterator
+        return _DeferredIterator(super().__iter__)
+
+
+class _DeferredIterator:
+    def __init__(self, create: Callable[[], Iterator[Any]]) -> None:
+        self._create: Callable[[], Iterator[Any]] | None = create
+        self._iterator: Iterator[Any] | None = None
+
+    def __iter__(self) -> _DeferredIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            assert self._create is not None
+            self._iterator, self._create = self._create(), None
+        return next(self._iterator)
 
 
 class TrainDataModule(LightningDataModule):
@@ -129,7 +159,7 @@ class TrainDataModule(LightningDataModule):
             epoch, batches_done = self._resume_position
             self.train_sampler.skip(epoch, batches_done * hp["batch_size"])
             self._resume_position = None
-        return DataLoader(
+        return EpochDataLoader(
             self.train_set,
             batch_size=hp["batch_size"],
             sampler=self.train_sampler,

@@ -4,6 +4,7 @@ from ttsr_lightning.models.blocks import SFE, ImageTail, ResBlock
 from ttsr_lightning.models.csfi import CSFI2, CSFI3, MergeTail
 from ttsr_lightning.models.discriminator import Discriminator
 from ttsr_lightning.models.generator import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer, split_hard_index
 from ttsr_lightning.models.lte import LTE
 from ttsr_lightning.models.main_net import MainNet
 from ttsr_lightning.models.search_transfer import SearchTransfer, TransferredTextures
@@ -19,6 +20,7 @@ __all__ = [
     "GeneratorOutput",
     "ImageNetNormalize",
     "ImageTail",
+    "LeanSearchTransfer",
     "MainNet",
     "MergeTail",
     "ResBlock",
@@ -26,4 +28,5 @@ __all__ = [
     "TTSRGenerator",
     "TransferredTextures",
     "VGG19Features",
+    "split_hard_index",
 ]

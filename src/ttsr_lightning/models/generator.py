@@ -25,7 +25,10 @@ class GeneratorOutput(NamedTuple):
 
     sr: (B, 3, 4h, 4w) in [-1, 1].
     soft_attention: (B, 1, h, w) in [0, 1], S (returned even when the main net does not use it).
-    hard_index: (B, h*w) int64, the Ref lv3 position chosen for each LR position.
+    hard_index: (B, h*w) int64, the Ref lv3 position chosen for each LR position, row-major in the
+        (H/4, W/4) grid. With several references it counts positions in the concatenation of their
+        lv3 grids, in list order (:func:`~ttsr_lightning.models.lean_search_transfer.split_hard_index`
+        gives the reference and the position in it).
     t_lv3 (B, 256, h, w), t_lv2 (B, 128, 2h, 2w), t_lv1 (B, 64, 4h, 4w): transferred textures, >= 0.
     """
 
@@ -73,6 +76,13 @@ class TTSRGenerator(nn.Module):
         ref: (B, 3, H, W) in [-1, 1] (H, W multiples of 4); ref_down_up: (B, 3, H, W), ref bicubic
         /4 then x4. The images are detached before the LTE (as official): the LTE learns through
         S and T only. Returns :class:`GeneratorOutput`.
+        Several references: ``ref`` and ``ref_down_up`` are sequences (list or tuple) of R tensors,
+        ``ref[i]`` and ``ref_down_up[i]`` both (B, 3, Hi, Wi), each reference its own size. The LTE
+        runs on each; the search covers every position of every reference at once (the best
+        relevance over all of them wins; a tie goes to the earlier reference) and S and the textures
+        come from the reference chosen at each LR position. This needs ``search_transfer="lean"``
+        (memory linear in the total reference area, no canvas). A sequence of one reference gives
+        exactly the plain call's outputs.
     """
 
     def __init__(
@@ -116,7 +126,11 @@ class TTSRGenerator(nn.Module):
         self.main_net = MainNet(n_feats, num_res_blocks, use_hard_attention, use_soft_attention, csfi)
 
     def forward(
-        self, lr: torch.Tensor, lr_up: torch.Tensor, ref: torch.Tensor, ref_down_up: torch.Tensor
+        self,
+        lr: torch.Tensor,
+        lr_up: torch.Tensor,
+        ref: torch.Tensor | Sequence[torch.Tensor],
+        ref_down_up: torch.Tensor | Sequence[torch.Tensor],
     ) -> GeneratorOutput:
         batch, _, height, width = lr.shape
         if lr_up.shape != (batch, 3, 4 * height, 4 * width):
@@ -125,22 +139,27 @@ class TTSRGenerator(nn.Module):
             )
         if self.lte is None or self.search_transfer is None:
             return GeneratorOutput(self.main_net(lr), None, None, None, None, None)
-        if ref_down_up.shape != ref.shape or ref.shape[:2] != (batch, 3):
+        refs, refs_down_up = _reference_lists(ref, ref_down_up, batch)
+        if len(refs) > 1 and not isinstance(self.search_transfer, LeanSearchTransfer):
             raise ValueError(
-                f"ref and ref_down_up must both be ({batch}, 3, H, W); "
-                f"got {tuple(ref.shape)} and {tuple(ref_down_up.shape)}"
+                f"{len(refs)} references need search_transfer='lean'; the 'reference' implementation "
+                "(the official formulation) searches one reference"
             )
 
-        if self.batched_extractor and lr_up.shape == ref.shape:
+        if self.batched_extractor and len(refs) == 1 and lr_up.shape == refs[0].shape:
             # one LTE pass over the three images (training crops share a size): fewer, larger kernels
-            levels = self.lte(torch.cat([lr_up, ref_down_up, ref]).detach())
+            levels = self.lte(torch.cat([lr_up, refs_down_up[0], refs[0]]).detach())
             query_lv3, key_lv3, _ = levels[2].split(batch)
-            value_lv1, value_lv2, value_lv3 = (level[2 * batch :] for level in levels)
+            keys, values = [key_lv3], [tuple(level[2 * batch :] for level in levels)]
         else:
             _, _, query_lv3 = self.lte(lr_up.detach())
-            _, _, key_lv3 = self.lte(ref_down_up.detach())
-            value_lv1, value_lv2, value_lv3 = self.lte(ref.detach())
-        textures = self.search_transfer(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)
+            keys = [self.lte(image.detach())[2] for image in refs_down_up]
+            values = [self.lte(image.detach()) for image in refs]
+        if len(refs) == 1:
+            textures = self.search_transfer(query_lv3, keys[0], *values[0])
+        else:
+            value_lv1, value_lv2, value_lv3 = (list(level) for level in zip(*values, strict=True))
+            textures = self.search_transfer(query_lv3, keys, value_lv1, value_lv2, value_lv3)
         sr = self.main_net(
             lr,
             textures.soft_attention if self.use_soft_attention else None,
@@ -149,3 +168,44 @@ class TTSRGenerator(nn.Module):
             textures.t_lv1,
         )
         return GeneratorOutput(sr, *textures)
+
+
+def _reference_lists(
+    ref: torch.Tensor | Sequence[torch.Tensor], ref_down_up: torch.Tensor | Sequence[torch.Tensor], batch: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``ref`` and ``ref_down_up`` as two lists, one (B, 3, Hi, Wi) tensor per reference.
+
+    Raises ValueError naming the argument (and the reference number) that does not fit.
+    """
+    if isinstance(ref, torch.Tensor) and isinstance(ref_down_up, torch.Tensor):
+        refs, refs_down_up, numbered = [ref], [ref_down_up], False
+    elif not isinstance(ref, torch.Tensor) and not isinstance(ref_down_up, torch.Tensor):
+        refs, refs_down_up, numbered = list(ref), list(ref_down_up), True
+    else:
+        raise ValueError(
+            "ref and ref_down_up must both be tensors (one reference) or both sequences of tensors "
+            f"(one per reference); got {type(ref).__name__} and {type(ref_down_up).__name__}"
+        )
+    if len(refs) != len(refs_down_up) or not refs:
+        raise ValueError(
+            "ref and ref_down_up must list the same number of references (at least one); "
+            f"got {len(refs)} and {len(refs_down_up)}"
+        )
+    for number, (image, down_up) in enumerate(zip(refs, refs_down_up, strict=True)):
+        index = f"[{number}]" if numbered else ""
+        if not isinstance(image, torch.Tensor) or not isinstance(down_up, torch.Tensor):
+            raise ValueError(
+                f"ref{index} and ref_down_up{index} must be tensors, "
+                f"got {type(image).__name__} and {type(down_up).__name__}"
+            )
+        if down_up.shape != image.shape or image.ndim != 4 or image.shape[:2] != (batch, 3):
+            raise ValueError(
+                f"ref{index} and ref_down_up{index} must both be ({batch}, 3, H, W); "
+                f"got {tuple(image.shape)} and {tuple(down_up.shape)}"
+            )
+        if image.size(2) % 4 or image.size(3) % 4:
+            # The LTE's lv3 grid is a quarter of the image; the transfer copies whole 4x4 blocks.
+            raise ValueError(
+                f"ref{index} must have sides that are multiples of 4, got {image.size(2)}x{image.size(3)}"
+            )
+    return refs, refs_down_up

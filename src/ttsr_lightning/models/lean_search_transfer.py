@@ -17,6 +17,15 @@ This module computes the same thing in memory linear in the image size, and fast
   block plays the unfold's padding and the sum is divided by 9, which reproduces the official fold
   exactly, its dimmed outer ring included.
 
+Several references (keys and values given as sequences, one entry per reference, each its own size)
+are searched as one: the result is :class:`SearchTransfer` run over the concatenation of every
+reference's patches. The search keeps a running max / arg-max per LR position, one reference and
+one tile at a time (a strictly larger relevance wins, so a tie goes to the earlier reference, as
+torch.max over the concatenated positions would have it); the transfer gathers from one table of
+every reference's blocks, each reference with its own zero border. Memory stays linear in the total
+reference area: no canvas, no padding between references. ``hard_index`` then counts positions in
+the concatenation (:func:`split_hard_index` maps it back to a reference and a position in it).
+
 Results equal the reference's up to float rounding (~1e-6); the arg-max can differ only where two
 Ref patches are within rounding of each other (a true near-tie). Autograd works: S is recomputed as
 a differentiable cosine at the chosen positions, and the transfer is differentiable in the values.
@@ -24,13 +33,19 @@ a differentiable cosine at the chosen positions, and the transfer is differentia
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
+from typing import TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ttsr_lightning.models.search_transfer import TransferredTextures
+
+# One reference's features (a tensor) or several references' (a sequence, one tensor each).
+ReferenceFeatures: TypeAlias = torch.Tensor | Sequence[torch.Tensor]
 
 # F.normalize's default eps: a zero patch stays zero and has relevance 0 with everything.
 _NORMALIZE_EPS = 1e-12
@@ -48,15 +63,22 @@ class LeanSearchTransfer(nn.Module):
 
     Args:
         chunk_size: LR positions per relevance tile (a near-square block of rows x cols positions;
-            its memory is about 2 * B * Hr*Wr * chunk_size floats). None chooses it from a memory
-            budget: 256 MiB on CPU; on CUDA a quarter of the free memory, at most 2 GiB.
+            its memory is about 2 * B * Hr*Wr * chunk_size floats for a reference of Hr x Wr lv3
+            positions). None chooses it, per reference, from a memory budget: 256 MiB on CPU; on
+            CUDA a quarter of the free memory, at most 2 GiB.
 
     ``forward(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)``, as :class:`SearchTransfer`:
         query_lv3: (B, 256, h, w) LTE lv3 of ``lr_up`` (Q);
         key_lv3: (B, 256, Hr, Wr) LTE lv3 of ``ref_down_up`` (K);
         value_lv1 / value_lv2 / value_lv3: LTE lv1/lv2/lv3 of ``ref`` (V),
         (B, 64, 4Hr, 4Wr) / (B, 128, 2Hr, 2Wr) / (B, 256, Hr, Wr), all >= 0.
-    Returns :class:`TransferredTextures`.
+    Several references: ``key_lv3`` and the three values are sequences of R tensors each, entry i
+    of the sizes above for reference i's own (Hi, Wi). Then S is the best relevance over all
+    references, the textures come from the reference (and position) that gave it, and
+    ``hard_index`` is a position in the concatenation of the references' row-major lv3 grids, in
+    list order: reference i's position j is ``H0*W0 + ... + H(i-1)*W(i-1) + j``
+    (:func:`split_hard_index` inverts this). One reference, as a tensor or a sequence of one, gives
+    exactly the one-reference result. Returns :class:`TransferredTextures`.
     """
 
     def __init__(self, chunk_size: int | None = None) -> None:
@@ -70,66 +92,159 @@ class LeanSearchTransfer(nn.Module):
     def forward(
         self,
         query_lv3: torch.Tensor,
-        key_lv3: torch.Tensor,
-        value_lv1: torch.Tensor,
-        value_lv2: torch.Tensor,
-        value_lv3: torch.Tensor,
+        key_lv3: ReferenceFeatures,
+        value_lv1: ReferenceFeatures,
+        value_lv2: ReferenceFeatures,
+        value_lv3: ReferenceFeatures,
     ) -> TransferredTextures:
-        _check_shapes(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)
+        keys, values_lv1, values_lv2, values_lv3 = _reference_lists(key_lv3, value_lv1, value_lv2, value_lv3)
+        _check_shapes(
+            query_lv3,
+            keys,
+            values_lv1,
+            values_lv2,
+            values_lv3,
+            numbered=not isinstance(key_lv3, torch.Tensor),
+        )
         batch, _, height, width = query_lv3.shape
-        chunk_size = self.chunk_size or _chunk_size_for_budget(query_lv3, key_lv3)
+        ref_sizes = [(key.size(2), key.size(3)) for key in keys]
+        chunk_sizes = [self.chunk_size or _chunk_size_for_budget(query_lv3, key) for key in keys]
 
         # The search runs in fp32 even under autocast: bf16 relevance (8-bit mantissa) would pick
         # other Ref patches wherever the best two are within ~1e-2, not only at true near-ties.
         with torch.autocast(query_lv3.device.type, enabled=False):
-            best_relevance, hard_index = _search(query_lv3.float(), key_lv3.float(), chunk_size)
-        if torch.is_grad_enabled() and (query_lv3.requires_grad or key_lv3.requires_grad):
+            best_relevance, hard_index = _search(query_lv3.float(), keys, chunk_sizes)
+        reference, position = _split(hard_index, ref_sizes)
+        if torch.is_grad_enabled() and (query_lv3.requires_grad or any(key.requires_grad for key in keys)):
             # The search ran without a graph (keeping one would keep every relevance block for the
             # backward). The max of the relevance has the same gradient as the relevance at the
             # arg-max, so S is recomputed there, differentiably and in memory linear in h*w.
-            soft_attention = _relevance_at(query_lv3, key_lv3, hard_index)
+            soft_attention = _relevance_at(query_lv3, keys, reference, position)
         else:
             soft_attention = best_relevance
 
+        rows = _gather_rows(reference, position, ref_sizes, (height, width))
         return TransferredTextures(
             soft_attention=soft_attention.view(batch, 1, height, width),
             hard_index=hard_index,
-            t_lv3=_transfer(value_lv3, hard_index, (height, width), block=1),
-            t_lv2=_transfer(value_lv2, hard_index, (height, width), block=2),
-            t_lv1=_transfer(value_lv1, hard_index, (height, width), block=4),
+            t_lv3=_transfer(values_lv3, rows, ref_sizes, (height, width), block=1),
+            t_lv2=_transfer(values_lv2, rows, ref_sizes, (height, width), block=2),
+            t_lv1=_transfer(values_lv1, rows, ref_sizes, (height, width), block=4),
         )
+
+
+def split_hard_index(
+    hard_index: torch.Tensor, ref_lv3_sizes: Sequence[tuple[int, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which reference, and which position in it, a ``hard_index`` over several references means.
+
+    hard_index: int64, any shape (e.g. (B, h*w)), positions in the concatenation of the references'
+    row-major lv3 grids in list order; ref_lv3_sizes: (Hi, Wi) lv3 positions of each reference,
+    i.e. (H // 4, W // 4) of reference image i. Returns ``(reference, position)``, both int64 of
+    ``hard_index``'s shape: reference in [0, R), position in [0, Hi*Wi) row-major in that
+    reference's lv3 grid (row ``position // Wi``, column ``position % Wi``). With one reference,
+    reference is all zeros and position is ``hard_index``.
+    """
+    if not ref_lv3_sizes:
+        raise ValueError("ref_lv3_sizes must list at least one (height, width) lv3 size")
+    total = sum(ref_height * ref_width for ref_height, ref_width in ref_lv3_sizes)
+    if hard_index.numel() and (hard_index.min() < 0 or hard_index.max() >= total):
+        raise ValueError(
+            f"hard_index must lie in [0, {total}) for references of lv3 sizes {list(ref_lv3_sizes)}; "
+            f"got values in [{hard_index.min().item()}, {hard_index.max().item()}]"
+        )
+    return _split(hard_index, ref_lv3_sizes)
+
+
+def _split(
+    hard_index: torch.Tensor, ref_sizes: Sequence[tuple[int, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`split_hard_index` without the range check (for indices this module made)."""
+    counts = torch.tensor([height * width for height, width in ref_sizes], device=hard_index.device)
+    ends = counts.cumsum(0)
+    reference = torch.searchsorted(ends, hard_index, right=True)
+    return reference, hard_index - (ends - counts)[reference]
+
+
+def _reference_lists(
+    key_lv3: ReferenceFeatures,
+    value_lv1: ReferenceFeatures,
+    value_lv2: ReferenceFeatures,
+    value_lv3: ReferenceFeatures,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """The references' features as four lists of equal length; ValueError naming what does not fit."""
+    if (
+        isinstance(key_lv3, torch.Tensor)
+        and isinstance(value_lv1, torch.Tensor)
+        and isinstance(value_lv2, torch.Tensor)
+        and isinstance(value_lv3, torch.Tensor)
+    ):
+        return [key_lv3], [value_lv1], [value_lv2], [value_lv3]
+    arguments = {"key_lv3": key_lv3, "value_lv1": value_lv1, "value_lv2": value_lv2, "value_lv3": value_lv3}
+    kinds = {name: type(argument).__name__ for name, argument in arguments.items()}
+    if any(isinstance(argument, torch.Tensor) for argument in arguments.values()):
+        raise ValueError(
+            "key_lv3, value_lv1, value_lv2 and value_lv3 must all be tensors (one reference) or all "
+            f"sequences of tensors (one per reference); got {kinds}"
+        )
+    lists = {name: list(argument) for name, argument in arguments.items()}
+    lengths = {name: len(features) for name, features in lists.items()}
+    if len(set(lengths.values())) != 1 or not lengths["key_lv3"]:
+        raise ValueError(
+            "key_lv3, value_lv1, value_lv2 and value_lv3 must list the same number of references "
+            f"(at least one); got lengths {lengths}"
+        )
+    for name, features in lists.items():
+        for number, feature in enumerate(features):
+            if not isinstance(feature, torch.Tensor):
+                raise ValueError(f"{name}[{number}] must be a tensor, got {type(feature).__name__}")
+    return lists["key_lv3"], lists["value_lv1"], lists["value_lv2"], lists["value_lv3"]
 
 
 def _check_shapes(
     query_lv3: torch.Tensor,
-    key_lv3: torch.Tensor,
-    value_lv1: torch.Tensor,
-    value_lv2: torch.Tensor,
-    value_lv3: torch.Tensor,
+    keys: Sequence[torch.Tensor],
+    values_lv1: Sequence[torch.Tensor],
+    values_lv2: Sequence[torch.Tensor],
+    values_lv3: Sequence[torch.Tensor],
+    numbered: bool,
 ) -> None:
-    """Raises ValueError naming the argument whose shape does not fit the others."""
-    if query_lv3.ndim != 4 or key_lv3.ndim != 4:
-        raise ValueError(
-            "query_lv3 and key_lv3 must be (B, C, H, W), "
-            f"got {tuple(query_lv3.shape)} and {tuple(key_lv3.shape)}"
-        )
-    batch, channels = query_lv3.shape[:2]
-    ref_height, ref_width = key_lv3.shape[-2:]
-    if key_lv3.shape[:2] != (batch, channels):
-        raise ValueError(
-            f"key_lv3 must be ({batch}, {channels}, Hr, Wr) like query_lv3, got {tuple(key_lv3.shape)}"
-        )
-    for name, value, block in (
-        ("value_lv3", value_lv3, 1),
-        ("value_lv2", value_lv2, 2),
-        ("value_lv1", value_lv1, 4),
+    """Raises ValueError naming the argument whose shape does not fit the others.
+
+    ``numbered``: the references came as sequences, so names carry the index (``value_lv1[2]``).
+    """
+    for number, (key_lv3, value_lv1, value_lv2, value_lv3) in enumerate(
+        zip(keys, values_lv1, values_lv2, values_lv3, strict=True)
     ):
-        expected = (block * ref_height, block * ref_width)
-        if value.ndim != 4 or value.size(0) != batch or tuple(value.shape[-2:]) != expected:
+        index = f"[{number}]" if numbered else ""
+        if query_lv3.ndim != 4 or key_lv3.ndim != 4:
             raise ValueError(
-                f"{name} must be ({batch}, C, {expected[0]}, {expected[1]}) for a key_lv3 of "
-                f"{ref_height}x{ref_width} (Ref sides multiples of 4), got {tuple(value.shape)}"
+                f"query_lv3 and key_lv3{index} must be (B, C, H, W), "
+                f"got {tuple(query_lv3.shape)} and {tuple(key_lv3.shape)}"
             )
+        batch, channels = query_lv3.shape[:2]
+        ref_height, ref_width = key_lv3.shape[-2:]
+        if key_lv3.shape[:2] != (batch, channels):
+            raise ValueError(
+                f"key_lv3{index} must be ({batch}, {channels}, Hr, Wr) like query_lv3, "
+                f"got {tuple(key_lv3.shape)}"
+            )
+        for name, value, first, block in (
+            ("value_lv3", value_lv3, values_lv3[0], 1),
+            ("value_lv2", value_lv2, values_lv2[0], 2),
+            ("value_lv1", value_lv1, values_lv1[0], 4),
+        ):
+            expected = (block * ref_height, block * ref_width)
+            if value.ndim != 4 or value.size(0) != batch or tuple(value.shape[-2:]) != expected:
+                raise ValueError(
+                    f"{name}{index} must be ({batch}, C, {expected[0]}, {expected[1]}) for a key_lv3{index} "
+                    f"of {ref_height}x{ref_width} (Ref sides multiples of 4), got {tuple(value.shape)}"
+                )
+            if value.size(1) != first.size(1):
+                # The transfer reads every reference's blocks from one table of C * s * s columns.
+                raise ValueError(
+                    f"{name}{index} must have {first.size(1)} channels like {name}[0], got {value.size(1)}"
+                )
 
 
 def _chunk_size_for_budget(query_lv3: torch.Tensor, key_lv3: torch.Tensor) -> int:
@@ -161,107 +276,205 @@ def _patch_norms(features: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _search(
-    query_lv3: torch.Tensor, key_lv3: torch.Tensor, chunk_size: int
+    query_lv3: torch.Tensor, keys: Sequence[torch.Tensor], chunk_sizes: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Max and arg-max over Ref positions of the cosine relevance between 3x3 lv3 patches.
+    """Max and arg-max over all references' positions of the cosine relevance between 3x3 lv3 patches.
 
-    query_lv3 (B, C, h, w), key_lv3 (B, C, Hr, Wr) -> (B, h*w) best relevance, (B, h*w) int64 index
-    into the row-major Hr*Wr Ref positions.
+    query_lv3 (B, C, h, w) fp32; keys: R tensors (B, C, Hi, Wi); chunk_sizes: LR positions per tile
+    for each reference -> (B, h*w) best relevance, (B, h*w) int64 index into the concatenation of
+    the references' row-major lv3 positions.
 
     With both maps zero-bordered, the dot product of the 3x3 patches at LR position p and Ref
     position r is <Q(p), K(r)> = sum over offsets d in {-1, 0, 1}^2 of <q(p + d), k(r + d)>. For a
     tile of LR positions one matmul over C channels gives every pixel pair (9x fewer FLOPs than
     matching unfolded 9C-long patches); nine shifted views of it, added, give the patch dots.
-    Dividing by the Ref patch norm before the max and by the LR patch norm after it gives the cosine.
+    Dividing by the Ref patch norm before the max and by the LR patch norm after it gives the cosine
+    (the LR norm is the same for every reference, so the running max across references may skip it).
     """
-    batch, channels, height, width = query_lv3.shape
-    ref_height, ref_width = key_lv3.shape[-2:]
-    key_scale = 1.0 / _patch_norms(key_lv3).clamp_min(_NORMALIZE_EPS)  # (B, Hr*Wr)
+    batch, _, height, width = query_lv3.shape
     query_scale = 1.0 / _patch_norms(query_lv3).clamp_min(_NORMALIZE_EPS)  # (B, h*w)
-    padded_key = F.pad(key_lv3, (1, 1, 1, 1)).flatten(2)  # (B, C, (Hr+2)*(Wr+2))
     padded_query = F.pad(query_lv3, (1, 1, 1, 1))
 
     best_relevance = query_lv3.new_empty(batch, height, width)
     hard_index = torch.empty(batch, height, width, dtype=torch.int64, device=query_lv3.device)
-    tile_rows, tile_cols = _tile_shape(chunk_size, height, width)
-    for top in range(0, height, tile_rows):
-        rows = min(tile_rows, height - top)
-        for left in range(0, width, tile_cols):
-            cols = min(tile_cols, width - left)
-            tile = padded_query[:, :, top : top + rows + 2, left : left + cols + 2].reshape(
-                batch, channels, -1
-            )
-            # (B, (rows+2)*(cols+2), (Hr+2)*(Wr+2)): every pixel of the bordered tile against the Ref.
-            pixel_dots = torch.bmm(tile.transpose(1, 2), padded_key)
-
-            # pixel_dots seen as (B, rows+2, cols+2, Hr+2, Wr+2); shifted[dy + 1, dx + 1] is the view
-            # pairing LR pixel p + d with Ref pixel r + d, for p, r over the tile and the Ref.
-            stride_b, stride_qx = pixel_dots.stride(0), pixel_dots.stride(1)
-            stride_qy, stride_ky = (cols + 2) * stride_qx, ref_width + 2
-            shifted = pixel_dots.as_strided(
-                (3, 3, batch, rows, cols, ref_height, ref_width),
-                (stride_qy + stride_ky, stride_qx + 1, stride_b, stride_qy, stride_qx, stride_ky, 1),
-            )
-            patch_dots = shifted[0, 0] + shifted[0, 1]
-            for neighbour in range(2, 9):
-                patch_dots += shifted[neighbour // 3, neighbour % 3]
-            relevance = patch_dots.view(batch, rows * cols, ref_height * ref_width)
-            relevance *= key_scale.unsqueeze(1)
-            best, index = relevance.max(dim=2)
-            best_relevance[:, top : top + rows, left : left + cols] = best.view(batch, rows, cols)
-            hard_index[:, top : top + rows, left : left + cols] = index.view(batch, rows, cols)
+    first_position = 0  # of the current reference in the concatenated index
+    for number, (key_lv3, chunk_size) in enumerate(zip(keys, chunk_sizes, strict=True)):
+        key_lv3 = key_lv3.float()  # one reference at a time in fp32 (the search's precision)
+        key_scale = 1.0 / _patch_norms(key_lv3).clamp_min(_NORMALIZE_EPS)  # (B, Hi*Wi)
+        padded_key = F.pad(key_lv3, (1, 1, 1, 1)).flatten(2)  # (B, C, (Hi+2)*(Wi+2))
+        ref_height, ref_width = key_lv3.shape[-2:]
+        tile_rows, tile_cols = _tile_shape(chunk_size, height, width)
+        for top in range(0, height, tile_rows):
+            rows = min(tile_rows, height - top)
+            for left in range(0, width, tile_cols):
+                cols = min(tile_cols, width - left)
+                tile = padded_query[:, :, top : top + rows + 2, left : left + cols + 2]
+                relevance = _tile_relevance(tile, padded_key, (ref_height, ref_width))
+                relevance *= key_scale.unsqueeze(1)
+                best, index = relevance.max(dim=2)
+                best, index = best.view(batch, rows, cols), index.view(batch, rows, cols) + first_position
+                region = (slice(None), slice(top, top + rows), slice(left, left + cols))
+                if number == 0:
+                    best_relevance[region], hard_index[region] = best, index
+                else:
+                    # Strictly larger only: on a tie the earlier reference keeps the position, as
+                    # torch.max over the concatenated positions would (it returns the first maximum).
+                    better = best > best_relevance[region]
+                    best_relevance[region] = torch.where(better, best, best_relevance[region])
+                    hard_index[region] = torch.where(better, index, hard_index[region])
+        first_position += ref_height * ref_width
     return best_relevance.flatten(1) * query_scale, hard_index.flatten(1)
 
 
-def _relevance_at(query_lv3: torch.Tensor, key_lv3: torch.Tensor, hard_index: torch.Tensor) -> torch.Tensor:
-    """Differentiable cosine between each LR patch and the Ref patch at ``hard_index``: (B, h*w)."""
-    query_patches = F.normalize(F.unfold(query_lv3, kernel_size=3, padding=1), dim=1)  # (B, 9C, h*w)
-    key_patches = F.normalize(F.unfold(key_lv3, kernel_size=3, padding=1), dim=1)  # (B, 9C, Hr*Wr)
-    chosen = key_patches.gather(2, hard_index.unsqueeze(1).expand(-1, key_patches.size(1), -1))
-    return (chosen * query_patches).sum(dim=1)
+def _tile_relevance(tile: torch.Tensor, padded_key: torch.Tensor, ref_size: tuple[int, int]) -> torch.Tensor:
+    """Patch dot products of a tile of LR positions against every position of one reference.
 
-
-def _transfer(
-    value: torch.Tensor, hard_index: torch.Tensor, lr_size: tuple[int, int], block: int
-) -> torch.Tensor:
-    """The official unfold-gather-fold of one level, as nine gathers of s x s Ref blocks, summed.
-
-    value: (B, C, s*Hr, s*Wr) Ref features (s = ``block``); hard_index: (B, h*w) into Hr*Wr;
-    returns (B, C, s*h, s*w). Output block q is the sum over the offsets d in {-1, 0, 1}^2 of Ref
-    block hard_index(q - d) + d (block d of the patch chosen at q - d), divided by 9.
+    tile: (B, C, rows+2, cols+2) the zero-bordered LR features around the tile; padded_key:
+    (B, C, (Hr+2)*(Wr+2)) the zero-bordered Ref features, flattened; returns (B, rows*cols, Hr*Wr),
+    not yet divided by any norm.
     """
-    batch, channels = value.shape[:2]
-    ref_height, ref_width = value.size(2) // block, value.size(3) // block
-    height, width = lr_size
+    batch, channels, bordered_rows, bordered_cols = tile.shape
+    rows, cols = bordered_rows - 2, bordered_cols - 2
+    ref_height, ref_width = ref_size
+    # (B, (rows+2)*(cols+2), (Hr+2)*(Wr+2)): every pixel of the bordered tile against the Ref.
+    pixel_dots = torch.bmm(tile.reshape(batch, channels, -1).transpose(1, 2), padded_key)
 
-    # Ref as a zero-bordered grid of blocks, one row of C*s*s values per block: the border is the
-    # unfold's padding. Filled through views, so no full-size temporary is made.
-    blocks = value.new_zeros(batch, ref_height + 2, ref_width + 2, channels * block * block)
-    ref_blocks = value.unflatten(3, (ref_width, block)).unflatten(2, (ref_height, block))  # B,C,Hr,s,Wr,s
-    blocks[:, 1:-1, 1:-1].unflatten(-1, (channels, block, block)).copy_(ref_blocks.permute(0, 2, 4, 1, 3, 5))
-    block_rows = blocks.view(-1, blocks.size(-1))
-
-    # Row in block_rows of the Ref block each LR position chose, on the LR grid bordered by -1.
-    padded_width = ref_width + 2
-    zero_row = torch.arange(batch, device=value.device).view(batch, 1, 1) * (ref_height + 2) * padded_width
-    chosen = hard_index.view(batch, height, width)
-    chosen_rows = F.pad(
-        zero_row + (chosen // ref_width + 1) * padded_width + chosen % ref_width + 1, (1,) * 4, value=-1
+    # pixel_dots seen as (B, rows+2, cols+2, Hr+2, Wr+2); shifted[dy + 1, dx + 1] is the view
+    # pairing LR pixel p + d with Ref pixel r + d, for p, r over the tile and the Ref.
+    stride_b, stride_qx = pixel_dots.stride(0), pixel_dots.stride(1)
+    stride_qy, stride_ky = (cols + 2) * stride_qx, ref_width + 2
+    shifted = pixel_dots.as_strided(
+        (3, 3, batch, rows, cols, ref_height, ref_width),
+        (stride_qy + stride_ky, stride_qx + 1, stride_b, stride_qy, stride_qx, stride_ky, 1),
     )
+    patch_dots = shifted[0, 0] + shifted[0, 1]
+    for neighbour in range(2, 9):
+        patch_dots += shifted[neighbour // 3, neighbour % 3]
+    return patch_dots.view(batch, rows * cols, ref_height * ref_width)
+
+
+def _relevance_at(
+    query_lv3: torch.Tensor, keys: Sequence[torch.Tensor], reference: torch.Tensor, position: torch.Tensor
+) -> torch.Tensor:
+    """Differentiable cosine between each LR patch and the patch it chose: (B, h*w).
+
+    reference, position: (B, h*w) int64, the chosen reference and its lv3 position (row-major).
+    """
+    query_patches = F.normalize(F.unfold(query_lv3, kernel_size=3, padding=1), dim=1)  # (B, 9C, h*w)
+    relevances = []
+    for number, key_lv3 in enumerate(keys):
+        key_patches = F.normalize(F.unfold(key_lv3, kernel_size=3, padding=1), dim=1)  # (B, 9C, Hi*Wi)
+        # Positions that chose another reference read this one's first patch; the gather below
+        # keeps, per position, only the relevance to the reference it chose.
+        index = torch.where(reference == number, position, 0)
+        chosen = key_patches.gather(2, index.unsqueeze(1).expand(-1, key_patches.size(1), -1))
+        relevances.append((chosen * query_patches).sum(dim=1))
+    return torch.stack(relevances).gather(0, reference.unsqueeze(0)).squeeze(0)
+
+
+def _grid_layout(ref_sizes: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Rows of each reference's zero-bordered block grid in the block table, and where each starts."""
+    grid_sizes = [(ref_height + 2) * (ref_width + 2) for ref_height, ref_width in ref_sizes]
+    return grid_sizes, list(itertools.accumulate(grid_sizes[:-1], initial=0))
+
+
+def _gather_rows(
+    reference: torch.Tensor,
+    position: torch.Tensor,
+    ref_sizes: Sequence[tuple[int, int]],
+    lr_size: tuple[int, int],
+) -> list[torch.Tensor]:
+    """Rows of the block table (see :func:`_transfer`) that the official fold sums, per offset.
+
+    reference, position: (B, h*w) int64, the chosen reference and its lv3 position (row-major);
+    ref_sizes: (Hi, Wi) per reference. Returns nine (B*h*w,) int64 tensors, one per offset
+    d in {-1, 0, 1}^2 (row-major): for output block q, the row of block d of the patch chosen at
+    q - d, i.e. Ref block position(q - d) + d of reference(q - d) (a zero border block where that
+    falls outside the reference); a zero row where q - d is outside the LR grid. The same rows
+    serve every level: the table has one row per lv3 position whatever the block size.
+    """
+    batch = reference.size(0)
+    height, width = lr_size
+    device = reference.device
+    grid_sizes, grid_starts = _grid_layout(ref_sizes)
+    ref_widths = torch.tensor([ref_width for _, ref_width in ref_sizes], device=device)
+
+    # Row 0 of a batch item's table is the top-left border block of reference 0: always zero.
+    zero_row = torch.arange(batch, device=device).view(batch, 1, 1) * sum(grid_sizes)
+    chosen = position.view(batch, height, width)
+    chosen_width = ref_widths[reference].view(batch, height, width)
+    padded_width = chosen_width + 2
+    # Row of the chosen Ref block for each LR position, on the LR grid bordered by -1.
+    chosen_rows = F.pad(
+        zero_row
+        + torch.tensor(grid_starts, device=device)[reference].view(batch, height, width)
+        + (chosen // chosen_width + 1) * padded_width
+        + chosen % chosen_width
+        + 1,
+        (1,) * 4,
+        value=-1,
+    )
+    padded_width = F.pad(padded_width, (1,) * 4)
     gathered_rows = []
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            source = chosen_rows[:, 1 - dy : 1 - dy + height, 1 - dx : 1 - dx + width]  # chosen at q - d
-            # Outside the LR grid nothing lands: read the Ref's zero corner block instead.
+            # The neighbour q - d of every output block q, and the row width of the reference it chose.
+            window = (slice(None), slice(1 - dy, 1 - dy + height), slice(1 - dx, 1 - dx + width))
+            source = chosen_rows[window]
+            # Outside the LR grid nothing lands: read the zero corner block instead.
             gathered_rows.append(
-                torch.where(source >= 0, source + dy * padded_width + dx, zero_row).flatten()
+                torch.where(source >= 0, source + dy * padded_width[window] + dx, zero_row).flatten()
             )
+    return gathered_rows
+
+
+def _block_table(
+    values: Sequence[torch.Tensor], ref_sizes: Sequence[tuple[int, int]], block: int
+) -> torch.Tensor:
+    """Every reference as a zero-bordered grid of s x s blocks, one row of C*s*s values per block.
+
+    values: R tensors (B, C, s*Hi, s*Wi); returns (B * sum((Hi+2)*(Wi+2)), C*s*s): per batch item,
+    reference 0's bordered grid row-major, then reference 1's, ... Each reference's border is its
+    unfold padding. Filled through views, so no full-size temporary is made.
+    """
+    batch, channels = values[0].shape[:2]
+    grid_sizes, grid_starts = _grid_layout(ref_sizes)
+    blocks = values[0].new_zeros(batch, sum(grid_sizes), channels * block * block)
+    for value, (ref_height, ref_width), size, start in zip(
+        values, ref_sizes, grid_sizes, grid_starts, strict=True
+    ):
+        ref_blocks = value.unflatten(3, (ref_width, block)).unflatten(2, (ref_height, block))  # B,C,Hi,s,Wi,s
+        # Slicing, not split(): autograd refuses in-place writes into views from multi-view ops.
+        bordered = blocks[:, start : start + size].unflatten(1, (ref_height + 2, ref_width + 2))
+        bordered[:, 1:-1, 1:-1].unflatten(-1, (channels, block, block)).copy_(
+            ref_blocks.permute(0, 2, 4, 1, 3, 5)
+        )
+    return blocks.view(-1, blocks.size(-1))
+
+
+def _transfer(
+    values: Sequence[torch.Tensor],
+    gathered_rows: Sequence[torch.Tensor],
+    ref_sizes: Sequence[tuple[int, int]],
+    lr_size: tuple[int, int],
+    block: int,
+) -> torch.Tensor:
+    """The official unfold-gather-fold of one level, as nine gathers of s x s Ref blocks, summed.
+
+    values: R tensors (B, C, s*Hi, s*Wi) Ref features (s = ``block``); gathered_rows: the nine
+    row tensors of :func:`_gather_rows`; returns (B, C, s*h, s*w). Output block q is the sum over
+    the offsets d in {-1, 0, 1}^2 of block d of the patch chosen at q - d (read from the reference
+    chosen there, with that reference's zero border), divided by 9.
+    """
+    batch, channels = values[0].shape[:2]
+    height, width = lr_size
+    block_rows = _block_table(values, ref_sizes, block)
 
     # Out-of-place gathers summed into a plain tensor: cheap to differentiate (no in-place view writes).
     transferred_rows = block_rows.index_select(0, gathered_rows[0])  # (B*h*w, C*s*s)
     for rows in gathered_rows[1:]:
         transferred_rows += block_rows.index_select(0, rows)
-    del blocks, block_rows  # the Ref copy is no longer needed: free it before the output copy below
+    del block_rows  # the Ref copy is no longer needed: free it before the output copy below
     transferred = transferred_rows.view(batch, height, width, channels, block, block).permute(
         0, 3, 1, 4, 2, 5
     )

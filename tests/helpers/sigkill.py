@@ -1,0 +1,190 @@
+"""Run the CLI (``python -m ttsr_lightning``) in its own process group and SIGKILL it at a chosen point.
+
+A real kill, not an exception: the whole process group (the rank-0 process, the DDP ranks Lightning
+starts, every data-loader worker) receives SIGKILL, so no ``finally``, teardown or checkpoint hook runs.
+
+Race-free by construction: ``PauseAt``, added to the run as a Hydra callback override, freezes every
+rank at the chosen point: after training batch ``batch`` (1-based count over the run), or at the end
+of epoch ``epoch``. It runs after the project's own
+callbacks, so the ``last.ckpt`` of that point is on disk (written atomically by rank 0; under DDP
+``save_checkpoint`` ends in a barrier, so rank 0 has finished writing when any rank gets there). Each
+rank then writes ``<marker_dir>/paused.rank<R>`` and sleeps; the parent kills the group once every
+rank's marker exists. The kill therefore hits the same state on any machine, while loader workers
+keep prefetching as they would in a real job.
+
+Usage::
+
+    result = run_and_kill(overrides, marker_dir, cwd=repo_root, env=env, kill_after_batch=6)
+    assert result.returncode == -signal.SIGKILL
+    run_cli([*overrides, f"ckpt_path={run_dir}/checkpoints/last.ckpt"], cwd=repo_root, env=env)
+
+The subprocess must be able to import ``helpers.sigkill`` (put ``tests/`` on ``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+class PauseAt(Callback):
+    """Freeze the run: write ``<marker_dir>/paused.rank<R>``, then sleep until killed.
+
+    Give exactly one of ``batch`` (after training batch ``batch``, 1-based over the run, in
+    ``on_train_batch_end``, once that batch's ``ResumeCheckpoint`` is written) and ``epoch``
+    (in ``on_train_epoch_end`` of that 0-based epoch: after its validation and the ``ModelCheckpoint``
+    saves at validation end, before the LightningModule's own ``on_train_epoch_end``).
+    """
+
+    def __init__(self, marker_dir: str, batch: int | None = None, epoch: int | None = None) -> None:
+        if (batch is None) == (epoch is None):
+            raise ValueError("PauseAt: give exactly one of batch, epoch")
+        self.marker_dir = Path(marker_dir)
+        self.batch = batch
+        self.epoch = epoch
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.batch is not None and trainer.fit_loop.epoch_loop.total_batch_idx + 1 == self.batch:
+            self._pause(trainer, f"batch_idx={batch_idx}")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.epoch is not None and trainer.current_epoch == self.epoch:
+            self._pause(trainer, "train_epoch_end")
+
+    def _pause(self, trainer: Trainer, where: str) -> None:
+        self.marker_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.marker_dir / f"paused.rank{trainer.global_rank}"
+        temporary = marker.with_suffix(".tmp")
+        temporary.write_text(f"{os.getpid()} epoch={trainer.current_epoch} {where}\n")
+        temporary.rename(marker)  # the parent never sees a half-written marker
+        while True:  # until SIGKILL
+            time.sleep(3600)
+
+
+class RankDigest(Callback):
+    """At the end of training, every rank writes ``<folder>/rank<R>.pt``: its model's state dict (on the
+    CPU), so that a test can check that the ranks of a DDP run hold equal weights."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        import torch
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {name: value.detach().cpu() for name, value in pl_module.state_dict().items()}
+        torch.save(state, self.folder / f"rank{trainer.global_rank}.pt")
+
+
+@dataclass
+class KillResult:
+    returncode: int | None
+    markers: dict[int, str]  # rank -> "pid epoch=E where"
+    output: str
+    seconds: float
+
+
+def cli_command(overrides: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "ttsr_lightning", *overrides]
+
+
+def run_cli(
+    overrides: Sequence[str],
+    cwd: str | Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to its end in its own process group (killed as a whole on timeout); raise on failure."""
+    process = subprocess.Popen(
+        cli_command(overrides),
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        output, _ = process.communicate()
+        raise RuntimeError(f"CLI timed out after {timeout} s:\n{output[-4000:]}") from None
+    finally:
+        _kill_group(process)  # no stray DDP rank or worker outlives the run
+    if process.returncode != 0:
+        raise RuntimeError(f"CLI failed (rc {process.returncode}):\n{output[-4000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, output, None)
+
+
+def run_and_kill(
+    overrides: Sequence[str],
+    marker_dir: str | Path,
+    cwd: str | Path,
+    env: Mapping[str, str] | None = None,
+    world_size: int = 1,
+    timeout: float = 600,
+    *,
+    kill_after_batch: int | None = None,
+    kill_at_epoch_end: int | None = None,
+) -> KillResult:
+    """Run the CLI, freeze every rank at the chosen point (see ``PauseAt``), then SIGKILL the group.
+
+    Give one of ``kill_after_batch`` (1-based batch of the run) and ``kill_at_epoch_end`` (0-based
+    epoch). The pause callback is added as ``+callbacks.sigkill_pause``. Raises if the run ends (or
+    fails) before that point. ``returncode`` is ``-signal.SIGKILL`` after a kill.
+    """
+    if (kill_after_batch is None) == (kill_at_epoch_end is None):
+        raise ValueError("give exactly one of kill_after_batch, kill_at_epoch_end")
+    point = f"batch:{kill_after_batch}" if kill_after_batch is not None else f"epoch:{kill_at_epoch_end}"
+    marker_dir = Path(marker_dir)
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    for stale in marker_dir.glob("paused.rank*"):
+        stale.unlink()
+    pause = f"+callbacks.sigkill_pause={{_target_:{__name__}.PauseAt,{point},marker_dir:'{marker_dir}'}}"
+    expected = [marker_dir / f"paused.rank{rank}" for rank in range(world_size)]
+    log_path = marker_dir / "output.log"
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            cli_command([*overrides, pause]),
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: ranks and workers die with it
+        )
+        try:
+            while not all(path.exists() for path in expected):
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"run ended (rc {process.returncode}) before the pause point ({point}):\n"
+                        + log_path.read_text()[-4000:]
+                    )
+                if time.monotonic() - start > timeout:
+                    raise RuntimeError(f"pause point ({point}) not reached within {timeout} s")
+                time.sleep(0.05)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        finally:
+            _kill_group(process)
+    markers = {rank: path.read_text().strip() for rank, path in enumerate(expected)}
+    return KillResult(process.returncode, markers, log_path.read_text(), time.monotonic() - start)
+
+
+def _kill_group(process: subprocess.Popen[Any]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -1,0 +1,98 @@
+"""A run SIGKILLed mid-epoch (the whole process group: ranks and loader workers) and resumed from its
+``last.ckpt`` ends bit-identical to an uninterrupted run. Real kills through ``helpers.sigkill``; the
+in-process variant is ``test_train.py::test_killed_mid_epoch_run_resumes_exactly``."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers.sigkill import run_and_kill, run_cli
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_CLI = [
+    "model.generator.n_feats=8",
+    "model.generator.num_res_blocks=[1,1,1,1]",
+    "model.generator.vgg_weights=random",
+    "data.train.patch_size=32",
+    "data.train.batch_size=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "trainer.max_epochs=3",
+    "trainer.enable_progress_bar=false",
+    "optim.warmup_epochs=1",
+    "logger=none",
+    "test=false",
+    "callbacks.resume_checkpoint.every_n_batches=1",
+]
+
+
+def cli_env() -> dict[str, str]:
+    paths = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "WANDB_MODE": "disabled"}
+
+
+def assert_same_training_state(expected: dict, actual: dict) -> None:
+    progress = "ResumeCheckpoint"
+    assert actual["callbacks"][progress]["batches_seen"] == expected["callbacks"][progress]["batches_seen"]
+    different = [k for k, v in expected["state_dict"].items() if not torch.equal(v, actual["state_dict"][k])]
+    assert not different, f"{len(different)} of {len(expected['state_dict'])} state tensors differ"
+    for ours, theirs in zip(actual["optimizer_states"], expected["optimizer_states"], strict=True):
+        for param_id, state in theirs["state"].items():
+            for name, tensor in state.items():
+                assert torch.equal(tensor, ours["state"][param_id][name]), (param_id, name)
+    assert [s["last_epoch"] for s in actual["lr_schedulers"]] == [
+        s["last_epoch"] for s in expected["lr_schedulers"]
+    ]
+
+
+CASES = [
+    # one small case in the default suite: one process, a loader worker, killed mid-epoch
+    pytest.param(1, "default", {"kill_after_batch": 6}, id="1worker-mid-epoch"),  # batch 2 of epoch 2
+    pytest.param(2, "default", {"kill_after_batch": 5}, id="2workers-mid-epoch", marks=pytest.mark.slow),
+    pytest.param(2, "ddp_cpu", {"kill_after_batch": 6}, id="ddp-2workers-mid-epoch", marks=pytest.mark.slow),
+    # after validation, before the epoch's LR step (Lightning then skips that epoch's end hooks)
+    pytest.param(1, "default", {"kill_at_epoch_end": 1}, id="1worker-epoch-end", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("num_workers", "trainer", "kill"), CASES)
+def test_sigkilled_run_resumes_exactly(
+    tmp_path: Path, sample_data_dir: Path, num_workers: int, trainer: str, kill: dict[str, int]
+) -> None:
+    common = [
+        *TINY_CLI,
+        f"paths.data_dir={sample_data_dir}",
+        f"data.train.num_workers={num_workers}",
+        f"trainer={trainer}",
+        "optim.lr_milestones=[1]",
+    ]
+    env = cli_env()
+    digest = "+callbacks.rank_digest={_target_:helpers.sigkill.RankDigest,folder:'%s'}"
+    run_cli([*common, f"hydra.run.dir={tmp_path / 'whole'}"], REPO_ROOT, env)
+    killed_dir = tmp_path / "killed"
+    world_size = 2 if trainer == "ddp_cpu" else 1
+    result = run_and_kill(
+        [*common, f"hydra.run.dir={killed_dir}"], tmp_path / "markers", REPO_ROOT, env, world_size, **kill
+    )
+    assert result.returncode == -signal.SIGKILL
+    assert len(result.markers) == world_size  # every rank was frozen, then killed with its workers
+    checkpoint = killed_dir / "checkpoints" / "last.ckpt"
+    resume = [
+        *common,
+        f"hydra.run.dir={killed_dir}",
+        f"ckpt_path={checkpoint}",
+        digest % (tmp_path / "ranks"),
+    ]
+    run_cli(resume, REPO_ROOT, env)
+    expected = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert_same_training_state(expected, torch.load(checkpoint, weights_only=True))
+    ranks = [
+        torch.load(tmp_path / "ranks" / f"rank{rank}.pt", weights_only=True) for rank in range(world_size)
+    ]
+    for rank_state in ranks[1:]:  # the ranks of a DDP run hold the same weights
+        assert all(torch.equal(value, ranks[0][name]) for name, value in rank_state.items())
