@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install train test test-all lint format bench gpu-suite gpu-suite-dry-run clean
+.PHONY: help install train test test-all lint format bench bench-memory bench-protocols gpu-suite gpu-suite-dry-run clean
 
 help:
 	@echo "make install   create $(VENV), install torch==$(TORCH_VERSION) first, then this package [dev]"
@@ -12,7 +12,8 @@ help:
 	@echo "make test      fast test suite (CPU, < 10 min)"
 	@echo "make test-all  every test, slow ones included"
 	@echo "make lint      ruff + mypy"
-	@echo "make gpu-suite          the prepared GPU check (CUDA, ~8 min; see benchmarks/gpu_suite.py)"
+	@echo "make bench / bench-memory / bench-protocols   benchmarks (numbers in benchmarks/RESULTS.md)"
+	@echo "make gpu-suite          the prepared GPU check (CUDA, ~12-15 min; see benchmarks/gpu_suite.py)"
 	@echo "make gpu-suite-dry-run  the same phases on the CPU with tiny sizes (~1-2 min)"
 
 $(VENV)/.installed: pyproject.toml
@@ -48,8 +49,16 @@ bench: install
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/data_loader.py
 
+bench-memory: install  # issue 13: the whole forward against the official one, 1080p within 4 GiB, the halo (~40 min)
+	$(PY) benchmarks/whole_forward.py compare
+	$(PY) benchmarks/whole_forward.py budget
+	$(PY) benchmarks/tiling.py
+
+bench-protocols: install  # issue 11: evaluate protocol=all against one run per protocol (~8 min)
+	$(PY) benchmarks/protocols.py
+
 gpu-suite: install
-	$(PY) benchmarks/gpu_suite.py --out benchmarks/results/gpu_suite
+	$(PY) benchmarks/gpu_suite.py --budget-s 900 --out benchmarks/results/gpu_suite
 
 gpu-suite-dry-run: install
 	WANDB_MODE=disabled $(PY) benchmarks/gpu_suite.py --dry-run --out outputs/gpu_suite_dry_run

@@ -119,8 +119,11 @@ def _inference_case(params: dict[str, Any], device: str) -> dict[str, Any]:
         "lean" if implementation == "lean" else "straightforward", width, height
     )
     record: dict[str, Any] = {"estimated_bytes": estimate}
+    if implementation == "budgeted":
+        record["budget_bytes"] = params["max_memory"]
     free = _free_bytes(device)
-    if implementation != "lean" and estimate > free:  # lean always runs: running out is a result
+    # lean and budgeted always run: running out is a result
+    if implementation not in ("lean", "budgeted") and estimate > free:
         return {**record, "status": "skipped", "reason": _does_not_fit(estimate, free)}
     blocks = tuple(params["num_res_blocks"])
     if implementation == "official":
@@ -133,6 +136,10 @@ def _inference_case(params: dict[str, Any], device: str) -> dict[str, Any]:
             n_feats=params["n_feats"],
             num_res_blocks=blocks,
             root=Path(params["official_dir"]),
+        )
+    elif implementation == "budgeted":
+        result = inference.measure_budgeted_inference(
+            width, height, device, params["max_memory"], params["n_feats"], blocks
         )
     else:
         result = inference.measure_inference(implementation, width, height, device, params["n_feats"], blocks)

@@ -25,6 +25,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from _machine import machine_description
@@ -43,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ttsr_lightning.models import SearchTransfer, TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
+from ttsr_lightning.models.tiled_forward import budgeted_forward, plan_forward
 
 CPU_SIZES = ["500x332", "1024x768", "1280x720"]
 GPU_SIZES = [*CPU_SIZES, "1920x1080", "3840x2160"]
@@ -143,6 +145,36 @@ def measure_inference(
         while len(timings) < _MAX_RUNS and sum(timings) < _REPEAT_BELOW_SECONDS:
             timings.append(timed_peak(lambda: generator(*inputs), device)[0])
     return {"seconds": min(timings), "first_seconds": elapsed, "peak_bytes": peak}
+
+
+def measure_budgeted_inference(
+    width: int,
+    height: int,
+    device: str,
+    max_memory: int,
+    n_feats: int = 64,
+    num_res_blocks: tuple[int, ...] = (16, 16, 8, 4),
+) -> dict[str, Any]:
+    """As :func:`measure_inference` for the path ``infer`` runs: ``budgeted_forward`` (lean search)
+    under a plan for ``max_memory`` bytes; also the plan (tiles, halo) and its estimated peak."""
+    generator = build_generator("lean", device, n_feats, num_res_blocks)
+    lr_size, ref_sizes = (height // 4, width // 4), [(height, width)]
+    plan = plan_forward(generator, lr_size, ref_sizes, max_memory)
+    warmup = generator_inputs(64, 48, device)
+    budgeted_forward(generator, *warmup, plan_forward(generator, (12, 16), [(48, 64)], None))
+    inputs = generator_inputs(width, height, device)
+    elapsed, peak = timed_peak(lambda: budgeted_forward(generator, *inputs, plan), device)
+    timings = [elapsed]
+    while len(timings) < _MAX_RUNS and sum(timings) < _REPEAT_BELOW_SECONDS:
+        timings.append(timed_peak(lambda: budgeted_forward(generator, *inputs, plan), device)[0])
+    return {
+        "seconds": min(timings),
+        "first_seconds": elapsed,
+        "peak_bytes": peak,
+        "budget_bytes": max_memory,
+        "plan": plan.describe(),
+        "plan_estimated_bytes": plan.estimated_bytes,
+    }
 
 
 def network_flops_per_hr_pixel() -> float:

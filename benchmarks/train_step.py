@@ -46,6 +46,12 @@ OPTION_SETS: dict[str, dict[str, dict[str, Any]]] = {
     "bf16 autocast": {"trainer": {"precision": "bf16-mixed"}},
     "fused Adam": {"optim": {"fused": True}},
     "cudnn benchmark": {"trainer": {"benchmark": True}},
+    "all eager options": {  # all of the above but torch.compile: measured in seconds, no compile time
+        "system": {"channels_last": True},
+        "generator": {"batched_extractor": True},
+        "trainer": {"precision": "bf16-mixed", "benchmark": True},
+        "optim": {"fused": True},
+    },
     "all of the above": {
         "system": {"channels_last": True, "compile": True},
         "generator": {"batched_extractor": True},
@@ -59,6 +65,7 @@ GPU_ONLY = {
     "cudnn benchmark",
     "fp32 strict (no TF32 convolutions)",
     "TF32 matmul",
+    "all eager options",
 }
 # PyTorch's defaults: TF32 in cuDNN convolutions, full fp32 in matrix products
 DEFAULT_BACKENDS = {"conv_tf32": True, "matmul_tf32": False}

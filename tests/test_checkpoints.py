@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
-from torch.utils.data import DataLoader
 
+from helpers.checkpoints import one_batch_run_checkpoint
 from ttsr_lightning.checkpoints import (
     GENERATOR_FORMAT,
     GENERATOR_FORMAT_VERSION,
@@ -25,7 +24,6 @@ from ttsr_lightning.checkpoints import (
 )
 from ttsr_lightning.errors import CheckpointError
 from ttsr_lightning.models import TTSRGenerator
-from ttsr_lightning.system import TTSRSystem
 
 PARITY_TOLERANCE = 1e-5  # max abs error, fp32
 TINY: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1]}
@@ -49,24 +47,9 @@ def tiny_generator(seed: int = 0, **overrides: Any) -> TTSRGenerator:
 @pytest.fixture(scope="module")
 def run_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run's Lightning checkpoint after one training batch of a tiny TTSRSystem."""
-    torch.manual_seed(0)
-    system = TTSRSystem(
-        generator={"_target_": "ttsr_lightning.models.TTSRGenerator", **TINY, "vgg_weights": "random"},
-        discriminator=None,
-        losses={
-            "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
-            "weights": {"reconstruction": 1.0},
-        },
-        optim={"warmup_epochs": 0},
+    return one_batch_run_checkpoint(
+        tmp_path_factory.mktemp("run") / "last.ckpt", {**TINY, "vgg_weights": "random"}
     )
-    batch = {"lr": torch.rand(3, 10, 10) * 2 - 1, "hr": torch.rand(3, 40, 40) * 2 - 1}
-    batch.update(lr_up=batch["hr"], ref=batch["hr"], ref_down_up=batch["hr"])
-    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(system, train_dataloaders=DataLoader([batch], batch_size=1))
-    path = tmp_path_factory.mktemp("run") / "last.ckpt"
-    trainer.save_checkpoint(path)
-    return path
 
 
 # ------------------------------------------------------------------------------ official weights

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.config import compose_config
+from helpers.config import SMOKE, compose_config
 from ttsr_lightning.config_paths import CONFIG_DIR, REPO_ROOT
 from ttsr_lightning.settings import LOSS_TERMS
 from ttsr_lightning.train import train
@@ -20,21 +20,6 @@ from tables import TABLES  # noqa: E402
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # The experiment's own architecture switches and widths stay; depth, data and schedule shrink.
-SMOKE = [
-    "data=sample",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "data.train.batch_size=2",
-    "optim.warmup_epochs=0",  # so that one step already uses every loss of the recipe
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=1",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.check_val_every_n_epoch=1",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-]
 
 
 ARCHITECTURE = (

@@ -152,13 +152,11 @@ def test_errors_name_the_file_or_the_argument(tmp_path: Path, pair: tuple[Path, 
     with pytest.raises(ImageError, match="broken.png: cannot read image"):
         run(f"lr={broken}", f"ref={ref}", f"out={out}")
     with pytest.raises(
-        ImageError, match=r"lr.png: LR image is 23x17 = 391 px, over the limit max_lr_pixels=390"
+        ImageError, match=r"lr.png, .*ref.png: memory budget 1 MiB too small: the reference\(s\) 68x48 need"
     ):
-        run(f"lr={lr}", f"ref={ref}", f"out={out}", "max_lr_pixels=390")
-    with pytest.raises(
-        ImageError, match=r"ref.png: reference is 70x50 = 3,500 px, over the limit max_ref_pixels"
-    ):
-        run(f"lr={lr}", f"ref={ref}", f"out={out}", "max_ref_pixels=3000")
+        run(f"lr={lr}", f"ref={ref}", f"out={out}", "max_memory=1MiB")
+    with pytest.raises(ConfigError, match="max_memory: expected auto, null or a size such as 4GiB"):
+        run(f"lr={lr}", f"ref={ref}", f"out={out}", "max_memory=lots")
     tiny_ref = tmp_path / "tiny_ref.png"
     photo(0, 0, 3, 8).save(tiny_ref)
     with pytest.raises(ImageError, match="tiny_ref.png: reference is 8x3 px; expected at least 4x4"):

@@ -4,50 +4,15 @@ in-process variant is ``test_train.py::test_killed_mid_epoch_run_resumes_exactly
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers.sigkill import run_and_kill, run_cli
+from helpers.sigkill import TINY_CLI, assert_same_training_state, cli_env, run_and_kill, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_CLI = [
-    "model.generator.n_feats=8",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "data.train.batch_size=2",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=1",
-    "trainer.max_epochs=3",
-    "trainer.enable_progress_bar=false",
-    "optim.warmup_epochs=1",
-    "logger=none",
-    "test=false",
-    "callbacks.resume_checkpoint.every_n_batches=1",
-]
-
-
-def cli_env() -> dict[str, str]:
-    paths = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "WANDB_MODE": "disabled"}
-
-
-def assert_same_training_state(expected: dict, actual: dict) -> None:
-    progress = "ResumeCheckpoint"
-    assert actual["callbacks"][progress]["batches_seen"] == expected["callbacks"][progress]["batches_seen"]
-    different = [k for k, v in expected["state_dict"].items() if not torch.equal(v, actual["state_dict"][k])]
-    assert not different, f"{len(different)} of {len(expected['state_dict'])} state tensors differ"
-    for ours, theirs in zip(actual["optimizer_states"], expected["optimizer_states"], strict=True):
-        for param_id, state in theirs["state"].items():
-            for name, tensor in state.items():
-                assert torch.equal(tensor, ours["state"][param_id][name]), (param_id, name)
-    assert [s["last_epoch"] for s in actual["lr_schedulers"]] == [
-        s["last_epoch"] for s in expected["lr_schedulers"]
-    ]
 
 
 CASES = [

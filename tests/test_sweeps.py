@@ -12,25 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers.config import SMOKE
 from ttsr_lightning.config_paths import REPO_ROOT
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the [cluster] extra")
-
-SMOKE = [
-    "data=sample",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "data.train.batch_size=2",
-    "optim.warmup_epochs=0",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=1",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.check_val_every_n_epoch=1",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-]
 
 
 def test_a_submitit_sweep_runs_each_member_as_a_job_and_collects_into_a_table(

@@ -14,6 +14,7 @@ from omegaconf import open_dict
 from helpers.config import compose_config
 from helpers.interrupt import SimulatedKill
 from ttsr_lightning.callbacks import ResumeCheckpoint
+from ttsr_lightning.errors import CheckpointError
 from ttsr_lightning.system import TTSRSystem
 from ttsr_lightning.train import train
 
@@ -133,3 +134,40 @@ def test_bad_config_fails_at_start_naming_the_key(
     with pytest.raises(Exception, match=message):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+class CaptureStartingWeights(Callback):
+    """Records the generator's weights when training starts, then stops the run."""
+
+    weights: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        assert isinstance(pl_module, TTSRSystem)
+        CaptureStartingWeights.weights = {k: v.clone() for k, v in pl_module.generator.state_dict().items()}
+        raise SimulatedKill("stop after initialising")
+
+
+def test_init_weights_fine_tunes_from_a_previous_runs_last_checkpoint(
+    tmp_path: Path, sample_data_dir: Path
+) -> None:
+    train(compose_config(tmp_path / "first", sample_data_dir, ["trainer.max_epochs=1", "test=false"]))
+    previous = tmp_path / "first" / "run" / "checkpoints" / "last.ckpt"
+    trained = torch.load(previous, weights_only=True)["state_dict"]
+
+    finetune = compose_config(tmp_path / "second", sample_data_dir, [f"init_weights={previous}", "seed=7"])
+    with open_dict(finetune):
+        finetune.callbacks.capture = {"_target_": f"{__name__}.CaptureStartingWeights"}
+    with pytest.raises(SimulatedKill):
+        train(finetune)
+    for key, value in CaptureStartingWeights.weights.items():
+        assert torch.equal(value, trained[f"generator.{key}"]), key
+    # a new run: its own optimiser, epochs and schedule (only the generator's weights are taken over)
+    assert not (tmp_path / "second" / "run" / "checkpoints" / "last.ckpt").exists()
+
+    wider = compose_config(
+        tmp_path / "third", sample_data_dir, [f"init_weights={previous}", "model.generator.n_feats=12"]
+    )
+    with pytest.raises(
+        CheckpointError, match=r"its generator differs from this run's: n_feats=8 \(this run: 12\)"
+    ):
+        train(wider)

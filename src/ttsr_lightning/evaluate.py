@@ -39,6 +39,7 @@ from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.eval_sets import plain, validate_eval_set_specs
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluation import EvaluationModule
+from ttsr_lightning.models.tiled_forward import parse_memory_setting
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
 
@@ -91,7 +92,11 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     sets = select_test_sets(cfg.data.test.sets, None if wanted is None else list(wanted))
     datamodule = instantiate(cfg.data.test, sets=sets)
     protocols = protocols_from_config(OmegaConf.to_container(cfg.protocol, resolve=True))  # type: ignore[arg-type]
-    module = EvaluationModule(generator, protocols)
+    try:
+        max_memory = parse_memory_setting(cfg.max_memory)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    module = EvaluationModule(generator, protocols, max_memory=max_memory)
 
     if cfg.logger and "wandb" in cfg.logger:
         with open_dict(cfg):
@@ -110,6 +115,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         checkpoint=description,
         run=source_run_name(Path(cfg.ckpt)) or Path(cfg.ckpt).stem,
         search_transfer=cfg.search_transfer,
+        max_memory=max_memory,
         protocols=[protocol.as_dict() for protocol in protocols],
         git_commit=git_commit(),
         generator=generator.config,

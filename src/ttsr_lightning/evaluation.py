@@ -16,6 +16,7 @@ per-image results (:class:`EvaluationOutput`: one row per image and protocol); c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, TypedDict, cast
 
@@ -26,7 +27,10 @@ from torchmetrics import Metric
 from ttsr_lightning.data import TestDataModule, TrainDataModule
 from ttsr_lightning.metrics import MeanPerImage
 from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models.tiled_forward import MemorySetting, budgeted_forward, memory_budget, plan_forward
 from ttsr_lightning.protocols import DEFAULT_PROTOCOL, Protocol, load_protocols
+
+log = logging.getLogger(__name__)
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
 
@@ -49,14 +53,27 @@ class EvaluationModule(LightningModule):
         generator: the generator to measure (its weights already loaded).
         protocols: the conventions to score under, the first one the primary (validation, the
             unprefixed log keys); default: the official TTSR evaluation alone.
+        max_memory: a memory budget for each image's forward pass (bytes, ``"auto"``: a share of the
+            device's free memory, divided among the processes on one CPU machine), run by
+            :func:`~ttsr_lightning.models.tiled_forward.budgeted_forward`: the whole image when it
+            fits (the same SR as the plain forward), else main-network tiles (the first plan of each
+            kind is logged). None: the generator's plain forward.
     """
 
-    def __init__(self, generator: TTSRGenerator, protocols: Sequence[Protocol] | None = None) -> None:
+    def __init__(
+        self,
+        generator: TTSRGenerator,
+        protocols: Sequence[Protocol] | None = None,
+        max_memory: MemorySetting = None,
+    ) -> None:
         super().__init__()
         self.generator = generator
         self.protocols = list(protocols) if protocols else load_protocols(DEFAULT_PROTOCOL)
         self.eval_metrics = nn.ModuleDict()
         self.eval_set_names: dict[str, list[str]] = {"val": [], "test": []}
+        self.max_memory = max_memory
+        self._memory_budget: int | None = None  # max_memory in bytes, resolved at the first image
+        self._plans_logged: set[bool] = set()  # tiled or not: each kind of plan is logged once
 
     def setup(self, stage: str) -> None:
         """The metrics of every evaluation set of the DataModule, made before the first batch."""
@@ -84,7 +101,26 @@ class EvaluationModule(LightningModule):
         return cast(MeanPerImage, self.eval_metrics[key])
 
     def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
-        return self.generator(batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
+        inputs = (batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
+        if self.max_memory is None:
+            return self.generator(*inputs)
+        if self._memory_budget is None:
+            processes = (
+                self.trainer.num_devices if self._trainer is not None and self.device.type == "cpu" else 1
+            )
+            self._memory_budget = memory_budget(self.max_memory, self.device, processes)
+        refs = [batch["ref"]] if isinstance(batch["ref"], Tensor) else batch["ref"]
+        plan = plan_forward(
+            self.generator,
+            (batch["lr"].size(2), batch["lr"].size(3)),
+            [(ref.size(2), ref.size(3)) for ref in refs],
+            self._memory_budget,
+            batch=batch["lr"].size(0),
+        )
+        if plan.tiled not in self._plans_logged:
+            self._plans_logged.add(plan.tiled)
+            log.info("max_memory=%s: %s", self.max_memory, plan.describe())
+        return budgeted_forward(self.generator, *inputs, plan)
 
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0

@@ -21,10 +21,13 @@ x4; the SR is saved as ``round((sr + 1) * 127.5)``.
   attention | hard-attention correspondences | Ref colour key (:mod:`ttsr_lightning.attention_maps`);
   with several references, which reference each region took its texture from.
 
-Memory: the search-transfer runs chunked (the ``"lean"`` implementation) under
-``torch.inference_mode``, so memory grows linearly with the LR and Ref sizes instead of with their
-product; ``max_lr_pixels`` / ``max_ref_pixels`` refuse images beyond the configured limits before
-any work starts.
+Memory: ``max_memory`` (``auto``: 60 % of the free memory; ``4GiB``, ``512MB``, bytes; ``null``: no
+budget) bounds the peak memory growth of each image's forward pass, so any LR size runs
+(:mod:`ttsr_lightning.models.tiled_forward`): when the whole image fits, the generator's forward runs
+as it is (lean: every map dropped once used); otherwise the search stays global and the main
+network runs in overlapping tiles of the LR grid (the tiling is logged). Only references whose
+search features alone (~0.5 KB per reference pixel) cannot fit the budget are refused, before any
+work starts.
 """
 
 from __future__ import annotations
@@ -53,6 +56,15 @@ from ttsr_lightning.data.preprocessing import (
 )
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.models import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models.tiled_forward import (
+    ForwardPlan,
+    MemoryBudgetError,
+    budgeted_forward,
+    format_bytes,
+    memory_budget,
+    parse_memory_setting,
+    plan_forward,
+)
 from ttsr_lightning.panels import to_uint8_image
 
 log = logging.getLogger(__name__)
@@ -174,34 +186,39 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ImageError(f"{path}: cannot read image ({exc}); expected a readable PNG/JPEG/BMP") from exc
 
 
-def check_image_sizes(jobs: Sequence[InferenceJob], max_lr_pixels: int, max_ref_pixels: int) -> None:
-    """Fails before any work for unreadable images, an LR or a job's references (together) over their
-    pixel limit, a reference under 4x4."""
+def check_image_sizes(jobs: Sequence[InferenceJob]) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
+    """Fails before any work for unreadable images and references under 4x4; returns per job the LR
+    size and the reference sizes as the generator sees them ((height, width), references cropped to
+    multiples of 4)."""
+    sizes = []
     for job in jobs:
         width, height = image_size(job.lr)
-        if width * height > max_lr_pixels:
-            raise ImageError(
-                f"{job.lr}: LR image is {width}x{height} = {width * height:,} px, over the limit "
-                f"max_lr_pixels={max_lr_pixels:,}; raise max_lr_pixels if this machine has the memory "
-                "(see conf/infer.yaml)"
-            )
-        total = 0
+        ref_sizes = []
         for path in job.refs:
-            width, height = image_size(path)
-            if width < SCALE or height < SCALE:
+            ref_width, ref_height = image_size(path)
+            if ref_width < SCALE or ref_height < SCALE:
                 raise ImageError(
-                    f"{path}: reference is {width}x{height} px; expected at least {SCALE}x{SCALE}"
+                    f"{path}: reference is {ref_width}x{ref_height} px; expected at least {SCALE}x{SCALE}"
                 )
-            total += width * height
-        if total > max_ref_pixels:
-            if len(job.refs) == 1:
-                what = f"{job.refs[0]}: reference is {width}x{height} = {total:,} px"
-            else:
-                what = f"{', '.join(map(str, job.refs))}: {len(job.refs)} references hold {total:,} px"
-            raise ImageError(
-                f"{what}, over the limit max_ref_pixels={max_ref_pixels:,}; raise max_ref_pixels if this "
-                "machine has the memory (see conf/infer.yaml)"
-            )
+            ref_sizes.append((ref_height // SCALE * SCALE, ref_width // SCALE * SCALE))
+        sizes.append(((height, width), ref_sizes))
+    return sizes
+
+
+def check_memory(
+    jobs: Sequence[InferenceJob],
+    sizes: Sequence[tuple[tuple[int, int], list[tuple[int, int]]]],
+    generator: TTSRGenerator,
+    max_memory: int | None,
+) -> None:
+    """Fails before any work for a job that cannot run within ``max_memory`` bytes (its references'
+    search features alone do not fit), naming its files and the budget."""
+    for job, (lr_size, ref_sizes) in zip(jobs, sizes, strict=True):
+        try:
+            plan_forward(generator, lr_size, ref_sizes, max_memory)
+        except MemoryBudgetError as exc:
+            files = ", ".join(str(path) for path in (job.lr, *job.refs))
+            raise ImageError(f"{files}: {exc} (max_memory, see conf/infer.yaml)") from exc
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -228,14 +245,27 @@ def prepare_inputs(lr: Image.Image, refs: Sequence[tuple[Image.Image, Path]]) ->
     return GeneratorInputs(lr_tensor, lr_up_tensor, ref_tensors, down_up_tensors)
 
 
-def super_resolve(generator: TTSRGenerator, inputs: GeneratorInputs, device: torch.device) -> GeneratorOutput:
-    """One forward pass under ``torch.inference_mode`` (no autograd state is kept)."""
+def plan_inference(generator: TTSRGenerator, inputs: GeneratorInputs, max_memory: int | None) -> ForwardPlan:
+    """How the forward pass of ``inputs`` runs within ``max_memory`` bytes (None: untiled)."""
+    refs = [inputs.ref] if isinstance(inputs.ref, torch.Tensor) else inputs.ref
+    lr_size = (inputs.lr.size(2), inputs.lr.size(3))
+    return plan_forward(generator, lr_size, [(ref.size(2), ref.size(3)) for ref in refs], max_memory)
+
+
+def super_resolve(
+    generator: TTSRGenerator, inputs: GeneratorInputs, device: torch.device, plan: ForwardPlan | None = None
+) -> GeneratorOutput:
+    """One forward pass under ``torch.inference_mode`` (no autograd state is kept), as ``plan`` says
+    (:func:`plan_inference`; None: untiled). The output's textures are None."""
 
     def to_device(value: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         return value.to(device) if isinstance(value, torch.Tensor) else [image.to(device) for image in value]
 
+    plan = plan or plan_inference(generator, inputs, None)
     with torch.inference_mode():
-        return generator(*(to_device(value) for value in inputs))
+        lr, lr_up, ref, ref_down_up = (to_device(value) for value in inputs)
+        assert isinstance(lr, torch.Tensor) and isinstance(lr_up, torch.Tensor)
+        return budgeted_forward(generator, lr, lr_up, ref, ref_down_up, plan)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -257,8 +287,11 @@ def run_jobs(
     device: torch.device,
     save_attention: bool = False,
     progress: bool = True,
+    max_memory: int | None = None,
 ) -> list[Path]:
-    """Super-resolves every job, writing the SR (and its attention picture); returns the files written."""
+    """Super-resolves every job within ``max_memory`` bytes each (None: untiled), writing the SR (and
+    its attention picture); returns the files written. The first untiled and the first tiled plan are
+    logged."""
     generator = generator.to(device).eval()
     if save_attention and generator.search_transfer is None:
         log.warning(
@@ -267,9 +300,14 @@ def run_jobs(
         save_attention = False
     reader = RGBImageReader("infer")
     written: list[Path] = []
+    logged: set[bool] = set()  # tiled or not: each kind of plan is logged once
     for job in tqdm(jobs, desc="super-resolving", unit="image", disable=not progress):
         inputs = prepare_inputs(reader.read(job.lr), [(reader.read(path), path) for path in job.refs])
-        output = super_resolve(generator, inputs, device)
+        plan = plan_inference(generator, inputs, max_memory)
+        if plan.tiled not in logged:
+            logged.add(plan.tiled)
+            log.info("%s: %s", job.lr.name, plan.describe())
+        output = super_resolve(generator, inputs, device, plan)
         job.out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(to_uint8_image(output.sr[0])).save(job.out)
         written.append(job.out)
@@ -291,12 +329,13 @@ def run_jobs(
 
 def infer(cfg: DictConfig) -> list[Path]:
     """The whole command: check every input, load the generator, super-resolve; returns the files written."""
-    for key in ("max_lr_pixels", "max_ref_pixels"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
+    try:
+        memory_setting = parse_memory_setting(cfg.max_memory)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     ref = cfg.ref if isinstance(cfg.ref, str) else list(cfg.ref)
     jobs = plan_jobs(cfg.lr, ref, cfg.out)
-    check_image_sizes(jobs, int(cfg.max_lr_pixels), int(cfg.max_ref_pixels))
+    sizes = check_image_sizes(jobs)
     device = resolve_device(str(cfg.device))
     if cfg.search_transfer not in SEARCH_TRANSFERS:
         raise ConfigError(
@@ -307,7 +346,13 @@ def infer(cfg: DictConfig) -> list[Path]:
     else:
         generator, description = load_generator(cfg.ckpt, cfg.search_transfer)
         log.info("ckpt %s: %s", cfg.ckpt, description)
-    written = run_jobs(generator, jobs, device, save_attention=bool(cfg.save_attention))
+    max_memory = memory_budget(memory_setting, device)
+    if memory_setting == "auto" and max_memory is not None:
+        log.info("max_memory=auto: %s of memory for each image's forward pass", format_bytes(max_memory))
+    check_memory(jobs, sizes, generator.to(device), max_memory)
+    written = run_jobs(
+        generator, jobs, device, save_attention=bool(cfg.save_attention), max_memory=max_memory
+    )
     log.info("wrote %d file(s), the first %s", len(written), written[0])
     return written
 

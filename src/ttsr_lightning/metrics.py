@@ -157,12 +157,11 @@ def y_psnr(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> torch.Te
     return psnr(_to_uint8_values(sr), _to_uint8_values(hr), "y_ttsr", crop_border)
 
 
-def _gaussian_window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The 11x11 window of ``cv2.getGaussianKernel(11, 1.5)`` (outer product), as a (1, 1, 11, 11) kernel."""
+def _gaussian_profile(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``cv2.getGaussianKernel(11, 1.5)``: the 1-D profile whose outer product is the 11x11 window."""
     offsets = torch.arange(_SSIM_WINDOW, dtype=dtype, device=device) - (_SSIM_WINDOW - 1) / 2
     profile = torch.exp(-(offsets**2) / (2 * _SSIM_SIGMA**2))
-    profile = profile / profile.sum()
-    return torch.outer(profile, profile).view(1, 1, _SSIM_WINDOW, _SSIM_WINDOW)
+    return profile / profile.sum()
 
 
 def y_ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> torch.Tensor:
@@ -177,10 +176,13 @@ def y_ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> torch.Te
 
 def _ssim_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """The SSIM map of two (N, 1, H, W) float64 images, valid filtering: (N, 1, H - 10, W - 10)."""
-    window = _gaussian_window(first.dtype, first.device)
-    # One conv over the five stacked maps; no padding = the official "filter2D then crop 5 px".
+    profile = _gaussian_profile(first.dtype, first.device)
+    # The five stacked maps filtered by the 11x11 window (outer product of the profile) as a column
+    # then a row pass: the same filter in 22 taps instead of 121 (float64 sums in another order: the
+    # values agree with the official filter2D's to ~1e-15); no padding = "filter2D then crop 5 px".
     stacked = torch.cat([first, second, first * first, second * second, first * second], dim=0)
-    mu_first, mu_second, first_sq, second_sq, cross = F.conv2d(stacked, window).split(first.size(0), dim=0)
+    filtered = F.conv2d(F.conv2d(stacked, profile.view(1, 1, -1, 1)), profile.view(1, 1, 1, -1))
+    mu_first, mu_second, first_sq, second_sq, cross = filtered.split(first.size(0), dim=0)
     variance_first = first_sq - mu_first**2
     variance_second = second_sq - mu_second**2
     covariance = cross - mu_first * mu_second

@@ -79,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     callback.provenance.update(
                         kind="train",
                         run=cfg.name,
+                        data=str(cfg.data.get("name", "unknown")),
                         weights="the final weights of this run"
                         if cfg.train
                         else f"init_weights={cfg.init_weights}",

@@ -47,7 +47,14 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
 def test_dry_run_writes_few_flat_files(dry_run: tuple[Path, dict[str, Any], str]) -> None:
     out, _, _ = dry_run
     names = {path.name for path in out.iterdir()}
-    assert names == {"results.json", "summary.md", "suite.log", "pytest.log", "pytest_junit.xml"}
+    assert names == {
+        "results.json",
+        "summary.md",
+        "suite.log",
+        "pytest.log",
+        "pytest_junit.xml",
+        "pytest_reports.jsonl",
+    }
     assert all(path.is_file() for path in out.iterdir())  # the device call brings back 8 flat files at most
 
 
@@ -89,12 +96,18 @@ def test_measurements_are_finite_and_positive(dry_run: tuple[Path, dict[str, Any
             assert _finite_positive(case["samples_per_second"]) and case["peak_bytes"] >= 0
         else:
             assert case["status"] == "skipped" and case["reason"] == gpu_suite.DRY_RUN_SKIPPED
-    for phase, sizes in (("search_transfer", "search_sizes"), ("inference", "inference_sizes")):
+    # lean and straightforward at every size; infer's budgeted path once more at the largest
+    for phase, sizes, extra in (("search_transfer", "search_sizes", 0), ("inference", "inference_sizes", 1)):
         cases = phases[phase]["cases"]
-        assert len(cases) == 2 * len(getattr(gpu_suite.DRY_RUN, sizes))
+        assert len(cases) == 2 * len(getattr(gpu_suite.DRY_RUN, sizes)) + extra
         for case in cases:
             assert case["status"] == "ok", case
             assert _finite_positive(case["seconds"]) and case["peak_bytes"] >= 0
+    budgeted = phases["inference"]["cases"][-1]
+    assert budgeted["name"] == f"budgeted {gpu_suite.DRY_RUN.inference_sizes[-1]}"
+    assert (
+        budgeted["budget_bytes"] == gpu_suite.DRY_RUN.inference_budget_bytes and "LR 8x6" in budgeted["plan"]
+    )
     rows = phases["projection"]["rows"]
     assert all(_finite_positive(row["ttsr_hours"]) for row in rows if "missing" not in row)
 

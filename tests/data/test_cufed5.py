@@ -117,3 +117,40 @@ def test_hr_and_lr_up_are_four_times_the_lr(cufed5: Path) -> None:
     dataset = CUFED5Dataset(cufed5, ref_level=5)
     for item in (dataset[index] for index in range(len(dataset))):
         assert item["lr_up"].shape[1:] == item["hr"].shape[1:] == tuple(4 * np.array(item["lr"].shape[1:]))
+
+
+def test_all5_serves_the_five_references_as_a_list_each_processed_on_its_own(cufed5: Path) -> None:
+    dataset = CUFED5Dataset(cufed5, ref_level="all5")
+    item = dataset[1]
+    assert dataset.reference_policy == "all5" and item["ref_name"] == "001_1+001_2+001_3+001_4+001_5"
+    assert isinstance(item["ref"], list) and len(item["ref"]) == len(item["ref_down_up"]) == 5
+    for level, (ref, down_up) in enumerate(zip(item["ref"], item["ref_down_up"], strict=True), start=1):
+        assert torch.equal(ref, cropped_to_4(cufed5 / f"001_{level}.png")), level
+        assert down_up.shape == ref.shape
+    # batches of one keep the list: one (1, 3, Hi, Wi) tensor per reference, sizes differing
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=1)))
+    assert [tuple(ref.shape) for ref in batch["ref"]] == [(1, *ref.shape) for ref in item["ref"]]
+    assert len({ref.shape for ref in batch["ref"]}) > 1
+
+
+def test_masa_stitching_replicates_the_edges_around_each_centred_reference(cufed5: Path) -> None:
+    dataset = CUFED5Dataset(
+        cufed5, ref_level="stitched", stitch_canvas=120, stitch_padding="replicate_centred"
+    )
+    item = dataset[0]
+    assert dataset.reference_policy == "stitched_masa(120)" and item["ref"].shape == (3, 600, 120)
+    for level in range(1, 6):
+        ref = to_tensor(Image.open(cufed5 / f"000_{level}.png"))
+        _, height, width = ref.shape
+        top, left = (120 - height) // 2, (120 - width) // 2  # MASA-SR: pad_t = (h_new - h) // 2
+        canvas = item["ref"][:, 120 * (level - 1) : 120 * level]
+        assert torch.equal(canvas[:, top : top + height, left : left + width], ref), level
+        assert torch.equal(canvas[:, 0, left : left + width], ref[:, 0]), level  # the top row repeated
+        assert torch.equal(canvas[:, top : top + height, 0], ref[:, :, 0]), level  # the left column repeated
+
+
+def test_an_unknown_stitch_padding_is_refused(cufed5: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"stitch_padding must be one of \['black_top_left', 'replicate_centred'\]"
+    ):
+        CUFED5Dataset(cufed5, ref_level="stitched", stitch_padding="mirror")

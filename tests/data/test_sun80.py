@@ -83,3 +83,21 @@ def test_missing_top_folders_are_named(tmp_path: Path) -> None:
 def test_unknown_reference_choices_are_refused(sun80: Path, reference: object) -> None:
     with pytest.raises(ValueError, match="Sun80 reference"):
         Sun80Dataset(sun80, reference=reference)  # type: ignore[arg-type]
+
+
+def test_all_serves_every_scene_match_as_a_list_within_a_pixel_budget(sun80: Path) -> None:
+    dataset = Sun80Dataset(sun80, reference="all")
+    assert dataset.reference_policy == "all(<= 16,000,000 px)"
+    assert [len(item.refs) for item in dataset.items] == [3, 4, 2]  # every match of each image
+    item = dataset[1]
+    assert isinstance(item["ref"], list) and len(item["ref"]) == 4
+    assert torch.equal(
+        item["ref"][2], to_tensor(Image.open(sun80 / MATCHES / "Image_02.jpg" / "match_02.jpg"))
+    )
+    # each match is 100x80 = 8,000 px: a budget of 20,000 px keeps the first two (the first always)
+    bounded = Sun80Dataset(sun80, reference="all", max_reference_pixels=20_000)
+    assert [len(item.refs) for item in bounded.items] == [2, 2, 2]
+    assert [
+        len(item.refs) for item in Sun80Dataset(sun80, reference="all", max_reference_pixels=1).items
+    ] == [1, 1, 1]
+    assert bounded.items[0].ref_name == "2 of 3 scene matches"

@@ -11,6 +11,24 @@ from omegaconf import DictConfig, open_dict
 
 from ttsr_lightning.config_paths import CONFIG_DIR
 
+# An experiment's smoke-sized run: its own architecture switches and widths stay; depth, data and
+# schedule shrink (one batch of every phase, every loss of its recipe from the first step).
+SMOKE = [
+    "data=sample",
+    "model.generator.num_res_blocks=[1,1,1,1]",
+    "model.generator.vgg_weights=random",
+    "data.train.patch_size=32",
+    "data.train.batch_size=2",
+    "optim.warmup_epochs=0",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.check_val_every_n_epoch=1",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+
 # A model and schedule small enough for a CPU test: 8 channels, one residual block per stage.
 TINY = [
     "model.generator.n_feats=8",

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 
@@ -66,7 +67,7 @@ class PauseAt(Callback):
     def _pause(self, trainer: Trainer, where: str) -> None:
         self.marker_dir.mkdir(parents=True, exist_ok=True)
         marker = self.marker_dir / f"paused.rank{trainer.global_rank}"
-        temporary = marker.with_suffix(".tmp")
+        temporary = marker.with_name(f"{marker.name}.tmp")  # one per rank: ranks pause at once
         temporary.write_text(f"{os.getpid()} epoch={trainer.current_epoch} {where}\n")
         temporary.rename(marker)  # the parent never sees a half-written marker
         while True:  # until SIGKILL
@@ -81,8 +82,6 @@ class RankDigest(Callback):
         self.folder = Path(folder)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        import torch
-
         self.folder.mkdir(parents=True, exist_ok=True)
         state = {name: value.detach().cpu() for name, value in pl_module.state_dict().items()}
         torch.save(state, self.folder / f"rank{trainer.global_rank}.pt")
@@ -188,3 +187,43 @@ def _kill_group(process: subprocess.Popen[Any]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# the tiny model and run of the SIGKILL tests (the CLI's own overrides)
+TINY_CLI = [
+    "model.generator.n_feats=8",
+    "model.generator.num_res_blocks=[1,1,1,1]",
+    "model.generator.vgg_weights=random",
+    "data.train.patch_size=32",
+    "data.train.batch_size=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "trainer.max_epochs=3",
+    "trainer.enable_progress_bar=false",
+    "optim.warmup_epochs=1",
+    "logger=none",
+    "test=false",
+    "callbacks.resume_checkpoint.every_n_batches=1",
+]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a CLI subprocess: the package and ``tests/`` importable, W&B off."""
+    paths = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "WANDB_MODE": "disabled"}
+
+
+def assert_same_training_state(expected: dict, actual: dict) -> None:
+    """Two training checkpoints hold the same progress, weights, optimiser and LR-schedule state."""
+    progress = "ResumeCheckpoint"
+    assert actual["callbacks"][progress]["batches_seen"] == expected["callbacks"][progress]["batches_seen"]
+    different = [k for k, v in expected["state_dict"].items() if not torch.equal(v, actual["state_dict"][k])]
+    assert not different, f"{len(different)} of {len(expected['state_dict'])} state tensors differ"
+    for ours, theirs in zip(actual["optimizer_states"], expected["optimizer_states"], strict=True):
+        for param_id, state in theirs["state"].items():
+            for name, tensor in state.items():
+                assert torch.equal(tensor, ours["state"][param_id][name]), (param_id, name)
+    assert [s["last_epoch"] for s in actual["lr_schedulers"]] == [
+        s["last_epoch"] for s in expected["lr_schedulers"]
+    ]

@@ -1,6 +1,12 @@
 """Building blocks of the main network: convolutions, residual blocks, shallow feature extraction, image tail.
 
 No normalisation layers anywhere (as the official code); every convolution has a bias.
+
+Without autograd (evaluation, inference) the networks keep fewer full-resolution maps alive: a ReLU
+or a residual sum is written into the activation just computed (:func:`fresh_relu`,
+:func:`add_to_fresh`, :func:`multiply_fresh`) instead of a new tensor. The values are the same bit
+for bit (float addition and multiplication commute); with autograd the operations are out of place,
+as the official code's.
 """
 
 from __future__ import annotations
@@ -16,6 +22,32 @@ def bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     Not PIL's bicubic (a = -0.5) used for the data: the two differ.
     """
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def _writable(fresh: torch.Tensor, other: torch.Tensor) -> bool:
+    """Whether ``fresh op other`` may be written into ``fresh``: no autograd, and the result has
+    fresh's dtype (under autocast a bf16 activation and a float32 tensor give float32) and shape."""
+    return (
+        not torch.is_grad_enabled()
+        and torch.result_type(fresh, other) == fresh.dtype
+        and torch.broadcast_shapes(fresh.shape, other.shape) == fresh.shape
+    )
+
+
+def fresh_relu(fresh: torch.Tensor) -> torch.Tensor:
+    """ReLU of an activation nothing else holds (a conv's output): in place without autograd."""
+    return F.relu(fresh, inplace=not torch.is_grad_enabled())
+
+
+def add_to_fresh(other: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """``other + fresh``, where ``fresh`` is an activation nothing else holds (a residual branch's
+    output): written into ``fresh`` without autograd, same values."""
+    return fresh.add_(other) if _writable(fresh, other) else other + fresh
+
+
+def multiply_fresh(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``fresh * other``, written into ``fresh`` (an activation nothing else holds) without autograd."""
+    return fresh.mul_(other) if _writable(fresh, other) else fresh * other
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -37,7 +69,7 @@ class ResBlock(nn.Module):
         self.conv2 = conv3x3(n_feats, n_feats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return add_to_fresh(x, self.conv2(fresh_relu(self.conv1(x))))
 
 
 def res_blocks(num_blocks: int, n_feats: int) -> nn.Sequential:
@@ -58,8 +90,8 @@ class SFE(nn.Module):
         self.conv_tail = conv3x3(n_feats, n_feats)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv_head(lr))
-        return x + self.conv_tail(self.RBs(x))
+        x = fresh_relu(self.conv_head(lr))
+        return add_to_fresh(x, self.conv_tail(self.RBs(x)))
 
 
 class ImageTail(nn.Module):

@@ -132,14 +132,11 @@ class TTSRGenerator(nn.Module):
         ref: torch.Tensor | Sequence[torch.Tensor],
         ref_down_up: torch.Tensor | Sequence[torch.Tensor],
     ) -> GeneratorOutput:
-        batch, _, height, width = lr.shape
-        if lr_up.shape != (batch, 3, 4 * height, 4 * width):
-            raise ValueError(
-                f"lr_up must be 4x lr, ({batch}, 3, {4 * height}, {4 * width}); got {tuple(lr_up.shape)}"
-            )
+        check_lr_up(lr, lr_up)
+        batch = lr.size(0)
         if self.lte is None or self.search_transfer is None:
             return GeneratorOutput(self.main_net(lr), None, None, None, None, None)
-        refs, refs_down_up = _reference_lists(ref, ref_down_up, batch)
+        refs, refs_down_up = reference_lists(ref, ref_down_up, batch)
         if len(refs) > 1 and not isinstance(self.search_transfer, LeanSearchTransfer):
             raise ValueError(
                 f"{len(refs)} references need search_transfer='lean'; the 'reference' implementation "
@@ -152,7 +149,8 @@ class TTSRGenerator(nn.Module):
             query_lv3, key_lv3, _ = levels[2].split(batch)
             keys, values = [key_lv3], [tuple(level[2 * batch :] for level in levels)]
         else:
-            _, _, query_lv3 = self.lte(lr_up.detach())
+            # Only lv3 of lr_up and ref_down_up is searched: their lv1 and lv2 are dropped at once.
+            query_lv3 = self.lte(lr_up.detach())[2]
             keys = [self.lte(image.detach())[2] for image in refs_down_up]
             values = [self.lte(image.detach()) for image in refs]
         if len(refs) == 1:
@@ -160,6 +158,8 @@ class TTSRGenerator(nn.Module):
         else:
             value_lv1, value_lv2, value_lv3 = (list(level) for level in zip(*values, strict=True))
             textures = self.search_transfer(query_lv3, keys, value_lv1, value_lv2, value_lv3)
+            del value_lv1, value_lv2, value_lv3
+        del query_lv3, keys, values  # the Ref features live on in the textures only
         sr = self.main_net(
             lr,
             textures.soft_attention if self.use_soft_attention else None,
@@ -170,7 +170,16 @@ class TTSRGenerator(nn.Module):
         return GeneratorOutput(sr, *textures)
 
 
-def _reference_lists(
+def check_lr_up(lr: torch.Tensor, lr_up: torch.Tensor) -> None:
+    """Raises ValueError unless lr_up is (B, 3, 4h, 4w) for an lr of (B, 3, h, w)."""
+    batch, _, height, width = lr.shape
+    if lr_up.shape != (batch, 3, 4 * height, 4 * width):
+        raise ValueError(
+            f"lr_up must be 4x lr, ({batch}, 3, {4 * height}, {4 * width}); got {tuple(lr_up.shape)}"
+        )
+
+
+def reference_lists(
     ref: torch.Tensor | Sequence[torch.Tensor], ref_down_up: torch.Tensor | Sequence[torch.Tensor], batch: int
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``ref`` and ``ref_down_up`` as two lists, one (B, 3, Hi, Wi) tensor per reference.

@@ -26,6 +26,12 @@ every reference's blocks, each reference with its own zero border. Memory stays 
 reference area: no canvas, no padding between references. ``hard_index`` then counts positions in
 the concatenation (:func:`split_hard_index` maps it back to a reference and a position in it).
 
+The pieces serve :mod:`~ttsr_lightning.models.tiled_forward` too: :func:`search` (the global search),
+:func:`empty_block_table` / :func:`fill_block_table` (value tables filled strip by strip),
+:func:`chosen_blocks`, :func:`window_rows` and :func:`transfer_window` (the textures of any window of
+the LR grid, read from the whole grid's choices: exactly the whole grid's textures at those positions,
+the dimmed ring only at the true LR border).
+
 Results equal the reference's up to float rounding (~1e-6); the arg-max can differ only where two
 Ref patches are within rounding of each other (a true near-tie). Autograd works: S is recomputed as
 a differentiable cosine at the chosen positions, and the transfer is differentiable in the values.
@@ -36,7 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +62,8 @@ _FOLD_DIVISOR = 9.0
 # 2 GiB, keeps the kernels large.
 _CPU_TILE_BYTES = 256 * 2**20
 _CUDA_TILE_BYTES_MAX = 2 * 2**30
+# The search computes in float32 (see LeanSearchTransfer.forward).
+_SEARCH_ELEMENT_BYTES = 4
 
 
 class LeanSearchTransfer(nn.Module):
@@ -108,22 +116,18 @@ class LeanSearchTransfer(nn.Module):
         )
         batch, _, height, width = query_lv3.shape
         ref_sizes = [(key.size(2), key.size(3)) for key in keys]
-        chunk_sizes = [self.chunk_size or _chunk_size_for_budget(query_lv3, key) for key in keys]
-
-        # The search runs in fp32 even under autocast: bf16 relevance (8-bit mantissa) would pick
-        # other Ref patches wherever the best two are within ~1e-2, not only at true near-ties.
-        with torch.autocast(query_lv3.device.type, enabled=False):
-            best_relevance, hard_index = _search(query_lv3.float(), keys, chunk_sizes)
-        reference, position = _split(hard_index, ref_sizes)
+        best_relevance, hard_index = search(query_lv3, keys, chunk_size=self.chunk_size)
         if torch.is_grad_enabled() and (query_lv3.requires_grad or any(key.requires_grad for key in keys)):
             # The search ran without a graph (keeping one would keep every relevance block for the
             # backward). The max of the relevance has the same gradient as the relevance at the
             # arg-max, so S is recomputed there, differentiably and in memory linear in h*w.
+            reference, position = _split(hard_index, ref_sizes)
             soft_attention = _relevance_at(query_lv3, keys, reference, position)
         else:
             soft_attention = best_relevance
 
-        rows = _gather_rows(reference, position, ref_sizes, (height, width))
+        chosen = chosen_blocks(hard_index, ref_sizes, (height, width))
+        rows = window_rows(chosen, (0, 0, height, width))
         return TransferredTextures(
             soft_attention=soft_attention.view(batch, 1, height, width),
             hard_index=hard_index,
@@ -247,18 +251,35 @@ def _check_shapes(
                 )
 
 
-def _chunk_size_for_budget(query_lv3: torch.Tensor, key_lv3: torch.Tensor) -> int:
-    """LR positions per tile such that one tile's dot products (pixel and patch) fit the budget."""
-    if query_lv3.device.type == "cuda":
-        free_bytes, _ = torch.cuda.mem_get_info(query_lv3.device)
-        budget = min(free_bytes // 4, _CUDA_TILE_BYTES_MAX)
-    else:
-        budget = _CPU_TILE_BYTES
-    ref_height, ref_width = key_lv3.shape[-2:]
-    # Per LR position: one row of patch relevance (Hr*Wr) and, about, one of pixel dot products
-    # against the zero-bordered Ref ((Hr+2)*(Wr+2)); the tile's halo adds a little to the latter.
-    positions_bytes = ref_height * ref_width + (ref_height + 2) * (ref_width + 2)
-    return max(1, budget // (query_lv3.size(0) * positions_bytes * query_lv3.element_size()))
+def default_search_tile_bytes(device: torch.device) -> int:
+    """Memory for one relevance tile when nothing else decides: 256 MiB on CPU; on CUDA a quarter of
+    the free memory, at most 2 GiB."""
+    if device.type == "cuda":
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        return min(free_bytes // 4, _CUDA_TILE_BYTES_MAX)
+    return _CPU_TILE_BYTES
+
+
+def search_tile_bytes_per_position(batch: int, ref_lv3_size: tuple[int, int]) -> int:
+    """Bytes one LR position adds to a relevance tile against a reference of (Hr, Wr) lv3 positions.
+
+    Per LR position: one row of patch relevance (Hr*Wr) and, about, one of pixel dot products against
+    the zero-bordered Ref ((Hr+2)*(Wr+2)); the tile's halo adds a little to the latter. Counted in
+    float32, the search's precision whatever the features' dtype (bf16 under autocast).
+    """
+    ref_height, ref_width = ref_lv3_size
+    positions = ref_height * ref_width + (ref_height + 2) * (ref_width + 2)
+    return batch * positions * _SEARCH_ELEMENT_BYTES
+
+
+def _chunk_size_for_budget(
+    query_lv3: torch.Tensor, key_lv3: torch.Tensor, tile_bytes: int | None = None
+) -> int:
+    """LR positions per tile such that one tile's dot products (pixel and patch) fit ``tile_bytes``
+    (None: :func:`default_search_tile_bytes`)."""
+    budget = default_search_tile_bytes(query_lv3.device) if tile_bytes is None else tile_bytes
+    per_position = search_tile_bytes_per_position(query_lv3.size(0), (key_lv3.size(2), key_lv3.size(3)))
+    return max(1, budget // per_position)
 
 
 def _tile_shape(chunk_size: int, height: int, width: int) -> tuple[int, int]:
@@ -272,6 +293,26 @@ def _patch_norms(features: torch.Tensor) -> torch.Tensor:
     """L2 norm of every zero-padded 3x3 patch: (B, C, H, W) -> (B, H*W), the norm F.unfold would give."""
     squared = features.pow(2).sum(dim=1, keepdim=True)
     return F.conv2d(squared, squared.new_ones(1, 1, 3, 3), padding=1).sqrt().flatten(1)
+
+
+def search(
+    query_lv3: torch.Tensor,
+    keys: Sequence[torch.Tensor],
+    chunk_size: int | None = None,
+    tile_bytes: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best relevance and its position over every reference, in float32, without a graph.
+
+    query_lv3: (B, C, h, w); keys: R tensors (B, C, Hi, Wi). ``chunk_size`` LR positions per
+    relevance tile, or None to size the tiles from ``tile_bytes`` (None:
+    :func:`default_search_tile_bytes`). Returns (B, h*w) S and (B, h*w) int64 ``hard_index`` (positions
+    in the concatenation of the references' row-major lv3 grids).
+    """
+    chunk_sizes = [chunk_size or _chunk_size_for_budget(query_lv3, key, tile_bytes) for key in keys]
+    # The search runs in fp32 even under autocast: bf16 relevance (8-bit mantissa) would pick
+    # other Ref patches wherever the best two are within ~1e-2, not only at true near-ties.
+    with torch.autocast(query_lv3.device.type, enabled=False):
+        return _search(query_lv3.float(), keys, chunk_sizes)
 
 
 @torch.no_grad()
@@ -312,6 +353,7 @@ def _search(
                 relevance = _tile_relevance(tile, padded_key, (ref_height, ref_width))
                 relevance *= key_scale.unsqueeze(1)
                 best, index = relevance.max(dim=2)
+                del relevance  # before the next tile's is made: one tile alive at a time
                 best, index = best.view(batch, rows, cols), index.view(batch, rows, cols) + first_position
                 region = (slice(None), slice(top, top + rows), slice(left, left + cols))
                 if number == 0:
@@ -378,21 +420,26 @@ def _grid_layout(ref_sizes: Sequence[tuple[int, int]]) -> tuple[list[int], list[
     return grid_sizes, list(itertools.accumulate(grid_sizes[:-1], initial=0))
 
 
-def _gather_rows(
-    reference: torch.Tensor,
-    position: torch.Tensor,
-    ref_sizes: Sequence[tuple[int, int]],
-    lr_size: tuple[int, int],
-) -> list[torch.Tensor]:
-    """Rows of the block table (see :func:`_transfer`) that the official fold sums, per offset.
+class ChosenBlocks(NamedTuple):
+    """Where the Ref patch chosen at each LR position lies in the block tables (see :func:`block_table`).
 
-    reference, position: (B, h*w) int64, the chosen reference and its lv3 position (row-major);
-    ref_sizes: (Hi, Wi) per reference. Returns nine (B*h*w,) int64 tensors, one per offset
-    d in {-1, 0, 1}^2 (row-major): for output block q, the row of block d of the patch chosen at
-    q - d, i.e. Ref block position(q - d) + d of reference(q - d) (a zero border block where that
-    falls outside the reference); a zero row where q - d is outside the LR grid. The same rows
-    serve every level: the table has one row per lv3 position whatever the block size.
+    On the LR grid bordered by one position on each side, so any window of the grid can read the
+    choices of its neighbours just outside it:
+    rows: (B, h+2, w+2) int64, the table row of the chosen Ref block (-1 on the border: no patch);
+    widths: (B, h+2, w+2) int64, the bordered width Wi + 2 of the chosen reference (0 on the border);
+    zero_rows: (B, 1, 1) int64, per batch item a row of the table that is always zero.
     """
+
+    rows: torch.Tensor
+    widths: torch.Tensor
+    zero_rows: torch.Tensor
+
+
+def chosen_blocks(
+    hard_index: torch.Tensor, ref_sizes: Sequence[tuple[int, int]], lr_size: tuple[int, int]
+) -> ChosenBlocks:
+    """The table rows of the Ref blocks chosen by ``hard_index`` (B, h*w); ref_sizes: (Hi, Wi) lv3."""
+    reference, position = _split(hard_index, ref_sizes)
     batch = reference.size(0)
     height, width = lr_size
     device = reference.device
@@ -400,13 +447,13 @@ def _gather_rows(
     ref_widths = torch.tensor([ref_width for _, ref_width in ref_sizes], device=device)
 
     # Row 0 of a batch item's table is the top-left border block of reference 0: always zero.
-    zero_row = torch.arange(batch, device=device).view(batch, 1, 1) * sum(grid_sizes)
+    zero_rows = torch.arange(batch, device=device).view(batch, 1, 1) * sum(grid_sizes)
     chosen = position.view(batch, height, width)
     chosen_width = ref_widths[reference].view(batch, height, width)
     padded_width = chosen_width + 2
     # Row of the chosen Ref block for each LR position, on the LR grid bordered by -1.
-    chosen_rows = F.pad(
-        zero_row
+    rows = F.pad(
+        zero_rows
         + torch.tensor(grid_starts, device=device)[reference].view(batch, height, width)
         + (chosen // chosen_width + 1) * padded_width
         + chosen % chosen_width
@@ -414,42 +461,123 @@ def _gather_rows(
         (1,) * 4,
         value=-1,
     )
-    padded_width = F.pad(padded_width, (1,) * 4)
+    return ChosenBlocks(rows, F.pad(padded_width, (1,) * 4), zero_rows)
+
+
+def window_rows(chosen: ChosenBlocks, window: tuple[int, int, int, int]) -> list[torch.Tensor]:
+    """Rows of the block tables that the official fold sums, per offset, for a window of the LR grid.
+
+    window: (top, left, height, width) of LR positions. Returns nine (B*height*width,) int64
+    tensors, one per offset d in {-1, 0, 1}^2 (row-major): for output block q of the window, the
+    row of block d of the patch chosen at q - d, i.e. Ref block position(q - d) + d of
+    reference(q - d) (a zero border block where that falls outside the reference); a zero row where
+    q - d is outside the LR grid (not merely outside the window: the whole grid's choices are read,
+    so a window's textures equal the same positions of the whole grid's). The same rows serve every
+    level: the tables have one row per lv3 position whatever the block size.
+    """
+    top, left, height, width = window
     gathered_rows = []
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             # The neighbour q - d of every output block q, and the row width of the reference it chose.
-            window = (slice(None), slice(1 - dy, 1 - dy + height), slice(1 - dx, 1 - dx + width))
-            source = chosen_rows[window]
+            region = (
+                slice(None),
+                slice(top + 1 - dy, top + 1 - dy + height),
+                slice(left + 1 - dx, left + 1 - dx + width),
+            )
+            source = chosen.rows[region]
             # Outside the LR grid nothing lands: read the zero corner block instead.
             gathered_rows.append(
-                torch.where(source >= 0, source + dy * padded_width[window] + dx, zero_row).flatten()
+                torch.where(source >= 0, source + dy * chosen.widths[region] + dx, chosen.zero_rows).flatten()
             )
     return gathered_rows
 
 
-def _block_table(
+def empty_block_table(
+    like: torch.Tensor, batch: int, channels: int, ref_sizes: Sequence[tuple[int, int]], block: int
+) -> torch.Tensor:
+    """A zero block table (see :func:`block_table`) for values of ``channels`` x s x s blocks, of
+    ``like``'s dtype and device: (B * sum((Hi+2)*(Wi+2)), C*s*s)."""
+    grid_sizes, _ = _grid_layout(ref_sizes)
+    return like.new_zeros(batch * sum(grid_sizes), channels * block * block)
+
+
+def fill_block_table(
+    table: torch.Tensor,
+    value: torch.Tensor,
+    ref_sizes: Sequence[tuple[int, int]],
+    number: int,
+    block: int,
+    first_row: int = 0,
+) -> None:
+    """Writes rows of reference ``number``'s blocks into ``table`` (made by :func:`empty_block_table`).
+
+    value: (B, C, s*n, s*Wi), the Ref features of lv3 rows [first_row, first_row + n) of that
+    reference (s = ``block``), so a table can be filled strip by strip. Through views: no full-size
+    temporary.
+    """
+    batch, channels = value.shape[:2]
+    grid_sizes, grid_starts = _grid_layout(ref_sizes)
+    ref_height, ref_width = ref_sizes[number]
+    start, size = grid_starts[number], grid_sizes[number]
+    ref_blocks = value.unflatten(3, (ref_width, block)).unflatten(2, (-1, block))  # B,C,n,s,Wi,s
+    rows = ref_blocks.size(2)
+    # Slicing, not split(): autograd refuses in-place writes into views from multi-view ops.
+    bordered = table.view(batch, -1, table.size(-1))[:, start : start + size].unflatten(
+        1, (ref_height + 2, ref_width + 2)
+    )
+    bordered[:, 1 + first_row : 1 + first_row + rows, 1:-1].unflatten(-1, (channels, block, block)).copy_(
+        ref_blocks.permute(0, 2, 4, 1, 3, 5)
+    )
+
+
+def block_table(
     values: Sequence[torch.Tensor], ref_sizes: Sequence[tuple[int, int]], block: int
 ) -> torch.Tensor:
     """Every reference as a zero-bordered grid of s x s blocks, one row of C*s*s values per block.
 
     values: R tensors (B, C, s*Hi, s*Wi); returns (B * sum((Hi+2)*(Wi+2)), C*s*s): per batch item,
     reference 0's bordered grid row-major, then reference 1's, ... Each reference's border is its
-    unfold padding. Filled through views, so no full-size temporary is made.
+    unfold padding.
     """
     batch, channels = values[0].shape[:2]
-    grid_sizes, grid_starts = _grid_layout(ref_sizes)
-    blocks = values[0].new_zeros(batch, sum(grid_sizes), channels * block * block)
-    for value, (ref_height, ref_width), size, start in zip(
-        values, ref_sizes, grid_sizes, grid_starts, strict=True
-    ):
-        ref_blocks = value.unflatten(3, (ref_width, block)).unflatten(2, (ref_height, block))  # B,C,Hi,s,Wi,s
-        # Slicing, not split(): autograd refuses in-place writes into views from multi-view ops.
-        bordered = blocks[:, start : start + size].unflatten(1, (ref_height + 2, ref_width + 2))
-        bordered[:, 1:-1, 1:-1].unflatten(-1, (channels, block, block)).copy_(
-            ref_blocks.permute(0, 2, 4, 1, 3, 5)
-        )
-    return blocks.view(-1, blocks.size(-1))
+    table = empty_block_table(values[0], batch, channels, ref_sizes, block)
+    for number, value in enumerate(values):
+        fill_block_table(table, value, ref_sizes, number, block)
+    return table
+
+
+def transfer_window(
+    table: torch.Tensor, rows: Sequence[torch.Tensor], batch: int, size: tuple[int, int], block: int
+) -> torch.Tensor:
+    """The official unfold-gather-fold of one level over a window, as nine gathers of s x s blocks.
+
+    table: a :func:`block_table` of C x s x s blocks (s = ``block``); rows: the nine row tensors of
+    :func:`window_rows` for a window of ``size`` (height, width) LR positions; returns
+    (B, C, s*height, s*width). Output block q is the sum over the offsets d in {-1, 0, 1}^2 of block d
+    of the patch chosen at q - d (read from the reference chosen there, with that reference's zero
+    border), divided by 9.
+    """
+    return _unblock(_sum_of_gathers(table, rows), batch, size, block)
+
+
+def _sum_of_gathers(table: torch.Tensor, rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum of the table rows named by each of the nine row tensors: (N, C*s*s)."""
+    # Out-of-place gathers summed into a plain tensor: cheap to differentiate (no in-place view writes).
+    transferred_rows = table.index_select(0, rows[0])
+    for offset_rows in rows[1:]:
+        transferred_rows += table.index_select(0, offset_rows)
+    return transferred_rows
+
+
+def _unblock(transferred_rows: torch.Tensor, batch: int, size: tuple[int, int], block: int) -> torch.Tensor:
+    """(B*h*w, C*s*s) summed blocks -> (B, C, s*h, s*w) feature map, divided by the fold's 9."""
+    height, width = size
+    channels = transferred_rows.size(1) // (block * block)
+    transferred = transferred_rows.view(batch, height, width, channels, block, block).permute(
+        0, 3, 1, 4, 2, 5
+    )
+    return transferred.reshape(batch, channels, block * height, block * width).div_(_FOLD_DIVISOR)
 
 
 def _transfer(
@@ -459,23 +587,9 @@ def _transfer(
     lr_size: tuple[int, int],
     block: int,
 ) -> torch.Tensor:
-    """The official unfold-gather-fold of one level, as nine gathers of s x s Ref blocks, summed.
-
-    values: R tensors (B, C, s*Hi, s*Wi) Ref features (s = ``block``); gathered_rows: the nine
-    row tensors of :func:`_gather_rows`; returns (B, C, s*h, s*w). Output block q is the sum over
-    the offsets d in {-1, 0, 1}^2 of block d of the patch chosen at q - d (read from the reference
-    chosen there, with that reference's zero border), divided by 9.
-    """
-    batch, channels = values[0].shape[:2]
-    height, width = lr_size
-    block_rows = _block_table(values, ref_sizes, block)
-
-    # Out-of-place gathers summed into a plain tensor: cheap to differentiate (no in-place view writes).
-    transferred_rows = block_rows.index_select(0, gathered_rows[0])  # (B*h*w, C*s*s)
-    for rows in gathered_rows[1:]:
-        transferred_rows += block_rows.index_select(0, rows)
-    del block_rows  # the Ref copy is no longer needed: free it before the output copy below
-    transferred = transferred_rows.view(batch, height, width, channels, block, block).permute(
-        0, 3, 1, 4, 2, 5
-    )
-    return transferred.reshape(batch, channels, block * height, block * width).div_(_FOLD_DIVISOR)
+    """:func:`transfer_window` over the whole LR grid, the table built from ``values`` (R tensors
+    (B, C, s*Hi, s*Wi)) and freed before the output is laid out."""
+    table = block_table(values, ref_sizes, block)
+    transferred_rows = _sum_of_gathers(table, gathered_rows)
+    del table  # the Ref copy is no longer needed: free it before the output copy below
+    return _unblock(transferred_rows, values[0].size(0), lr_size, block)

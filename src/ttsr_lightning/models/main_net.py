@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ttsr_lightning.models.blocks import SFE, ImageTail, bicubic_upsample, conv3x3, res_blocks
+from ttsr_lightning.models.blocks import (
+    SFE,
+    ImageTail,
+    add_to_fresh,
+    bicubic_upsample,
+    conv3x3,
+    fresh_relu,
+    multiply_fresh,
+    res_blocks,
+)
 from ttsr_lightning.models.csfi import CSFI2, CSFI3, MergeTail
 
 # Channels of the transferred textures T_lv3, T_lv2, T_lv1 (LTE relu3_1, relu2_1, relu1_1).
 TEXTURE_CHANNELS = (256, 128, 64)
+
+# A transferred texture, or a function that makes it when its stage needs it (see MainNet.forward).
+Texture: TypeAlias = torch.Tensor | Callable[[], torch.Tensor]
 
 
 def _stage_block_counts(num_res_blocks: Sequence[int]) -> tuple[int, int, int, int]:
@@ -50,8 +62,13 @@ class MainNet(nn.Module):
         lr: (B, 3, h, w) in [-1, 1];
         soft_attention: (B, 1, h, w) in [0, 1] (S), given iff ``use_soft_attention=True``;
         t_lv3 (B, 256, h, w), t_lv2 (B, 128, 2h, 2w), t_lv1 (B, 64, 4h, 4w): transferred
-        textures, given iff ``use_hard_attention=True``.
+        textures, given iff ``use_hard_attention=True``; each may be a function returning it, called
+        once when its stage fuses it (then the map, T_lv1 as large as 64 output channels, exists
+        only through its fusion rather than through the whole network).
         Returns sr (B, 3, 4h, 4w) in [-1, 1] (clamped; no global skip from the bicubic input).
+        Without autograd the activations are updated in place and dropped as soon as the data flow
+        allows (:mod:`~ttsr_lightning.models.blocks`): the same output, bit for bit, with fewer
+        full-resolution maps alive at once.
     """
 
     def __init__(
@@ -107,9 +124,9 @@ class MainNet(nn.Module):
         self,
         lr: torch.Tensor,
         soft_attention: torch.Tensor | None = None,
-        t_lv3: torch.Tensor | None = None,
-        t_lv2: torch.Tensor | None = None,
-        t_lv1: torch.Tensor | None = None,
+        t_lv3: Texture | None = None,
+        t_lv2: Texture | None = None,
+        t_lv1: Texture | None = None,
     ) -> torch.Tensor:
         inputs = {"soft_attention": soft_attention, "t_lv3": t_lv3, "t_lv2": t_lv2, "t_lv1": t_lv1}
         needed = {
@@ -131,35 +148,38 @@ class MainNet(nn.Module):
 
         # Stage x1 (LR scale): fuse T_lv3, then a long-skip residual trunk.
         x1 = self._fuse(self.SFE(lr), t_lv3, self.conv11_head, soft_attention, 1)
-        x1 = x1 + self.conv11_tail(self.RB11(x1))
+        x1 = add_to_fresh(x1, self.conv11_tail(self.RB11(x1)))
 
         # Stage x2: pixel-shuffle up, fuse T_lv2.
-        x2 = F.relu(self.ps12(self.conv12(x1)))
+        x2 = fresh_relu(self.ps12(self.conv12(x1)))
         x2 = self._fuse(x2, t_lv2, self.conv22_head, soft_attention, 2)
         if not self.csfi:
-            x2 = x2 + self.conv22_tail(self.RB22(x2))
-            x3 = F.relu(self.ps23(self.conv23(x2)))
+            x2 = add_to_fresh(x2, self.conv22_tail(self.RB22(x2)))
+            x3 = fresh_relu(self.ps23(self.conv23(x2)))
             x3 = self._fuse(x3, t_lv1, self.conv33_head, soft_attention, 4)
-            x3 = x3 + self.conv33_tail(self.RB33(x3))
+            x3 = add_to_fresh(x3, self.conv33_tail(self.RB33(x3)))
             return self.tail(x3)
 
         x1_exchanged, x2_exchanged = self.ex12(x1, x2)
-        x1 = x1 + self.conv21_tail(self.RB21(x1_exchanged))
-        x2 = x2 + self.conv22_tail(self.RB22(x2_exchanged))
+        x1 = add_to_fresh(x1, self.conv21_tail(self.RB21(x1_exchanged)))
+        x2 = add_to_fresh(x2, self.conv22_tail(self.RB22(x2_exchanged)))
+        del x1_exchanged, x2_exchanged
 
         # Stage x4: pixel-shuffle the x2 branch, fuse T_lv1, exchange across the three branches.
-        x3 = F.relu(self.ps23(self.conv23(x2)))
+        x3 = fresh_relu(self.ps23(self.conv23(x2)))
         x3 = self._fuse(x3, t_lv1, self.conv33_head, soft_attention, 4)
         x1_exchanged, x2_exchanged, x3_exchanged = self.ex123(x1, x2, x3)
-        x1 = x1 + self.conv31_tail(self.RB31(x1_exchanged))
-        x2 = x2 + self.conv32_tail(self.RB32(x2_exchanged))
-        x3 = x3 + self.conv33_tail(self.RB33(x3_exchanged))
+        x1 = add_to_fresh(x1, self.conv31_tail(self.RB31(x1_exchanged)))
+        x2 = add_to_fresh(x2, self.conv32_tail(self.RB32(x2_exchanged)))
+        del x1_exchanged, x2_exchanged
+        x3 = add_to_fresh(x3, self.conv33_tail(self.RB33(x3_exchanged)))
+        del x3_exchanged
         return self.merge_tail(x1, x2, x3)
 
     @staticmethod
     def _fuse(
         features: torch.Tensor,
-        texture: torch.Tensor | None,
+        texture: Texture | None,
         head: nn.Module | None,
         soft_attention: torch.Tensor | None,
         scale: int,
@@ -167,7 +187,9 @@ class MainNet(nn.Module):
         """Texture fusion at one stage (Eq. (6)): ``F + conv(cat(F, T)) [* S upsampled by scale]``."""
         if head is None or texture is None:
             return features
-        fused = head(torch.cat((features, texture), dim=1))
+        fused = head(torch.cat((features, texture() if callable(texture) else texture), dim=1))
         if soft_attention is not None:
-            fused = fused * (soft_attention if scale == 1 else bicubic_upsample(soft_attention, scale))
-        return features + fused
+            fused = multiply_fresh(
+                fused, soft_attention if scale == 1 else bicubic_upsample(soft_attention, scale)
+            )
+        return add_to_fresh(features, fused)
