@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -131,20 +132,12 @@ def measure_inference(
     n_feats: int = 64,
     num_res_blocks: tuple[int, ...] = (16, 16, 8, 4),
 ) -> dict[str, float]:
-    """Seconds (best of the repeats) and peak bytes (first run) of one no-grad generator call.
-
-    A call under a second is repeated (up to three runs): on a GPU the first call at a new size also
-    pays for growing the allocator's pool.
-    """
+    """Seconds (best of the repeats) and peak bytes (first run) of one no-grad generator call."""
     generator = build_generator(implementation, device, n_feats, num_res_blocks)
     with torch.no_grad():
         generator(*generator_inputs(64, 48, device))  # warm-up: thread pools, allocator, kernels
         inputs = generator_inputs(width, height, device)
-        elapsed, peak = timed_peak(lambda: generator(*inputs), device)
-        timings = [elapsed]
-        while len(timings) < _MAX_RUNS and sum(timings) < _REPEAT_BELOW_SECONDS:
-            timings.append(timed_peak(lambda: generator(*inputs), device)[0])
-    return {"seconds": min(timings), "first_seconds": elapsed, "peak_bytes": peak}
+        return _best_of_runs(lambda: generator(*inputs), device)
 
 
 def measure_budgeted_inference(
@@ -158,23 +151,27 @@ def measure_budgeted_inference(
     """As :func:`measure_inference` for the path ``infer`` runs: ``budgeted_forward`` (lean search)
     under a plan for ``max_memory`` bytes; also the plan (tiles, halo) and its estimated peak."""
     generator = build_generator("lean", device, n_feats, num_res_blocks)
-    lr_size, ref_sizes = (height // 4, width // 4), [(height, width)]
-    plan = plan_forward(generator, lr_size, ref_sizes, max_memory)
+    plan = plan_forward(generator, (height // 4, width // 4), [(height, width)], max_memory)
     warmup = generator_inputs(64, 48, device)
     budgeted_forward(generator, *warmup, plan_forward(generator, (12, 16), [(48, 64)], None))
     inputs = generator_inputs(width, height, device)
-    elapsed, peak = timed_peak(lambda: budgeted_forward(generator, *inputs, plan), device)
-    timings = [elapsed]
-    while len(timings) < _MAX_RUNS and sum(timings) < _REPEAT_BELOW_SECONDS:
-        timings.append(timed_peak(lambda: budgeted_forward(generator, *inputs, plan), device)[0])
     return {
-        "seconds": min(timings),
-        "first_seconds": elapsed,
-        "peak_bytes": peak,
+        **_best_of_runs(lambda: budgeted_forward(generator, *inputs, plan), device),
         "budget_bytes": max_memory,
         "plan": plan.describe(),
         "plan_estimated_bytes": plan.estimated_bytes,
     }
+
+
+def _best_of_runs(call: Callable[[], object], device: str) -> dict[str, float]:
+    """Seconds (best of the runs) and peak bytes (first run) of ``call``. A call under a second is
+    repeated (up to three runs): on a GPU the first call at a new size also pays for growing the
+    allocator's pool."""
+    elapsed, peak = timed_peak(call, device)
+    timings = [elapsed]
+    while len(timings) < _MAX_RUNS and sum(timings) < _REPEAT_BELOW_SECONDS:
+        timings.append(timed_peak(call, device)[0])
+    return {"seconds": min(timings), "first_seconds": elapsed, "peak_bytes": peak}
 
 
 def network_flops_per_hr_pixel() -> float:

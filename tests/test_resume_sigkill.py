@@ -4,16 +4,12 @@ in-process variant is ``test_train.py::test_killed_mid_epoch_run_resumes_exactly
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers.sigkill import TINY_CLI, assert_same_training_state, cli_env, run_and_kill, run_cli
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
+from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
 
 CASES = [
     # one small case in the default suite: one process, a loader worker, killed mid-epoch
@@ -36,26 +32,12 @@ def test_sigkilled_run_resumes_exactly(
         f"trainer={trainer}",
         "optim.lr_milestones=[1]",
     ]
-    env = cli_env()
     digest = "+callbacks.rank_digest={_target_:helpers.sigkill.RankDigest,folder:'%s'}"
-    run_cli([*common, f"hydra.run.dir={tmp_path / 'whole'}"], REPO_ROOT, env)
-    killed_dir = tmp_path / "killed"
     world_size = 2 if trainer == "ddp_cpu" else 1
-    result = run_and_kill(
-        [*common, f"hydra.run.dir={killed_dir}"], tmp_path / "markers", REPO_ROOT, env, world_size, **kill
+    expected, resumed = whole_and_resumed(
+        common, tmp_path, world_size, resume_overrides=[digest % (tmp_path / "ranks")], **kill
     )
-    assert result.returncode == -signal.SIGKILL
-    assert len(result.markers) == world_size  # every rank was frozen, then killed with its workers
-    checkpoint = killed_dir / "checkpoints" / "last.ckpt"
-    resume = [
-        *common,
-        f"hydra.run.dir={killed_dir}",
-        f"ckpt_path={checkpoint}",
-        digest % (tmp_path / "ranks"),
-    ]
-    run_cli(resume, REPO_ROOT, env)
-    expected = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert_same_training_state(expected, torch.load(checkpoint, weights_only=True))
+    assert_same_training_state(expected, resumed)
     ranks = [
         torch.load(tmp_path / "ranks" / f"rank{rank}.pt", weights_only=True) for rank in range(world_size)
     ]

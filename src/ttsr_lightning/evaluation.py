@@ -27,7 +27,12 @@ from torchmetrics import Metric
 from ttsr_lightning.data import TestDataModule, TrainDataModule
 from ttsr_lightning.metrics import MeanPerImage
 from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
-from ttsr_lightning.models.tiled_forward import MemorySetting, budgeted_forward, memory_budget, plan_forward
+from ttsr_lightning.models.tiled_forward import (
+    MemorySetting,
+    budgeted_forward,
+    memory_budget,
+    plan_for_inputs,
+)
 from ttsr_lightning.protocols import DEFAULT_PROTOCOL, Protocol, load_protocols
 
 log = logging.getLogger(__name__)
@@ -109,14 +114,7 @@ class EvaluationModule(LightningModule):
                 self.trainer.num_devices if self._trainer is not None and self.device.type == "cpu" else 1
             )
             self._memory_budget = memory_budget(self.max_memory, self.device, processes)
-        refs = [batch["ref"]] if isinstance(batch["ref"], Tensor) else batch["ref"]
-        plan = plan_forward(
-            self.generator,
-            (batch["lr"].size(2), batch["lr"].size(3)),
-            [(ref.size(2), ref.size(3)) for ref in refs],
-            self._memory_budget,
-            batch=batch["lr"].size(0),
-        )
+        plan = plan_for_inputs(self.generator, batch["lr"], batch["ref"], self._memory_budget)
         if plan.tiled not in self._plans_logged:
             self._plans_logged.add(plan.tiled)
             log.info("max_memory=%s: %s", self.max_memory, plan.describe())

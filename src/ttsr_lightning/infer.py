@@ -46,7 +46,7 @@ from ttsr_lightning.attention_maps import attention_panel, reference_choice_pane
 from ttsr_lightning.checkpoints import KINDS_EXPECTED, load_generator
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.errors import ImageError
-from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images
+from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images, require_unique_stems
 from ttsr_lightning.data.preprocessing import (
     SCALE,
     bicubic_resize,
@@ -63,6 +63,7 @@ from ttsr_lightning.models.tiled_forward import (
     format_bytes,
     memory_budget,
     parse_memory_setting,
+    plan_for_inputs,
     plan_forward,
 )
 from ttsr_lightning.panels import to_uint8_image
@@ -114,7 +115,7 @@ def plan_jobs(lr: str | Path, ref: str | Path | Sequence[str | Path], out: str |
             raise ConfigError(f"out: {out} is a file; with a folder of LR images, out must be a folder")
         if out.resolve() == lr.resolve():
             raise ConfigError(f"out: {out} is the lr folder; write the SR images to another folder")
-        _require_unique_stems(lr_images, "lr")
+        require_unique_stems(lr_images, "lr")
         outputs = [out / f"{path.stem}.png" for path in lr_images]
     elif lr.is_file():
         lr_images = [lr]
@@ -132,15 +133,6 @@ def plan_jobs(lr: str | Path, ref: str | Path | Sequence[str | Path], out: str |
     return [InferenceJob(*job) for job in zip(lr_images, refs, outputs, strict=True)]
 
 
-def _require_unique_stems(images: Sequence[Path], key: str) -> None:
-    stems = [path.stem for path in images]
-    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
-    if repeated:
-        raise ConfigError(
-            f"{key}: several images share the stem(s) {repeated} in {images[0].parent}; rename them"
-        )
-
-
 def _match_references(lr_images: Sequence[Path], ref: str | Path | list[str]) -> list[tuple[Path, ...]]:
     if isinstance(ref, list) or "," in str(ref):
         parts = ref if isinstance(ref, list) else str(ref).split(",")
@@ -155,7 +147,7 @@ def _match_references(lr_images: Sequence[Path], ref: str | Path | list[str]) ->
     if not folder.is_dir():
         raise FileNotFoundError(f"ref: no image file or folder at {folder}")
     references = list_images(folder)
-    _require_unique_stems(references, "ref")
+    require_unique_stems(references, "ref")
     by_stem: dict[str, tuple[Path, ...]] = {path.stem: (path,) for path in references}
     for subfolder in sorted(path for path in folder.iterdir() if path.is_dir()):
         images = tuple(list_images(subfolder))
@@ -247,9 +239,7 @@ def prepare_inputs(lr: Image.Image, refs: Sequence[tuple[Image.Image, Path]]) ->
 
 def plan_inference(generator: TTSRGenerator, inputs: GeneratorInputs, max_memory: int | None) -> ForwardPlan:
     """How the forward pass of ``inputs`` runs within ``max_memory`` bytes (None: untiled)."""
-    refs = [inputs.ref] if isinstance(inputs.ref, torch.Tensor) else inputs.ref
-    lr_size = (inputs.lr.size(2), inputs.lr.size(3))
-    return plan_forward(generator, lr_size, [(ref.size(2), ref.size(3)) for ref in refs], max_memory)
+    return plan_for_inputs(generator, inputs.lr, inputs.ref, max_memory)
 
 
 def super_resolve(

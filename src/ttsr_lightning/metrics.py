@@ -16,13 +16,14 @@ BasicSR/mmagic use the scale, 4). Everything after the rounding runs in float64;
 runs in float32 and differs by < 1e-6 dB.
 
 torchmetrics' SSIM pads instead of using the valid region and kornia's YCbCr is full-range, so
-neither reproduces these numbers; :class:`YPSNR` and :class:`YSSIM` wrap the functions below as
-torchmetrics ``Metric``s (a per-image sum and a count, summed across DDP ranks).
+neither reproduces these numbers. The other conventions (BasicSR's float32 Y, mmagic's RGB) are
+:func:`psnr` / :func:`ssim` with another ``colour`` and :func:`image_values` rounding, chosen by a
+:class:`~ttsr_lightning.protocols.Protocol`; :class:`MeanPerImage` wraps any per-image measure as
+a torchmetrics ``Metric`` (a per-image sum and a count, summed across DDP ranks).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, Literal
@@ -227,21 +228,3 @@ class MeanPerImage(Metric):
         if self.count == 0:
             return torch.tensor(math.nan, dtype=torch.float64, device=self.total.device)
         return self.total / self.count
-
-
-class YPSNR(MeanPerImage):
-    """Mean per-image Y-channel PSNR (dB) with the official protocol; see :func:`y_psnr`."""
-
-    def __init__(self, crop_border: int = 0, **kwargs: Any) -> None:
-        if crop_border < 0:
-            raise ValueError(f"crop_border must be >= 0, got {crop_border}")
-        super().__init__(functools.partial(y_psnr, crop_border=crop_border), **kwargs)
-
-
-class YSSIM(MeanPerImage):
-    """Mean per-image Y-channel SSIM with the official protocol; see :func:`y_ssim`."""
-
-    def __init__(self, crop_border: int = 0, **kwargs: Any) -> None:
-        if crop_border < 0:
-            raise ValueError(f"crop_border must be >= 0, got {crop_border}")
-        super().__init__(functools.partial(y_ssim, crop_border=crop_border), **kwargs)

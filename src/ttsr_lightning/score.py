@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.errors import ImageError
-from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images
+from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images, require_unique_stems
 from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.protocols import Protocol, protocols_from_config
@@ -51,11 +51,9 @@ def pair_images(sr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
     sr_images = list_images(sr_dir)
     if not sr_images:
         raise ConfigError(f"sr: no images ({', '.join(IMAGE_SUFFIXES)}) in {sr_dir}")
-    hr_by_stem: dict[str, Path] = {}
-    for path in list_images(hr_dir):
-        if path.stem in hr_by_stem:
-            raise ConfigError(f"hr: {path.name} and {hr_by_stem[path.stem].name} in {hr_dir} share a stem")
-        hr_by_stem[path.stem] = path
+    hr_images = list_images(hr_dir)
+    require_unique_stems(hr_images, "hr")
+    hr_by_stem = {path.stem: path for path in hr_images}
     missing = [path.name for path in sr_images if path.stem not in hr_by_stem]
     if missing:
         shown = ", ".join(missing[:5]) + (f" ... and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -81,10 +79,10 @@ def score_pair(
             f"expected the same size, or an HR at most {SCALE - 1} px larger (cropped top-left to a "
             f"multiple of {SCALE})"
         )
-    hr = hr[:sr_height, :sr_width]
+    sr_pixels, hr_pixels = _pixels(sr), _pixels(hr[:sr_height, :sr_width])
     rows = []
     for protocol in protocols:
-        psnr, ssim = protocol.measure_pixels(_pixels(sr), _pixels(hr))
+        psnr, ssim = protocol.measure_pixels(sr_pixels, hr_pixels)
         rows.append(
             {
                 "image": sr_file.stem,

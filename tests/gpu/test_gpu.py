@@ -12,7 +12,6 @@ Every run is the real entry point (``train(cfg)``) on the tiny config of ``helpe
 from __future__ import annotations
 
 import math
-import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from omegaconf import open_dict
 
 from helpers.config import compose_config
 from helpers.interrupt import SimulatedKill
-from helpers.sigkill import REPO_ROOT, TINY_CLI, assert_same_training_state, cli_env, run_and_kill, run_cli
+from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
 from ttsr_lightning.callbacks import ResumeCheckpoint
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
@@ -188,19 +187,7 @@ def test_sigkilled_gpu_run_resumes_exactly(tmp_path: Path, sample_data_dir: Path
         "trainer.deterministic=true",
         "optim.lr_milestones=[1]",
     ]
-    env = cli_env()
-    run_cli([*common, f"hydra.run.dir={tmp_path / 'whole'}"], REPO_ROOT, env)
-    killed_dir = tmp_path / "killed"
-    result = run_and_kill(
-        [*common, f"hydra.run.dir={killed_dir}"], tmp_path / "markers", REPO_ROOT, env, 1, kill_after_batch=6
-    )
-    assert result.returncode == -signal.SIGKILL and len(result.markers) == 1
-    checkpoint = killed_dir / "checkpoints" / "last.ckpt"
-    run_cli([*common, f"hydra.run.dir={killed_dir}", f"ckpt_path={checkpoint}"], REPO_ROOT, env)
-    expected = torch.load(
-        tmp_path / "whole" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
-    )
-    assert_same_training_state(expected, torch.load(checkpoint, map_location="cpu", weights_only=True))
+    assert_same_training_state(*whole_and_resumed(common, tmp_path, kill_after_batch=6))
 
 
 def _lte_like(lr_size: tuple[int, int], seed: int) -> tuple[torch.Tensor, ...]:

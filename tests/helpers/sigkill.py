@@ -227,3 +227,32 @@ def assert_same_training_state(expected: dict, actual: dict) -> None:
     assert [s["last_epoch"] for s in actual["lr_schedulers"]] == [
         s["last_epoch"] for s in expected["lr_schedulers"]
     ]
+
+
+def whole_and_resumed(
+    overrides: Sequence[str],
+    folder: Path,
+    world_size: int = 1,
+    resume_overrides: Sequence[str] = (),
+    **kill: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The CLI with ``overrides`` run uninterrupted (``<folder>/whole``), then again (``<folder>/killed``)
+    SIGKILLed as ``kill`` says (``run_and_kill``'s ``kill_after_batch`` / ``kill_at_epoch_end``), every
+    one of its ``world_size`` ranks frozen first, and resumed from its ``last.ckpt`` (with
+    ``resume_overrides`` too). Returns both runs' final ``last.ckpt``, loaded on the CPU."""
+    env = cli_env()
+    run_cli([*overrides, f"hydra.run.dir={folder / 'whole'}"], REPO_ROOT, env)
+    killed_dir = folder / "killed"
+    result = run_and_kill(
+        [*overrides, f"hydra.run.dir={killed_dir}"], folder / "markers", REPO_ROOT, env, world_size, **kill
+    )
+    assert result.returncode == -signal.SIGKILL
+    assert len(result.markers) == world_size  # every rank was frozen, then killed with its workers
+    checkpoint = killed_dir / "checkpoints" / "last.ckpt"
+    run_cli(
+        [*overrides, f"hydra.run.dir={killed_dir}", f"ckpt_path={checkpoint}", *resume_overrides],
+        REPO_ROOT,
+        env,
+    )
+    whole = torch.load(folder / "whole" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return whole, torch.load(checkpoint, map_location="cpu", weights_only=True)

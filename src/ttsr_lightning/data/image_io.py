@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
+from ttsr_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,17 @@ def list_images(folder: Path, pattern: str = "*") -> list[Path]:
     listed; every listed image is used by the datasets.
     """
     return sorted(path for path in folder.glob(pattern) if is_image_file(path))
+
+
+def require_unique_stems(images: Sequence[Path], key: str) -> None:
+    """Raise ConfigError (naming ``key``) when images of one folder share a stem (``a.png``, ``a.jpg``):
+    pairing files by stem would be ambiguous."""
+    stems = [path.stem for path in images]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{key}: several images share the stem(s) {repeated} in {images[0].parent}; rename them"
+        )
 
 
 def require_folder(folder: Path, dataset: str, expected: str) -> None:

@@ -491,6 +491,21 @@ def plan_forward(
     )
 
 
+def plan_for_inputs(
+    generator: TTSRGenerator,
+    lr: torch.Tensor,
+    ref: torch.Tensor | Sequence[torch.Tensor],
+    max_memory: int | None,
+) -> ForwardPlan:
+    """:func:`plan_forward` for the tensors :func:`budgeted_forward` will get: lr (B, 3, h, w) and one
+    reference (B, 3, H, W) or a list of them."""
+    refs = [ref] if isinstance(ref, torch.Tensor) else ref
+    lr_size = (lr.size(2), lr.size(3))
+    return plan_forward(
+        generator, lr_size, [(image.size(2), image.size(3)) for image in refs], max_memory, lr.size(0)
+    )
+
+
 def _lean_or_base(generator: TTSRGenerator) -> bool:
     """Whether the generator's search (if any) is the lean one, which the tiled path reproduces."""
     return generator.search_transfer is None or isinstance(generator.search_transfer, LeanSearchTransfer)
