@@ -39,14 +39,20 @@ from typing import NamedTuple
 
 import torch
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from ttsr_lightning.attention_maps import attention_panel, reference_choice_panel
 from ttsr_lightning.checkpoints import KINDS_EXPECTED, load_generator
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.errors import ImageError
-from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images, require_unique_stems
+from ttsr_lightning.data.image_io import (
+    IMAGE_SUFFIXES,
+    RGBImageReader,
+    image_size,
+    list_images,
+    require_unique_stems,
+)
 from ttsr_lightning.data.preprocessing import (
     SCALE,
     bicubic_resize,
@@ -167,15 +173,6 @@ def _match_references(lr_images: Sequence[Path], ref: str | Path | list[str]) ->
 def attention_path(out: Path) -> Path:
     """Where the attention picture of the SR at ``out`` goes: ``<stem>_attention.png`` beside it."""
     return out.with_name(f"{out.stem}{ATTENTION_SUFFIX}.png")
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header (nothing decoded); ImageError naming the file."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read image ({exc}); expected a readable PNG/JPEG/BMP") from exc
 
 
 def check_image_sizes(jobs: Sequence[InferenceJob]) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:

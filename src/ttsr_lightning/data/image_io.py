@@ -39,6 +39,15 @@ def list_images(folder: Path, pattern: str = "*") -> list[Path]:
     return sorted(path for path in folder.glob(pattern) if is_image_file(path))
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header (nothing decoded); ImageError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise ImageError(f"{path}: cannot read image ({exc}); expected a readable PNG/JPEG/BMP") from exc
+
+
 def require_unique_stems(images: Sequence[Path], key: str) -> None:
     """Raise ConfigError (naming ``key``) when images of one folder share a stem (``a.png``, ``a.jpg``):
     pairing files by stem would be ambiguous."""

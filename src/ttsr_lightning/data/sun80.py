@@ -24,11 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from PIL import Image
-
-from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
+from ttsr_lightning.data.errors import DatasetLayoutError
 from ttsr_lightning.data.eval_dataset import EvalDataset, EvalItem
-from ttsr_lightning.data.image_io import list_images, require_folder
+from ttsr_lightning.data.image_io import image_size, list_images, require_folder
 from ttsr_lightning.data.seeding import reference_generator
 
 DATASET_NAME = "Sun80"
@@ -116,11 +114,8 @@ def _within_pixel_budget(refs: list[Path], max_pixels: int) -> tuple[Path, ...]:
     chosen: list[Path] = []
     total = 0
     for path in refs:
-        try:
-            with Image.open(path) as image:
-                area = image.width * image.height
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"{path}: cannot read image ({exc}); expected a readable JPEG/PNG") from exc
+        width, height = image_size(path)
+        area = width * height
         if chosen and total + area > max_pixels:
             break
         chosen.append(path)
