@@ -23,7 +23,7 @@ from PIL import Image
 
 from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.models import split_hard_index
-from ttsr_lightning.panels import heatmap, resize_to_height, to_uint8_image
+from ttsr_lightning.panels import heatmap, reference_tile, side_by_side, to_uint8_image
 
 ATTENTION_PANEL_CAPTION = (
     "SR | soft attention | hard attention (each LR position in the colour of its Ref source) | "
@@ -120,11 +120,7 @@ def attention_panel(
         _resize(correspondences, height, width, nearest=True),
         _resize(key, height, key_width, nearest=False),
     ]
-    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
-    row: list[np.ndarray] = []
-    for tile in tiles:
-        row += [tile, spacer]
-    return np.concatenate(row[:-1], axis=1)
+    return side_by_side(tiles, gap)
 
 
 def reference_choice_panel(
@@ -150,28 +146,13 @@ def reference_choice_panel(
     reference, _ = split_hard_index(hard_index.detach().cpu(), sizes)
     palette = (np.asarray(colormaps["tab10"](np.arange(10))[:, :3]) * 255).round().astype(np.uint8)
     choice = palette[reference.numpy() % len(palette)].reshape(*lr_size, 3)
-    row_height = max(1, height // len(refs))
-    framed = []
-    for number, ref in enumerate(refs):
-        tile = to_uint8_image(resize_to_height(ref, row_height)).copy()
-        border = max(1, row_height // 24)
-        for edge in (tile[:border], tile[-border:], tile[:, :border], tile[:, -border:]):
-            edge[...] = palette[number % len(palette)]
-        framed.append(tile)
-    stack = np.full((height, max(tile.shape[1] for tile in framed), 3), 255, dtype=np.uint8)
-    for number, tile in enumerate(framed):
-        stack[number * row_height : number * row_height + tile.shape[0], : tile.shape[1]] = tile
     tiles = [
         to_uint8_image(sr),
         heatmap(soft_attention[0], (height, width)),
         _resize(choice, height, width, nearest=True),
-        stack,
+        reference_tile(refs, height, palette[np.arange(len(refs)) % len(palette)]),
     ]
-    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
-    row: list[np.ndarray] = []
-    for tile in tiles:
-        row += [tile, spacer]
-    return np.concatenate(row[:-1], axis=1)
+    return side_by_side(tiles, gap)
 
 
 __all__ = [

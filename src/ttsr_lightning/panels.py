@@ -33,17 +33,34 @@ def resize_to_height(image: Tensor, height: int) -> Tensor:
     return F.interpolate(image[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
 
 
-def reference_tile(ref: Tensor | Sequence[Tensor], height: int) -> np.ndarray:
+def reference_tile(
+    ref: Tensor | Sequence[Tensor], height: int, frame_colours: np.ndarray | None = None
+) -> np.ndarray:
     """(H', W', 3) uint8 of one reference scaled to ``height`` or, for several (3, Hi, Wi), all of them
-    stacked top to bottom, each scaled to ``height / n`` and the narrower ones padded white."""
+    stacked top to bottom, each scaled to ``height / n`` and the narrower ones padded white.
+    ``frame_colours`` (n, 3) uint8: reference i framed in colour i (a border of 1/24 of its height)."""
     refs = [ref] if isinstance(ref, Tensor) else list(ref)
     row_height = max(1, height // len(refs))
-    tiles = [to_uint8_image(resize_to_height(image, row_height)) for image in refs]
+    tiles = [to_uint8_image(resize_to_height(image, row_height)).copy() for image in refs]
+    if frame_colours is not None:
+        border = max(1, row_height // 24)
+        for tile, colour in zip(tiles, frame_colours, strict=True):
+            for edge in (tile[:border], tile[-border:], tile[:, :border], tile[:, -border:]):
+                edge[...] = colour
     width = max(tile.shape[1] for tile in tiles)
     stacked = np.full((height, width, 3), 255, dtype=np.uint8)
     for row, tile in enumerate(tiles):
         stacked[row * row_height : (row + 1) * row_height, : tile.shape[1]] = tile
     return stacked
+
+
+def side_by_side(tiles: Sequence[np.ndarray], gap: int) -> np.ndarray:
+    """Tiles of one height (H, Wi, 3) uint8 in a row, separated by ``gap`` white columns."""
+    spacer = np.full((tiles[0].shape[0], gap, 3), 255, dtype=np.uint8)
+    row: list[np.ndarray] = []
+    for tile in tiles:
+        row += [tile, spacer]
+    return np.concatenate(row[:-1], axis=1)
 
 
 def make_panel(
@@ -70,11 +87,7 @@ def make_panel(
     tiles = [to_uint8_image(lr_up), reference_tile(ref, height), to_uint8_image(sr), to_uint8_image(hr)]
     if soft_attention is not None:
         tiles.append(heatmap(soft_attention[0], (height, width)))
-    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
-    row: list[np.ndarray] = []
-    for tile in tiles:
-        row += [tile, spacer]
-    panel = np.concatenate(row[:-1], axis=1)
+    panel = side_by_side(tiles, gap)
     if titles is None and caption is None:
         return panel
     return _with_titles(panel, [tile.shape[1] for tile in tiles], gap, titles, caption)
