@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -146,3 +148,13 @@ def gib(value: int | None) -> str:
 def seconds(value: float | None) -> str:
     """'1.23 s', or '-' for a value that was not measured."""
     return "-" if value is None else f"{value:.2f} s"
+
+
+def write_record(folder: Path, name: str, record: dict[str, Any]) -> Path:
+    """Writes a benchmark's ``record`` as ``<folder>/<name>`` (JSON) and says so with the load average
+    at the end (the box may be shared: the record keeps the load at the start and at the end)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(record, indent=2))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}; wrote {path}")
+    return path

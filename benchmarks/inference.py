@@ -21,7 +21,6 @@ search-transfer (2 * 2304 * N * Nk straightforward, 2 * 256 * N * Nk lean; N, Nk
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from _measure import (
     run_worker_if_asked,
     seconds,
     timed_peak,
+    write_record,
 )
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -249,7 +249,6 @@ def main() -> None:
         lines.append(f"| {' | '.join(cells)} |")
     print("\n" + "\n".join(lines))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "machine": machine_description(),
         "device": args.device,
@@ -259,8 +258,7 @@ def main() -> None:
         "budget_bytes": budget,
         "cases": [asdict(case) for case in cases.values()],
     }
-    (args.out / "inference.json").write_text(json.dumps(record, indent=2))
-    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}; wrote {args.out}/inference.json")
+    write_record(args.out, "inference.json", record)
 
 
 if __name__ == "__main__":

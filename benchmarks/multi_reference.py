@@ -29,14 +29,22 @@ both alike; peak memory is the largest over the rounds. Prints the machine and t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 from _machine import machine_description
-from _measure import gib, parse_arguments, ratio, run_case, run_worker_if_asked, seconds, timed_peak
+from _measure import (
+    gib,
+    parse_arguments,
+    ratio,
+    run_case,
+    run_worker_if_asked,
+    seconds,
+    timed_peak,
+    write_record,
+)
 
 from ttsr_lightning.models import TTSRGenerator
 
@@ -196,7 +204,6 @@ def main() -> None:
             )
 
     print(f"\n{comparison_table(cases)}\n")
-    args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "machine": machine_description(),
         "device": args.device,
@@ -207,10 +214,8 @@ def main() -> None:
         "rounds": args.rounds,
         "cases": [asdict(case) for case in cases.values()],
     }
-    (args.out / "multi_reference.json").write_text(json.dumps(record, indent=2))
-    elapsed = time.perf_counter() - started
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(f"wrote {args.out}/multi_reference.json; total {elapsed:.0f} s")
+    write_record(args.out, "multi_reference.json", record)
+    print(f"total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ size; writes <out>/search_transfer.json (every number) and <out>/search_transfer
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import time
@@ -46,6 +45,7 @@ from _measure import (
     run_worker_if_asked,
     seconds,
     timed_peak,
+    write_record,
 )
 
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
@@ -299,10 +299,8 @@ def main() -> None:
         "budget_bytes": budget,
         "cases": [asdict(case) for case in cases.values()],
     }
-    (args.out / "search_transfer.json").write_text(json.dumps(record, indent=2))
-    elapsed = time.perf_counter() - started
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(f"\nwrote {args.out}/search_transfer.json and the memory curve PNG; total {elapsed:.0f} s")
+    write_record(args.out, "search_transfer.json", record)
+    print(f"and {args.out / 'search_transfer_memory.png'}; total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Writes <out>/tiling.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 import skimage.data
 import torch
 from _machine import machine_description
-from _measure import RESULTS_DIR
+from _measure import RESULTS_DIR, write_record
 from PIL import Image
 
 from ttsr_lightning.checkpoints import load_generator
@@ -143,9 +142,7 @@ def main() -> None:
             record[name] = measure(generator, sorted(args.halos), POSITIONS[: args.positions])
             print(f"  receptive field {record[name]['receptive_field']} LR px", flush=True)
     record["load_average"] = [load_at_start, os.getloadavg()[0]]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tiling.json").write_text(json.dumps(record, indent=2))
-    print(f"\nload average at the end {os.getloadavg()[0]:.1f}; wrote {args.out}/tiling.json")
+    write_record(args.out, "tiling.json", record)
 
 
 if __name__ == "__main__":

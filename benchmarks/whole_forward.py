@@ -42,7 +42,7 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 from _machine import machine_description
-from _measure import RESULTS_DIR, gib, ratio, run_case, seconds, status_bytes, timed_peak
+from _measure import RESULTS_DIR, gib, ratio, run_case, seconds, status_bytes, timed_peak, write_record
 from inference import parse_size
 from PIL import Image
 
@@ -290,7 +290,6 @@ def main() -> None:
                     print(f"  {implementation} vs {reference} {size}: {difference}", flush=True)
     print_table(cases, sizes)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "machine": machine_description(),
         "load_average": [load_at_start, os.getloadavg()[0]],
@@ -298,11 +297,9 @@ def main() -> None:
         "budget_bytes": BUDGET,
         "cases": cases,
     }
-    (args.out / f"whole_forward_{args.part}.json").write_text(json.dumps(record, indent=2))
+    write_record(args.out, f"whole_forward_{args.part}.json", record)
     if args.part == "curve":
         plot_curve(cases + load_other_parts(args.out), args.out / "whole_forward_memory.png")
-    written = args.out / f"whole_forward_{args.part}.json"
-    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}; wrote {written}")
 
 
 def load_other_parts(folder: Path) -> list[dict[str, Any]]:
