@@ -3,9 +3,12 @@
     python experiments/collect.py table3_csfi outputs/multirun/<time> outputs/ttsr_rec --out results/
 
 Every folder below the given ones that holds a ``run.json`` (written by ``train``) is a training run;
-its ``name`` is the experiment it ran. Every ``results.json`` written by ``python -m
-ttsr_lightning.evaluate`` is an evaluation of a run's checkpoint (its provenance names the run); table
-rows with ``source="evaluate"`` (Table 4) read those. Runs on the embedded sample set are labelled
+its ``trains`` is the model it trained (the experiment's name, or for an alias such as ``ablation_csfi``
+the experiment it repeats, ``ttsr_rec``), and a row takes the newest run of its model. Every
+``results.json`` written by ``python -m ttsr_lightning.evaluate`` is an evaluation of a run's
+checkpoint (its provenance names the run and its model); table rows with ``source="evaluate"``
+(Table 4) read those. Runs of a study at another scale (``+scale=miniature``, see miniature.py) are
+left to that study. Runs on the embedded sample set are labelled
 SMOKE: their numbers only show that the pipeline works. Parameter counts are measured on the models
 the runs built and shown in the paper's unit, 2^20 parameters.
 """
@@ -35,7 +38,8 @@ PARAMS_UNIT = 2**20
 
 @dataclass
 class Run:
-    """A training run (``source="train"``) or an evaluation of a run's checkpoint (``"evaluate"``)."""
+    """A training run (``source="train"``) or an evaluation of a run's checkpoint (``"evaluate"``);
+    ``name`` is the model it trained (``trains``), which table rows name as their ``experiment``."""
 
     path: Path
     name: str
@@ -54,11 +58,13 @@ def find_runs(roots: list[Path]) -> list[Run]:
             raise FileNotFoundError(f"run folder {root} does not exist")
         for info_file in sorted(root.rglob("run.json")):
             info = json.loads(info_file.read_text())
+            if info.get("study") is not None:
+                continue  # a study at another scale reports itself (experiments/miniature.py)
             protocol = info.get("protocol", "ttsr_official")
             runs.append(
                 Run(
                     info_file.parent,
-                    info["name"],
+                    info.get("trains") or info["name"],
                     bool(info["smoke"]),
                     info["metrics"],
                     info["params"],
@@ -83,7 +89,7 @@ def find_runs(roots: list[Path]) -> list[Run]:
             runs.append(
                 Run(
                     results_file.parent,
-                    provenance["run"],
+                    provenance.get("trains") or provenance["run"],
                     smoke,
                     metrics,
                     {},

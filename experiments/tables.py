@@ -9,6 +9,11 @@ logs it (``test/<set>/psnr``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass(frozen=True)
@@ -130,8 +135,9 @@ _register(
         key="table3_csfi",
         title="Table 3: CSFI vs. a wider network on CUFED5 (reconstruction loss)",
         command=(
-            "python -m ttsr_lightning --multirun +experiment=ablation_tt_c80,ablation_tt_c96 "
-            "(with the ablation_tt run of Table 2 and the ttsr_rec run of Table 1)"
+            "python -m ttsr_lightning --multirun "
+            "+experiment=ablation_tt,ablation_csfi,ablation_tt_c80,ablation_tt_c96 "
+            "(ablation_csfi trains the ttsr_rec model; a ttsr_rec run of Table 1 fills its row as well)"
         ),
         with_params=True,
         rows=(
@@ -145,13 +151,11 @@ _register(
     )
 )
 
+# Table 4's layout and paper numbers live with the evaluation that writes it (one copy).
+_LEVELS = yaml.safe_load((CONFIG_DIR / "experiment" / "reference_levels.yaml").read_text())["table"]
 _LEVEL_PAPER = {
-    "L1": PaperValue(26.99, 0.800, psnr_verified=True),
-    "L2": PaperValue(26.74, 0.791),
-    "L3": PaperValue(26.64, 0.788),
-    "L4": PaperValue(26.58, 0.787),
-    "L5": PaperValue(None, None),
-    "LR": PaperValue(26.43, 0.782),
+    level: PaperValue(**_LEVELS["paper"].get(level, {"psnr": None, "ssim": None}))
+    for level in _LEVELS["columns"]
 }
 
 _register(
@@ -159,8 +163,8 @@ _register(
         key="table4_reference_similarity",
         title="Table 4: TTSR-rec on CUFED5 with references of decreasing similarity (L1..L5, LR)",
         command=(
-            "python -m ttsr_lightning.evaluate ckpt=<ttsr_rec run>/checkpoints/last.ckpt data=cufed5 "
-            "(no training: the ttsr_rec run of Table 1)"
+            "python -m ttsr_lightning.evaluate +experiment=reference_levels "
+            "ckpt=<ttsr_rec run>/checkpoints/last.ckpt (no training: the ttsr_rec run of Table 1)"
         ),
         rows=(
             Row(

@@ -18,8 +18,18 @@ from ttsr_lightning.train import train
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
 from tables import TABLES  # noqa: E402
 
-EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-# The experiment's own architecture switches and widths stay; depth, data and schedule shrink.
+
+def _experiment_file(name: str) -> dict:
+    return yaml.safe_load((CONFIG_DIR / "experiment" / f"{name}.yaml").read_text())
+
+
+# Training experiments; an alias trains the model of another (`trains:`), an evaluation has `sets:`.
+ALL_EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+ALIASES = {
+    name: _experiment_file(name)["trains"] for name in ALL_EXPERIMENTS if "trains" in _experiment_file(name)
+}
+EVALUATIONS = sorted(name for name in ALL_EXPERIMENTS if "sets" in _experiment_file(name))
+EXPERIMENTS = sorted(set(ALL_EXPERIMENTS) - set(ALIASES) - set(EVALUATIONS))
 
 
 ARCHITECTURE = (
@@ -39,6 +49,8 @@ def test_every_paper_row_points_at_an_experiment_and_each_model_is_trained_once(
     }  # fmt: skip
     used = {row.experiment for table in TABLES.values() for row in table.rows}
     assert used == set(EXPERIMENTS)  # every run feeds a table, every row has a run
+    assert ALIASES == {"ablation_csfi": "ttsr_rec"}  # the design card's Table 3 row, the TTSR-rec model
+    assert EVALUATIONS == ["reference_levels"]
     # Table 2's last row and Table 3's first row are one run; Table 3's CSFI row and Table 4 are TTSR-rec
     assert (
         TABLES["table2_texture_transformer"].rows[-1].experiment == TABLES["table3_csfi"].rows[0].experiment
@@ -60,6 +72,44 @@ def test_every_paper_row_points_at_an_experiment_and_each_model_is_trained_once(
         )
         assert key not in trained, f"{experiment} trains the model of {trained.get(key)}"
         trained[key] = experiment
+
+
+def test_an_alias_trains_exactly_the_model_it_names(tmp_path: Path) -> None:
+    for alias, model in ALIASES.items():
+        content = _experiment_file(alias)
+        assert content["defaults"] == [model, "_self_"] and set(content) == {
+            "defaults",
+            "name",
+            "trains",
+            "group",
+        }
+        aliased = compose_config(tmp_path, tmp_path / "data", [f"+experiment={alias}"], tiny=False)
+        original = compose_config(tmp_path, tmp_path / "data", [f"+experiment={model}"], tiny=False)
+        assert (aliased.name, aliased.trains) == (alias, model) and original.trains == model
+        for group in ("model", "loss", "optim", "data", "trainer"):
+            assert aliased[group] == original[group], group
+
+
+def test_the_miniature_scale_is_the_default_runs_recipe(tmp_path: Path) -> None:
+    """+scale=miniature gives every paper experiment the default run's model size, data and schedule."""
+    default = compose_config(tmp_path, tmp_path / "data", [], tiny=False)
+    for experiment in ("ablation_base", "ttsr_rec", "ttsr"):
+        scaled = compose_config(
+            tmp_path, tmp_path / "data", [f"+experiment={experiment}", "+scale=miniature"], tiny=False
+        )
+        assert scaled.study == "miniature" and scaled.name == experiment
+        for key in ("n_feats", "num_res_blocks", "bicubic_residual", "vgg_weights"):
+            assert scaled.model.generator[key] == default.model.generator[key], key
+        assert scaled.data == default.data
+        for key in ("generator_lr", "lte_lr", "warmup_epochs", "gan_k"):
+            assert scaled.optim[key] == default.optim[key], key
+        for key in ("max_epochs", "check_val_every_n_epoch", "limit_train_batches"):
+            assert scaled.trainer[key] == default.trainer[key], key
+    ablation = compose_config(
+        tmp_path, tmp_path / "data", ["+experiment=ablation_ha", "+scale=miniature"], tiny=False
+    )
+    assert (ablation.model.generator.csfi, ablation.model.generator.learnable_extractor) == (False, False)
+    assert ablation.loss.weights.adversarial == 0  # the experiment's own switches and objective stay
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

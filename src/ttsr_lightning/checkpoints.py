@@ -57,6 +57,8 @@ RUN_GENERATOR_PREFIX = "generator."
 # Arguments of TTSRGenerator that choose an implementation or an initialisation, not the function:
 # never taken from a file.
 IMPLEMENTATION_ARGUMENTS = ("vgg_weights", "search_transfer", "batched_extractor")
+# Architecture switches younger than some weights files; absent from a file means the default.
+ARCHITECTURE_SWITCHES = ("bicubic_residual",)
 # Architecture keys renamed since generator files of version 1 (and older run checkpoints).
 _RENAMED_KEYS = {"hard_attention": "use_hard_attention", "soft_attention": "use_soft_attention"}
 _DROPPED_KEYS = ("search_chunk_size",)
@@ -153,10 +155,13 @@ def _architecture(config: Mapping[str, Any], source: str) -> dict[str, Any]:
         if name == "_target_" or name in IMPLEMENTATION_ARGUMENTS or name in _DROPPED_KEYS:
             continue
         architecture[_RENAMED_KEYS.get(name, name)] = value
-    accepted = set(inspect.signature(TTSRGenerator).parameters)
-    unknown = sorted(set(architecture) - accepted)
+    parameters = inspect.signature(TTSRGenerator).parameters
+    unknown = sorted(set(architecture) - set(parameters))
     if unknown:
         raise CheckpointError(f"{source}: its generator config has unknown argument(s) {unknown}")
+    # A switch added after the file was written is at its default there (the paper's network).
+    for name in ARCHITECTURE_SWITCHES:
+        architecture.setdefault(name, parameters[name].default)
     return architecture
 
 
@@ -218,7 +223,8 @@ def _official_weights(loaded: Mapping[str, Any], path: Path, source: str) -> Gen
             f"{source}: an official state dict must map names to tensors; not tensors: {not_tensors[:5]}"
         )
     state_dict, notes = official_to_project_state_dict(loaded, source)
-    config = infer_generator_config(state_dict, source)
+    # the official MainNet has no global skip from the bicubic input
+    config = {**infer_generator_config(state_dict, source), "bicubic_residual": False}
     description = f"official TTSR state dict ({len(loaded)} tensors)"
     return GeneratorWeights(path, "official", config, state_dict, description, notes)
 

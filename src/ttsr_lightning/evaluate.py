@@ -42,6 +42,7 @@ from ttsr_lightning.evaluation import EvaluationModule
 from ttsr_lightning.models.tiled_forward import parse_memory_setting
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
+from ttsr_lightning.results import write_table_layout
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,20 @@ def select_test_sets(
     return [plain(spec) for spec, name in zip(specs, names, strict=True) if name in wanted]
 
 
-def source_run_name(ckpt: Path) -> str | None:
-    """The experiment name of the training run a ``<run>/checkpoints/*.ckpt`` belongs to (from the run's
-    ``run.json``, or its ``.hydra/config.yaml`` while it trains), or None for a file outside a run."""
+def source_run(ckpt: Path) -> tuple[str, str] | None:
+    """(run name, the model it trains) of the training run a ``<run>/checkpoints/*.ckpt`` belongs to
+    (from the run's ``run.json``, or its ``.hydra/config.yaml`` while it trains), or None for a file
+    outside a run."""
     run_dir = ckpt.resolve().parent.parent
     if (run_dir / "run.json").is_file():
-        return str(json.loads((run_dir / "run.json").read_text())["name"])
+        info = json.loads((run_dir / "run.json").read_text())
+        return str(info["name"]), str(info.get("trains") or info["name"])
     if (run_dir / ".hydra" / "config.yaml").is_file():
         config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-        name = config.get("name") if isinstance(config, DictConfig) else None
-        return None if name is None else str(name)
+        if isinstance(config, DictConfig) and config.get("name") is not None:
+            name = str(config.get("name"))
+            trains = OmegaConf.select(config, "trains", default=None, throw_on_resolution_failure=False)
+            return name, str(trains or name)
     return None
 
 
@@ -106,6 +111,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         str(output_dir), save_images=cfg.save_images, thumbnail_size=cfg.thumbnail_size
     )
     data_name = str(cfg.data.get("name", "unknown"))
+    source = source_run(Path(cfg.ckpt))
     results.provenance.update(
         kind="evaluate",
         data=data_name,
@@ -113,7 +119,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         smoke=data_name == "sample",
         ckpt=str(Path(cfg.ckpt).resolve()),
         checkpoint=description,
-        run=source_run_name(Path(cfg.ckpt)) or Path(cfg.ckpt).stem,
+        run=source[0] if source else Path(cfg.ckpt).stem,
+        trains=source[1] if source else Path(cfg.ckpt).stem,
         search_transfer=cfg.search_transfer,
         max_memory=max_memory,
         protocols=[protocol.as_dict() for protocol in protocols],
@@ -130,6 +137,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         finish_loggers(trainer)
     if trainer.is_global_zero:
         print(f"\n{Path(cfg.ckpt).name} ({description})\n\n{(output_dir / 'results.md').read_text()}")
+        if cfg.get("table"):
+            layout = OmegaConf.to_container(cfg.table, resolve=True)
+            print(write_table_layout(results.set_results, layout, protocols[0].name, output_dir))  # type: ignore[arg-type]
         log.info("results in %s", output_dir)
     return results.set_results
 

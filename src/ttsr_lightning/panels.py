@@ -116,13 +116,54 @@ def _with_titles(
 
 
 PANEL_CAPTION = "LR bicubic | Ref | SR | HR | soft attention"
+TRANSFER_CAPTION = (
+    "LR bicubic | SR, LR as reference | SR, with the reference | HR | reference | what it added"
+)
+# |SR with the reference - SR with the LR as reference| of this size (in [-1, 1] units, i.e. 32/255 of
+# the 8-bit range) or more is shown at the top of the colour map
+_ADDED_FULL_SCALE = 0.25
+
+
+def make_transfer_panel(
+    lr_up: Tensor,
+    sr_lr_reference: Tensor,
+    sr_reference: Tensor,
+    hr: Tensor,
+    ref: Tensor | Sequence[Tensor],
+    gap: int = 4,
+    titles: Sequence[str] | None = None,
+    caption: str | None = None,
+) -> np.ndarray:
+    """One row that shows the reference's texture arriving: LR-up | the SR of the same image with its LR as
+    the reference (nothing to transfer) | the SR with a real reference | HR | that reference | where and
+    how much the reference changed the SR (mean absolute difference over the channels, a heat map).
+
+    Args:
+        lr_up, sr_lr_reference, sr_reference, hr: (3, H, W) in [-1, 1]; ref: (3, H', W') or a list.
+    """
+    height, width = hr.shape[-2:]
+    added = (sr_reference.float() - sr_lr_reference.float()).abs().mean(dim=0) / _ADDED_FULL_SCALE
+    tiles = [
+        to_uint8_image(lr_up),
+        to_uint8_image(sr_lr_reference),
+        to_uint8_image(sr_reference),
+        to_uint8_image(hr),
+        reference_tile(ref, height),
+        heatmap(added, (height, width), colormap="magma"),
+    ]
+    panel = side_by_side(tiles, gap)
+    if titles is None and caption is None:
+        return panel
+    return _with_titles(panel, [tile.shape[1] for tile in tiles], gap, titles, caption)
 
 
 __all__ = [
     "PANEL_CAPTION",
     "TILE_TITLES",
+    "TRANSFER_CAPTION",
     "heatmap",
     "make_panel",
+    "make_transfer_panel",
     "reference_tile",
     "resize_to_height",
     "to_uint8_image",

@@ -11,7 +11,7 @@ written into a run's folder:
   ``results.md`` also has the summary of each protocol on its own reference policy, and
   ``protocols.png`` plots it;
 - ``results.json``: the provenance (how the numbers were obtained: weights, protocols, commit, ...),
-  the per-set means, the protocol summary and every row.
+  the per-set means, the margins (:func:`margins`), the protocol summary and every row.
 """
 
 from __future__ import annotations
@@ -60,6 +60,51 @@ def per_set_results(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         for (set_name, protocol), group in groups.items()
     ]
+
+
+def margins(set_results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the reference brings, per set and protocol: PSNR / SSIM of the model minus the bicubic
+    baseline's, and for a set with a reference (``CUFED5_L1``) minus the same images with the LR as
+    their own reference (``CUFED5_LR``, when evaluated): texture transfer at work shows as both > 0."""
+    by_key = {(row["set"], row["protocol"]): row for row in set_results}
+    out = []
+    for row in set_results:
+        prefix = row["set"].rsplit("_", 1)[0]
+        lr_reference = by_key.get((f"{prefix}_LR", row["protocol"]))
+        if lr_reference is row:
+            lr_reference = None
+        out.append(
+            {
+                "set": row["set"],
+                "protocol": row["protocol"],
+                "psnr_over_bicubic": row["psnr"] - row["psnr_bicubic"],
+                "ssim_over_bicubic": row["ssim"] - row["ssim_bicubic"],
+                "psnr_over_lr_reference": None
+                if lr_reference is None
+                else row["psnr"] - lr_reference["psnr"],
+                "ssim_over_lr_reference": None
+                if lr_reference is None
+                else row["ssim"] - lr_reference["ssim"],
+            }
+        )
+    return out
+
+
+def margins_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """:func:`margins` as Markdown (dB and SSIM points, signed)."""
+    lines = [
+        "| set | protocol | PSNR over bicubic | SSIM over bicubic | PSNR over LR as reference |"
+        " SSIM over LR as reference |",
+        "|:--|:--|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        lr_psnr, lr_ssim = row["psnr_over_lr_reference"], row["ssim_over_lr_reference"]
+        lines.append(
+            f"| {row['set']} | {row['protocol']} | {row['psnr_over_bicubic']:+.3f} dB "
+            f"| {row['ssim_over_bicubic']:+.4f} | {'–' if lr_psnr is None else f'{lr_psnr:+.3f} dB'} "
+            f"| {'–' if lr_ssim is None else f'{lr_ssim:+.4f}'} |"
+        )
+    return "\n".join(lines)
 
 
 def protocol_summary(
@@ -170,7 +215,8 @@ def write_results(
     described = "; ".join(
         f"{key}: {value}" for key, value in provenance.items() if not isinstance(value, dict | list)
     )
-    markdown = markdown_table(set_results)
+    set_margins = margins(set_results)
+    markdown = markdown_table(set_results) + "\n\n" + margins_table(set_margins)
     if len(protocols) > 1:
         markdown += "\n\n" + protocol_table(summary)
         plot_protocols(
@@ -178,9 +224,83 @@ def write_results(
         )
     sources = "\n".join(f"- {protocol['name']}: {protocol['source']}" for protocol in protocols)
     (output_dir / "results.md").write_text(f"{markdown}\n\n{described}\n\n{sources}\n")
-    document = {"provenance": dict(provenance), "sets": set_results, "protocols": summary, "images": ordered}
+    document = {
+        "provenance": dict(provenance),
+        "sets": set_results,
+        "margins": set_margins,
+        "protocols": summary,
+        "images": ordered,
+    }
     (output_dir / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     return set_results
+
+
+def write_table_layout(
+    set_results: Sequence[Mapping[str, Any]], layout: Mapping[str, Any], protocol: str, output_dir: Path
+) -> str:
+    """A paper table's layout of one evaluation: one row, a column per set (``layout["columns"]``:
+    title -> set name), ours beside the paper's numbers (``layout["paper"]``: title -> psnr, ssim,
+    psnr_verified, ssim_verified; unverified ones get a "?"). Writes ``table.md`` and ``table.png``
+    (PSNR per column, ours and the paper's) and returns the Markdown."""
+    ours = {row["set"]: row for row in set_results if row["protocol"] == protocol}
+    columns: Mapping[str, str] = layout["columns"]
+    paper: Mapping[str, Mapping[str, Any]] = layout.get("paper") or {}
+
+    def paper_cell(title: str) -> str:
+        cell = paper.get(title)
+        if not cell:
+            return "–"
+        psnr = f"{cell['psnr']:.2f}{'' if cell.get('psnr_verified') else '?'}"
+        return f"{psnr} / {cell['ssim']:.3f}{'' if cell.get('ssim_verified') else '?'}"
+
+    def our_cell(set_name: str) -> str:
+        row = ours.get(set_name)
+        return "–" if row is None else f"{row['psnr']:.2f} / {row['ssim']:.4f}"
+
+    lines = [
+        f"## {layout.get('title', 'results')}",
+        "",
+        "| | " + " | ".join(columns) + " |",
+        "|:--|" + "--:|" * len(columns),
+        "| ours | " + " | ".join(our_cell(name) for name in columns.values()) + " |",
+        "| bicubic | "
+        + " | ".join(
+            f"{ours[name]['psnr_bicubic']:.2f}" if name in ours else "–" for name in columns.values()
+        )
+        + " |",
+        "| paper | " + " | ".join(paper_cell(title) for title in columns) + " |",
+        "",
+        f'PSNR (dB) / SSIM under {protocol}; "?" marks a paper number not verified against the paper.',
+    ]
+    markdown = "\n".join(lines) + "\n"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "table.md").write_text(markdown)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = list(columns)
+    fig, ax = plt.subplots(figsize=(1.0 * len(titles) + 3.0, 3.6), dpi=120)
+    for label, values, style in (
+        ("ours", [ours[columns[t]]["psnr"] if columns[t] in ours else None for t in titles], "o-"),
+        ("bicubic", [ours[columns[t]]["psnr_bicubic"] if columns[t] in ours else None for t in titles], "x:"),
+        ("paper", [(paper.get(t) or {}).get("psnr") for t in titles], "s--"),
+    ):
+        points = [(i, v) for i, v in enumerate(values) if v is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, style, label=label)
+    ax.set_xticks(range(len(titles)), titles)
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(str(layout.get("title", "")), fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(output_dir / "table.png")
+    plt.close(fig)
+    return markdown
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -105,6 +105,16 @@ def loss_weights(losses: Mapping[str, Any]) -> dict[str, float]:
 
 def check_run_config(cfg: Mapping[str, Any]) -> None:
     """The keys of a training run: ``ckpt_path``, ``init_weights``, epochs against the warm-up."""
+    if cfg.get("table") is not None or cfg.get("sets") is not None:
+        raise ConfigError(
+            f"+experiment={cfg.get('name')} is an evaluation, not a training run: "
+            f"python -m ttsr_lightning.evaluate +experiment={cfg.get('name')} ckpt=<checkpoint>"
+        )
+    if cfg.get("study") == "miniature" and cfg["data"].get("name") != "sample":
+        raise ConfigError(
+            "+scale=miniature must come after +experiment=... on the command line (Hydra merges them in "
+            "that order; here the experiment's paper-scale data and model won)"
+        )
     ckpt_path, init_weights = cfg.get("ckpt_path"), cfg.get("init_weights")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at {ckpt_path} (give the path to a .ckpt file)")

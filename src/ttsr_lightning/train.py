@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from ttsr_lightning.builders import finish_loggers, instantiate_group
 from ttsr_lightning.callbacks import EvaluationResults
 from ttsr_lightning.checkpoints import load_generator_weights
 from ttsr_lightning.provenance import git_commit, parameter_counts
+from ttsr_lightning.results import margins
 from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
 
@@ -69,6 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("parameters: %s", {k: f"{v:,}" for k, v in run_info.items() if k.startswith("params/")})
 
     metrics: dict[str, float] = {}
+    set_margins: list[dict[str, Any]] = []
     try:
         if cfg.train:
             trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -88,24 +91,61 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     )
             results = trainer.test(system, datamodule=instantiate(cfg.data.test))
             metrics.update({k: float(v) for r in results for k, v in r.items()})
+            set_margins = [
+                row
+                for callback in callbacks
+                if isinstance(callback, EvaluationResults)
+                for row in margins(callback.set_results)
+                if row["protocol"] == system.protocols[0].name
+            ]
     finally:
         finish_loggers(trainer)
     if trainer.is_global_zero:
-        write_run_summary(cfg, metrics, run_info, output_dir)
+        write_run_summary(cfg, metrics, run_info, output_dir, set_margins)
+        if set_margins:
+            print(summary_text(set_margins, metrics, output_dir), flush=True)
     return metrics
 
 
+def summary_text(set_margins: list[dict[str, Any]], metrics: dict[str, float], output_dir: Path) -> str:
+    """The end-of-run summary: every test set's PSNR beside bicubic, and what the reference adds."""
+    protocol = set_margins[0]["protocol"]
+    lines = [
+        f"Test results of the final weights ({protocol} protocol; PSNR in dB, on the Y channel):",
+        f"  {'set':<22} {'PSNR':>7} {'bicubic':>8} {'over bicubic':>13} {'over LR as reference':>21}",
+    ]
+    for row in set_margins:
+        name = row["set"]
+        over_lr = row["psnr_over_lr_reference"]
+        lines.append(
+            f"  {name:<22} {metrics[f'test/{name}/psnr']:>7.3f} {metrics[f'test/{name}/psnr_bicubic']:>8.3f} "
+            f"{row['psnr_over_bicubic']:>+10.3f} dB {'' if over_lr is None else f'{over_lr:>+18.3f} dB'}"
+        )
+    lines.append(f"  (results.md / results.json, panels/ in {output_dir})")
+    return "\n".join(lines)
+
+
 def write_run_summary(
-    cfg: DictConfig, metrics: dict[str, float], run_info: dict[str, Any], output_dir: Path
+    cfg: DictConfig,
+    metrics: dict[str, float],
+    run_info: dict[str, Any],
+    output_dir: Path,
+    set_margins: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """``run.json``: what experiments/collect.py reads (name, data, parameter counts, final metrics)."""
+    """``run.json``: what experiments/collect.py reads (name, the model it trains, seed, study, data,
+    parameter counts, final metrics and their margins over bicubic and over the LR as reference)."""
     data_name = str(cfg.data.get("name", "unknown"))
+    study = cfg.get("study")
     summary = {
         "kind": "train",
         "name": cfg.name,
+        "trains": cfg.get("trains") or cfg.name,
+        "seed": cfg.seed,
+        "study": study,
         "data": data_name,
-        # runs on the embedded sample set only show that the pipeline works
-        "smoke": data_name == "sample",
+        # runs on the embedded sample set outside a study only show that the pipeline works
+        "smoke": data_name == "sample" and study is None,
+        "margins": list(set_margins),
         "git_commit": run_info["git_commit"],
         "params": {k: v for k, v in run_info.items() if k.startswith("params/")},
         "generator": OmegaConf.to_container(cfg.model.generator, resolve=True),

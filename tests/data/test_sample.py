@@ -31,12 +31,12 @@ def digest(folder: Path) -> dict[str, str]:
 def test_layout_is_cufed_shaped_and_loads(sample_root: Path) -> None:
     cufed = sample_root / "CUFED"
     assert sorted(path.name for path in sample_root.iterdir()) == ["CUFED"]  # no staging folder left behind
-    train = CUFEDTrainDataset(cufed / "train")
-    assert len(train) == 56
+    train = CUFEDTrainDataset(cufed / "train", patch_size=64)
+    assert len(train) == 80
     sizes = [Image.open(pair.input).size for pair in train.pairs]
-    assert set(sizes) == {(160, 160)}
+    assert set(sizes) == {(64, 64)}
     ref_sizes = [Image.open(pair.ref).size for pair in train.pairs]
-    assert ref_sizes.count((148, 136)) == 14 and ref_sizes.count((160, 160)) == 42
+    assert ref_sizes.count((60, 56)) == 20 and ref_sizes.count((64, 64)) == 60
     test = CUFED5Dataset(cufed / "test" / "CUFED5")
     assert len(test) == 6
     hr_sizes = [Image.open(item.hr).size for item in test.items]
@@ -96,3 +96,31 @@ def test_refuses_a_sample_of_another_version(tmp_path: Path) -> None:
         DatasetLayoutError, match=r"from another sample version .*delete .*CUFED to rebuild it"
     ):
         build_sample_dataset(tmp_path)
+
+
+def test_training_references_share_their_hr_crops_texture(sample_root: Path) -> None:
+    """Each training reference holds most of its HR crop's content, moved by 8-24 px (or the other stereo
+    view): the best-matching shift of the reference against the HR leaves a small error, far below the
+    error of the unshifted pair or of another photo's reference."""
+    import numpy as np
+
+    train = CUFEDTrainDataset(sample_root / "CUFED" / "train", patch_size=64)
+
+    def best_shift_error(hr: np.ndarray, ref: np.ndarray) -> float:
+        errors = []
+        for dy in range(-24, 25, 4):
+            for dx in range(-24, 25, 4):
+                h = hr[max(dy, 0) : 64 + min(dy, 0), max(dx, 0) : 64 + min(dx, 0)]
+                r = ref[max(-dy, 0) : 64 + min(-dy, 0), max(-dx, 0) : 64 + min(-dx, 0)]
+                rows, cols = min(h.shape[0], r.shape[0]), min(h.shape[1], r.shape[1])
+                errors.append(float(np.abs(h[:rows, :cols] - r[:rows, :cols]).mean()))
+        return min(errors)
+
+    pixels = [
+        (np.asarray(Image.open(p.input), dtype=np.float32), np.asarray(Image.open(p.ref), dtype=np.float32))
+        for p in train.pairs
+    ]
+    own = [best_shift_error(hr, ref) for hr, ref in pixels]
+    other = [best_shift_error(hr, pixels[(n + 8) % len(pixels)][1]) for n, (hr, _) in enumerate(pixels)]
+    assert np.median(own) < 3.0  # 8-bit levels: the same pixels, moved (the stereo view differs a little)
+    assert np.median(other) > 4 * np.median(own)

@@ -29,7 +29,7 @@ def test_sample_set_training_and_validation_loaders(sample_root: Path) -> None:
     module.setup("fit")
     assert module.val_set_names == ["CUFED5_L1"]
     train = module.train_dataloader()
-    assert isinstance(train.sampler, EpochSampler) and len(train) == 14  # 56 pairs / 4
+    assert isinstance(train.sampler, EpochSampler) and len(train) == 20  # 80 pairs / 4
     batch = next(iter(train))
     assert {key: tuple(value.shape) for key, value in batch.items()} == {
         "lr": (4, 3, 40, 40),

@@ -101,6 +101,7 @@ def test_config_rebuilds_the_same_architecture() -> None:
         "use_soft_attention": True,
         "learnable_extractor": True,
         "csfi": False,
+        "bicubic_residual": False,
     }
     rebuilt = TTSRGenerator(**generator.config, vgg_weights="random")
     shapes = {key: value.shape for key, value in generator.state_dict().items()}
@@ -163,3 +164,25 @@ def test_batched_extractor_gives_the_same_outputs_and_gradients() -> None:
         torch.testing.assert_close(getattr(one_pass, name), getattr(three_passes, name), rtol=0, atol=1e-6)
     for a, b in zip(*gradients, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("csfi", [True, False])
+def test_bicubic_residual_starts_as_the_bicubic_upsampler_and_learns_a_correction(csfi: bool) -> None:
+    generator = TTSRGenerator(
+        n_feats=8, num_res_blocks=[1, 1, 1, 1], csfi=csfi, vgg_weights="random", bicubic_residual=True
+    )
+    inputs = images(batch=2)
+    out = generator(**inputs)
+    assert torch.equal(out.sr, inputs["lr_up"].clamp(-1, 1))  # untrained: exactly bicubic
+    out.sr.sub(inputs["lr_up"] * 0.5).abs().mean().backward()
+    assert generator.main_net.output_conv.weight.grad.abs().sum() > 0  # the zero start still learns
+    with torch.no_grad():
+        generator.main_net.output_conv.bias.fill_(0.1)
+    corrected = generator(**inputs).sr
+    assert torch.allclose(corrected, (inputs["lr_up"] + 0.1).clamp(-1, 1), atol=1e-6)
+
+
+def test_bicubic_residual_is_off_in_the_paper_network() -> None:
+    paper = TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random")
+    assert paper.config["bicubic_residual"] is False
+    assert paper.main_net.output_conv.weight.abs().sum() > 0  # default initialisation

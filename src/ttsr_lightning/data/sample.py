@@ -1,11 +1,15 @@
 """The embedded sample dataset: a tiny CUFED-shaped set cut from scikit-image's bundled photographs.
 
-It lets a fresh install train and test with no download. ``build_sample_dataset(root)`` writes::
+It lets a fresh install train and test with no download, and shows reference-based SR at work: every
+training reference shares texture with its HR crop, as CUFED's references do. ``build_sample_dataset(root)``
+writes::
 
-    root/CUFED/train/input/<photo>_NN.png   56 HR crops, 160x160
-    root/CUFED/train/ref/<photo>_NN.png     their references: an overlapping crop of the same photo
-                                            (the other view of a stereo pair for the motorcycle);
-                                            every fourth one 136x148, to exercise the zero padding
+    root/CUFED/train/input/<photo>_NN.png   80 HR crops of 64x64 (CUFED's are 160x160; 64 keeps a CPU
+                                            run to minutes), 8 from each of 10 photographs
+    root/CUFED/train/ref/<photo>_NN.png     their references: a crop of the same photo shifted by 8-24 px
+                                            (the other view of a stereo pair for the motorcycle), so
+                                            most of the HR crop's content lies in it at another place;
+                                            every fourth one 56x60, to exercise the zero padding
     root/CUFED/test/CUFED5/NNN_0.png        6 HR images of about 160x240 (two not multiples of 4, one
                                             portrait), from regions no training crop touches
     root/CUFED/test/CUFED5/NNN_1..5.png     references, most to least similar: _1 overlaps the HR
@@ -14,6 +18,10 @@ It lets a fresh install train and test with no download. ``build_sample_dataset(
                                             the same photo, _4 the whole photo at half size, _5 a
                                             crop of a different photo
     root/CUFED/PROVENANCE.md                sources, licences and the crop of every file
+
+The training images are the training patches (``patch_size: 64`` in ``conf/data/sample.yaml``): the
+loader then crops nothing, and each pair keeps the overlap it was cut with. (Random 64 px crops of
+larger images and of their references, drawn independently, would mostly miss each other.)
 
 The content is fixed arithmetic on fixed photographs (no random numbers), so every build is the same.
 Building is idempotent (an existing sample set is reused) and safe when several processes (DDP
@@ -36,13 +44,14 @@ from ttsr_lightning.data.errors import DatasetLayoutError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 PROVENANCE_FILE = "PROVENANCE.md"
-PATCH = 160
-SMALL_REF = (136, 148)  # (height, width) of every fourth training reference
+PATCH = 64
+SMALL_REF = (56, 60)  # (height, width) of every fourth training reference
 PAIRS_PER_PHOTO = 8
-GRID_STEP = 40
-REF_SHIFT = (40, 56)  # (rows, columns) from a training HR crop to its reference
+GRID_STEP = 32
+# (rows, columns) from a training HR crop to its reference, in turn: 8-24 px, every direction
+REF_SHIFTS = ((12, 20), (-16, 8), (20, -12), (-8, -24), (24, 16), (-20, -8), (8, -16), (-12, 24))
 
 
 class Photo(NamedTuple):
@@ -73,6 +82,10 @@ PHOTOS: dict[str, Photo] = {
         view=0,
     ),
     "motorcycle_right": Photo("stereo_motorcycle", "the same stereo pair, right view", view=1),
+    # greyscale texture photographs (stored as RGB): brick, gravel and grass are textures to transfer
+    "brick": Photo("brick", "brick wall (CC0Textures Bricks25, perspective-corrected); CC0"),
+    "gravel": Photo("gravel", "gravel (CC0Textures Gravel04); CC0"),
+    "grass": Photo("grass", "grass (DeviantArt, linolafett, Grass 01); CC0"),
 }
 
 
@@ -166,6 +179,9 @@ TRAIN_PHOTOS = {
     "hubble": "hubble",
     "ihc": "ihc",
     "motorcycle_left": "motorcycle_right",
+    "brick": "brick",
+    "gravel": "gravel",
+    "grass": "grass",
 }
 
 
@@ -264,27 +280,30 @@ def _overlaps(a: Crop, b: Crop) -> bool:
 
 
 def _train_crops(photos: dict[str, Image.Image]) -> list[tuple[Crop, Crop]]:
-    """(HR crop, reference crop) pairs on a grid, evenly chosen among those that touch no test HR crop."""
+    """(HR crop, reference crop) pairs on a grid, evenly chosen among those that touch no test HR crop.
+
+    The reference of the n-th pair is the HR crop moved by ``REF_SHIFTS[n]`` (kept inside the photo), or
+    the same place in the other stereo view; every fourth is cut smaller, inside that crop."""
     test_regions = [group.hr for group in CUFED5_GROUPS]
     pairs = []
     for photo, ref_photo in TRAIN_PHOTOS.items():
         width, height = photos[photo].size
         scene = {photo, ref_photo}  # the stereo views share a scene and its test crop
-        # An overlapping, shifted crop of the same photo, or the same place in the other stereo view.
-        shift = REF_SHIFT if ref_photo == photo else (0, 0)
         candidates = []
         for top in range(0, height - PATCH + 1, GRID_STEP):
             for left in range(0, width - PATCH + 1, GRID_STEP):
-                ref_top, ref_left = min(top + shift[0], height - PATCH), min(left + shift[1], width - PATCH)
-                pair = (
-                    Crop(photo, top, left, PATCH, PATCH),
-                    Crop(ref_photo, ref_top, ref_left, PATCH, PATCH),
-                )
-                if not any(r.photo in scene and _overlaps(c, r) for c in pair for r in test_regions):
-                    candidates.append(pair)
+                hr = Crop(photo, top, left, PATCH, PATCH)
+                if not any(r.photo in scene and _overlaps(hr, r) for r in test_regions):
+                    candidates.append(hr)
         step = (len(candidates) - 1) / (PAIRS_PER_PHOTO - 1)
         for number in range(PAIRS_PER_PHOTO):
-            hr, ref = candidates[round(number * step)]
+            hr = candidates[round(number * step)]
+            shift = REF_SHIFTS[number] if ref_photo == photo else (0, 0)
+            ref_top = min(max(hr.top + shift[0], 0), height - PATCH)
+            ref_left = min(max(hr.left + shift[1], 0), width - PATCH)
+            ref = Crop(ref_photo, ref_top, ref_left, PATCH, PATCH)
+            if any(ref.photo in scene and _overlaps(ref, r) for r in test_regions):
+                ref = Crop(ref_photo, hr.top, hr.left, PATCH, PATCH)  # never a test region's pixels
             if number % 4 == 3:  # a smaller reference (inside the full one), zero-padded by the loader
                 ref = ref._replace(height=SMALL_REF[0], width=SMALL_REF[1])
             pairs.append((hr, ref))

@@ -65,6 +65,13 @@ class TTSRGenerator(nn.Module):
         batched_extractor: run the LTE once over ``lr_up``, ``ref_down_up`` and ``ref`` stacked
             when they share a size (training crops), instead of three passes. Same function; the
             sums may round differently, so the default keeps the official three passes.
+        bicubic_residual: NOT the paper's network (its configs keep this False): the main network
+            predicts a correction to the bicubic input, ``sr = clamp(lr_up + MainNet(...), -1, 1)``,
+            and its last convolution starts at zero, so the untrained generator is exactly the
+            bicubic upsampler and every step of training can only add detail to it. The official
+            MainNet has no global skip and needs many thousand steps to reach bicubic quality; the
+            small model of the CPU default run (``model=small``) turns this on to show texture
+            transfer within minutes.
 
     ``config`` holds the architecture arguments (all but ``vgg_weights``, ``search_transfer`` and
     ``batched_extractor``, which choose an initialisation and an implementation, not the function) as
@@ -96,6 +103,7 @@ class TTSRGenerator(nn.Module):
         vgg_weights: VggWeights = "auto",
         search_transfer: str = "lean",
         batched_extractor: bool = False,
+        bicubic_residual: bool = False,
     ) -> None:
         super().__init__()
         if not use_hard_attention and (use_soft_attention or learnable_extractor):
@@ -115,8 +123,10 @@ class TTSRGenerator(nn.Module):
             "use_soft_attention": use_soft_attention,
             "learnable_extractor": learnable_extractor,
             "csfi": csfi,
+            "bicubic_residual": bicubic_residual,
         }
         self.use_soft_attention = use_soft_attention
+        self.bicubic_residual = bicubic_residual
         self.batched_extractor = batched_extractor
         self.lte: LTE | None = None
         self.search_transfer: nn.Module | None = None
@@ -124,6 +134,16 @@ class TTSRGenerator(nn.Module):
             self.lte = LTE(vgg_weights, requires_grad=learnable_extractor)
             self.search_transfer = SEARCH_TRANSFERS[search_transfer]()
         self.main_net = MainNet(n_feats, num_res_blocks, use_hard_attention, use_soft_attention, csfi)
+        if bicubic_residual:
+            nn.init.zeros_(self.main_net.output_conv.weight)
+            nn.init.zeros_(self.main_net.output_conv.bias)
+
+    def output_image(self, main_net_output: torch.Tensor, lr_up: torch.Tensor) -> torch.Tensor:
+        """The SR image (B, 3, 4h, 4w) in [-1, 1] from the main network's output: that output itself
+        (the paper), or with ``bicubic_residual`` the bicubic input corrected by it."""
+        if not self.bicubic_residual:
+            return main_net_output
+        return torch.clamp(lr_up + main_net_output, -1.0, 1.0)
 
     def forward(
         self,
@@ -135,7 +155,7 @@ class TTSRGenerator(nn.Module):
         check_lr_up(lr, lr_up)
         batch = lr.size(0)
         if self.lte is None or self.search_transfer is None:
-            return GeneratorOutput(self.main_net(lr), None, None, None, None, None)
+            return GeneratorOutput(self.output_image(self.main_net(lr), lr_up), None, None, None, None, None)
         refs, refs_down_up = reference_lists(ref, ref_down_up, batch)
         if len(refs) > 1 and not isinstance(self.search_transfer, LeanSearchTransfer):
             raise ValueError(
@@ -167,7 +187,7 @@ class TTSRGenerator(nn.Module):
             textures.t_lv2,
             textures.t_lv1,
         )
-        return GeneratorOutput(sr, *textures)
+        return GeneratorOutput(self.output_image(sr, lr_up), *textures)
 
 
 def check_lr_up(lr: torch.Tensor, lr_up: torch.Tensor) -> None:

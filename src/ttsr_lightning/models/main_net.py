@@ -120,6 +120,12 @@ class MainNet(nn.Module):
         else:
             self.tail = ImageTail(n_feats)
 
+    @property
+    def output_conv(self) -> nn.Conv2d:
+        """The last convolution (features to RGB), before the clamp."""
+        tail = self.merge_tail if self.csfi else self.tail
+        return tail.conv_tail2
+
     def forward(
         self,
         lr: torch.Tensor,

@@ -575,6 +575,7 @@ def budgeted_forward(
         tile_sr = window_sr(generator, lr, attention, window, release_tables=number == len(tiles) - 1)
         sr = _place(sr, tile_sr, core, window, (height, width))
     assert sr is not None
+    sr = generator.output_image(sr, lr_up)
     if attention is None:
         return GeneratorOutput(sr, None, None, None, None, None)
     return GeneratorOutput(sr, attention.soft_attention, attention.hard_index, None, None, None)
