@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install train test test-all lint format bench bench-memory bench-protocols gpu-suite gpu-suite-dry-run clean
+.PHONY: help install train study test test-all lint format bench bench-memory bench-protocols gpu-suite gpu-suite-dry-run clean
 
 help:
 	@echo "make install   create $(VENV), install torch==$(TORCH_VERSION) first, then this package [dev]"
-	@echo "make train     train the default experiment on the embedded sample dataset (CPU, minutes)"
+	@echo "make train     train the default experiment on the embedded sample dataset (CPU, ~4 min)"
+	@echo "make study     the paper's claims in miniature: its ablations on the sample set (CPU, ~45 min)"
 	@echo "make test      fast test suite (CPU, < 10 min)"
 	@echo "make test-all  every test, slow ones included"
 	@echo "make lint      ruff + mypy"
@@ -28,6 +29,9 @@ install: $(VENV)/.installed
 
 train: install
 	$(PY) -m ttsr_lightning
+
+study: install
+	$(PY) experiments/miniature.py
 
 test: install
 	$(PY) -m pytest -m "not slow and not gpu" -q
