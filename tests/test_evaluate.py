@@ -342,3 +342,19 @@ def test_protocol_all_scores_every_set_under_every_protocol_from_one_pass(
     assert stitched["set"] == "CUFED5_stitched (not evaluated)" and stitched["psnr"] is None
     assert "| basicsr | CUFED5_L1 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "protocols.png").stat().st_size > 10_000
+
+
+def test_reference_levels_is_a_composed_evaluation_in_the_table4_layout(
+    tmp_path: Path, data_dir: Path, official_checkpoint: Path
+) -> None:
+    cfg = compose_evaluate(tmp_path, data_dir, [f"ckpt={official_checkpoint}", "+experiment=reference_levels"])
+    results = evaluate(cfg)
+    levels = ["CUFED5_L1", "CUFED5_L2", "CUFED5_L3", "CUFED5_L4", "CUFED5_L5", "CUFED5_LR"]
+    assert [row["set"] for row in results] == levels
+    table = (tmp_path / "table.md").read_text()
+    ours = {row["set"]: row for row in results}
+    assert f"| ours | {ours['CUFED5_L1']['psnr']:.2f} / {ours['CUFED5_L1']['ssim']:.4f} |" in table
+    assert "| paper | 26.99 / 0.800? | 26.74? / 0.791? | 26.64? / 0.788? | 26.58? / 0.787? | – |" in table
+    assert (tmp_path / "table.png").stat().st_size > 5_000
+    provenance = json.loads((tmp_path / "results.json").read_text())["provenance"]
+    assert provenance["trains"] == provenance["run"] == "TTSR-tiny"  # an official file: named by its stem

@@ -35,3 +35,20 @@ def test_heatmap_is_nearest_upsampled_and_monotonic() -> None:
     colours = heatmap(values, (4, 8))
     assert colours.shape == (4, 8, 3)
     assert (colours[:, :4] == colours[0, 0]).all() and not np.array_equal(colours[0, 0], colours[0, 7])
+
+
+def test_transfer_panel_shows_where_the_reference_changed_the_sr() -> None:
+    from ttsr_lightning.panels import make_transfer_panel
+
+    hr = torch.rand(3, 32, 48) * 2 - 1
+    without = hr.clone()
+    with_reference = hr.clone()
+    with_reference[:, :16, :24] += 0.5  # the reference changed the top-left quarter only
+    panel = make_transfer_panel(hr, without, with_reference, hr, torch.rand(3, 16, 16) * 2 - 1, gap=4)
+    assert panel.shape == (32, 5 * 48 + 32 + 5 * 4, 3)
+    assert np.array_equal(panel[:, 52:100], to_uint8_image(without))
+    assert np.array_equal(panel[:, 104:152], to_uint8_image(with_reference))
+    added = panel[:, -48:].astype(int)
+    changed, unchanged = added[:16, :24], added[16:, 24:]
+    assert (changed == changed[0, 0]).all() and (unchanged == unchanged[0, 0]).all()
+    assert changed.sum() > 3 * unchanged.sum()  # bright where the reference added, dark elsewhere
