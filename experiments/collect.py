@@ -172,7 +172,7 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
         "PSNR (dB) / SSIM under the protocol of each run: "
         + ", ".join(sorted({row["protocol"] for row in rows if row["protocol"]}) or ["none collected"])
         + " (conf/protocol/; ttsr_official = the official TTSR evaluation: uint8, BT.601 Y, no crop).",
-        'A "?" marks a paper number that ../shared/paper/TTSR.md could not verify against the paper.',
+        'A "?" marks a paper number not verified against the paper itself.',
         f"Reproduce: `{table.command}`",
     ]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """The paper's tables: which experiment fills which row, and the paper's numbers beside it.
 
-Paper numbers come from ../shared/paper/TTSR.md. ``*_verified=False`` marks the numbers that fact sheet
-tags [M] (remembered, not checked against the PDF): they are shown with a "?" and never asserted.
+Paper numbers come from the paper. ``*_verified=False`` marks the numbers that could not be checked
+against the paper's PDF (remembered values): they are shown with a "?" and never asserted.
 Each row names the metric it compares: ``set`` is an evaluation-set name as the test DataModule
 logs it (``test/<set>/psnr``).
 """

@@ -21,7 +21,12 @@ def test_the_default_run_beats_bicubic_and_its_reference_beats_none(tmp_path: Pa
     env = {**os.environ, "WANDB_MODE": "disabled"}
     env.pop("TTSR_DATA_DIR", None)
     result = subprocess.run(
-        [sys.executable, "-m", "ttsr_lightning"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800
+        [sys.executable, "-m", "ttsr_lightning"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "outputs" / "default").iterdir()

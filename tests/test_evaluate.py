@@ -347,7 +347,9 @@ def test_protocol_all_scores_every_set_under_every_protocol_from_one_pass(
 def test_reference_levels_is_a_composed_evaluation_in_the_table4_layout(
     tmp_path: Path, data_dir: Path, official_checkpoint: Path
 ) -> None:
-    cfg = compose_evaluate(tmp_path, data_dir, [f"ckpt={official_checkpoint}", "+experiment=reference_levels"])
+    cfg = compose_evaluate(
+        tmp_path, data_dir, [f"ckpt={official_checkpoint}", "+experiment=reference_levels"]
+    )
     results = evaluate(cfg)
     levels = ["CUFED5_L1", "CUFED5_L2", "CUFED5_L3", "CUFED5_L4", "CUFED5_L5", "CUFED5_LR"]
     assert [row["set"] for row in results] == levels

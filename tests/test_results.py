@@ -62,17 +62,26 @@ def test_results_json_and_markdown_carry_the_margins(tmp_path: Path) -> None:
     write_results(rows, tmp_path, {"protocols": []})
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["margins"][0]["psnr_over_lr_reference"] == pytest.approx(0.5)
-    assert "| CUFED5_L1 | ttsr_official | +1.500 dB | +0.0000 | +0.500 dB |" in (tmp_path / "results.md").read_text()
+    assert (
+        "| CUFED5_L1 | ttsr_official | +1.500 dB | +0.0000 | +0.500 dB |"
+        in (tmp_path / "results.md").read_text()
+    )
 
 
 def test_table_layout_puts_ours_beside_the_papers_numbers(tmp_path: Path) -> None:
     layout = {
         "title": "Table 4",
         "columns": {"L1": "CUFED5_L1", "LR": "CUFED5_LR", "L5": "CUFED5_L5"},
-        "paper": {"L1": {"psnr": 26.99, "ssim": 0.8, "psnr_verified": True}, "LR": {"psnr": 26.43, "ssim": 0.782}},
+        "paper": {
+            "L1": {"psnr": 26.99, "ssim": 0.8, "psnr_verified": True},
+            "LR": {"psnr": 26.43, "ssim": 0.782},
+        },
     }
     markdown = write_table_layout(
-        [set_row("CUFED5_L1", 29.5, 0.85), set_row("CUFED5_LR", 29.0, 0.83)], layout, "ttsr_official", tmp_path
+        [set_row("CUFED5_L1", 29.5, 0.85), set_row("CUFED5_LR", 29.0, 0.83)],
+        layout,
+        "ttsr_official",
+        tmp_path,
     )
     assert "| ours | 29.50 / 0.8500 | 29.00 / 0.8300 | – |" in markdown
     assert "| paper | 26.99 / 0.800? | 26.43? / 0.782? | – |" in markdown

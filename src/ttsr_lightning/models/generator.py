@@ -135,8 +135,10 @@ class TTSRGenerator(nn.Module):
             self.search_transfer = SEARCH_TRANSFERS[search_transfer]()
         self.main_net = MainNet(n_feats, num_res_blocks, use_hard_attention, use_soft_attention, csfi)
         if bicubic_residual:
-            nn.init.zeros_(self.main_net.output_conv.weight)
-            nn.init.zeros_(self.main_net.output_conv.bias)
+            output_conv = self.main_net.output_conv
+            nn.init.zeros_(output_conv.weight)
+            if output_conv.bias is not None:
+                nn.init.zeros_(output_conv.bias)
 
     def output_image(self, main_net_output: torch.Tensor, lr_up: torch.Tensor) -> torch.Tensor:
         """The SR image (B, 3, 4h, 4w) in [-1, 1] from the main network's output: that output itself
