@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e ".[dev]"
+	# the reference LPIPS for the tests, without its dependencies: its torchvision requirement pulls a
+	# CUDA torch, and PyPI's torchvision does not import beside a CPU torch (it breaks torchmetrics)
+	$(PY) -m pip install -q --no-deps lpips==0.1.4
 	touch $@
 
 install: $(VENV)/.installed

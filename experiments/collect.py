@@ -83,7 +83,8 @@ def find_runs(roots: list[Path]) -> list[Run]:
                 f"test/{row['set']}/{measure}": row[measure]
                 for row in results["sets"]
                 if row["protocol"] == primary
-                for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
+                for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic", "lpips")
+                if measure in row  # LPIPS: only where its weights were present
             }
             smoke = bool(provenance.get("smoke", False))
             runs.append(
@@ -135,15 +136,19 @@ def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
                 out[f"{column} {measure} paper verified"] = getattr(paper, f"{measure}_verified")
                 out[f"{column} {measure} diff"] = None if ours is None or theirs is None else ours - theirs
             out[f"{column} psnr bicubic"] = run.metrics.get(f"test/{set_name}/psnr_bicubic") if run else None
+            out[f"{column} lpips"] = run.metrics.get(f"test/{set_name}/lpips") if run else None
         rows.append(out)
     return rows, any_smoke
 
 
 def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
     columns = list(table.rows[0].columns)
+    # LPIPS (ours only: the paper reports none) when some run measured it
+    with_lpips = any(row[f"{column} lpips"] is not None for row in rows for column in columns)
     header = ["Model"] + (["Params (M = 2^20) ours / paper"] if table.with_params else [])
     for column in columns:
         header += [f"{column} ours", f"{column} paper", f"{column} Δ PSNR", f"{column} bicubic"]
+        header += [f"{column} LPIPS ↓"] if with_lpips else []
     lines = [f"## {table.title}", ""]
     if smoke:
         lines += [
@@ -166,12 +171,15 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
             diff = row[f"{column} psnr diff"]
             cells.append("–" if diff is None else f"{diff:+.2f}")
             cells.append(_fmt(row[f"{column} psnr bicubic"], 2))
+            if with_lpips:
+                cells.append(_fmt(row[f"{column} lpips"], 4))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "PSNR (dB) / SSIM under the protocol of each run: "
         + ", ".join(sorted({row["protocol"] for row in rows if row["protocol"]}) or ["none collected"])
-        + " (conf/protocol/; ttsr_official = the official TTSR evaluation: uint8, BT.601 Y, no crop).",
+        + " (conf/protocol/; ttsr_official = the official TTSR evaluation: uint8, BT.601 Y, no crop)."
+        + (" LPIPS: AlexNet v0.1 on the 8-bit RGB image, lower is better." if with_lpips else ""),
         'A "?" marks a paper number not verified against the paper itself.',
         f"Reproduce: `{table.command}`",
     ]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+_TORCH_HOME = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +32,16 @@ def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("data")
     build_sample_dataset(data_dir / "sample")
     return data_dir
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests see none of the machine's ImageNet weight files (what CI sees): an empty torch.hub cache
+    and no TTSR_*_WEIGHTS, so "auto" weights (VGG19, LPIPS's AlexNet) are absent unless a test puts them
+    there. Set here, so subprocesses inherit it."""
+    config.stash[_TORCH_HOME] = os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="ttsr-tests-torch-home-")
+    for name in ("TTSR_VGG19_WEIGHTS", "TTSR_ALEXNET_WEIGHTS"):
+        os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash[_TORCH_HOME], ignore_errors=True)

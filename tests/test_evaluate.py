@@ -4,10 +4,12 @@ summaries, images, W&B table; two processes give exactly the rows of one."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 from helpers.checkpoints import one_batch_run_checkpoint
+from helpers.lpips_reference import seeded_alexnet_state_dict
+from ttsr_lightning import pretrained
 from ttsr_lightning.checkpoints import load_generator, project_to_official_state_dict
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data import CUFED5Dataset
@@ -29,7 +33,10 @@ from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.evaluate import evaluate, select_test_sets
 from ttsr_lightning.metrics import y_psnr, y_ssim
 from ttsr_lightning.models import MainNet, TTSRGenerator
+from ttsr_lightning.models import lpips as lpips_module
+from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.pretrained import ALEXNET, lpips_heads_file, sha256_of_file
 from ttsr_lightning.protocols import load_protocols
 from ttsr_lightning.results import markdown_table
 
@@ -75,6 +82,32 @@ def official_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_generator
     path = tmp_path_factory.mktemp("official") / "TTSR-tiny.pt"
     torch.save(project_to_official_state_dict(tiny_generator.state_dict()), path)
     return path
+
+
+# torchvision's AlexNet cannot be downloaded here: a seeded random AlexNet in its layout stands in, its
+# hash made the expected one (in this process, or through this script in evaluate's processes).
+PATCHED_EVALUATE = """
+import dataclasses, os
+from ttsr_lightning.models import lpips
+lpips.ALEXNET = dataclasses.replace(lpips.ALEXNET, sha256=os.environ["TEST_ALEXNET_SHA256"])
+from ttsr_lightning.evaluate import main
+main()
+"""
+
+
+@pytest.fixture
+def alexnet_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path_factory.mktemp("alexnet") / "alexnet-seeded.pth"
+    torch.save(seeded_alexnet_state_dict(), path)
+    monkeypatch.setattr(lpips_module, "ALEXNET", dataclasses.replace(ALEXNET, sha256=sha256_of_file(path)))
+    return path
+
+
+def eight_bit(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) in [-1, 1]; a (1, 3, H, W) tensor in [-1, 1] -> its 8-bit pixels."""
+    if isinstance(image, torch.Tensor):
+        return ((image + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
 def compose_evaluate(output_dir: Path, data_dir: Path, overrides: list[str]) -> DictConfig:
@@ -251,14 +284,22 @@ def test_wandb_table_has_a_row_per_image_with_thumbnails(
 
 
 def run_evaluate_command(
-    data_dir: Path, run_dir: Path, ckpt: Path, *overrides: str
+    data_dir: Path, run_dir: Path, ckpt: Path, *overrides: str, alexnet: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m ttsr_lightning.evaluate``; with ``alexnet``, LPIPS on that seeded AlexNet (taken for
+    torchvision's file by :data:`PATCHED_EVALUATE`, in every process)."""
+    entry_point = ["-m", "ttsr_lightning.evaluate"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    if alexnet is not None:
+        script = run_dir.parent / f"{run_dir.name}_evaluate_with_seeded_alexnet.py"
+        script.write_text(PATCHED_EVALUATE)
+        entry_point, overrides = [str(script)], (*overrides, f"lpips={alexnet}")
+        env["TEST_ALEXNET_SHA256"] = sha256_of_file(alexnet)
     command = [
-        sys.executable, "-m", "ttsr_lightning.evaluate",
+        sys.executable, *entry_point,
         f"ckpt={ckpt}", "data=cufed5", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
         "logger=none", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *overrides,
     ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "disabled"}
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -275,23 +316,25 @@ def test_command_line_prints_the_markdown_table(
 
 
 def test_two_processes_write_every_image_once_with_the_values_of_one(
-    tmp_path: Path, data_dir: Path, lightning_checkpoint: Path
+    tmp_path: Path, data_dir: Path, lightning_checkpoint: Path, alexnet_file: Path
 ) -> None:
-    """trainer=ddp_cpu with loader workers, 3 images per set (2 on rank 0, 1 on rank 1): the same rows,
-    in the same order, as one process, and the panels and SR images of both ranks."""
+    """trainer=ddp_cpu with loader workers, 3 images per set (2 on rank 0, 1 on rank 1): the same rows
+    (LPIPS included), in the same order, as one process, and the panels and SR images of both ranks."""
     sets = "sets=[CUFED5_L1,CUFED5_LR,CUFED5_stitched]"
-    one = run_evaluate_command(data_dir, tmp_path / "one", lightning_checkpoint, sets, "save_images=true")
+    one = run_evaluate_command(
+        data_dir, tmp_path / "one", lightning_checkpoint, sets, "save_images=true", alexnet=alexnet_file
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     two = run_evaluate_command(
         data_dir, tmp_path / "two", lightning_checkpoint, sets, "save_images=true", "trainer=ddp_cpu",
-        "data.test.num_workers=1",
+        "data.test.num_workers=1", alexnet=alexnet_file,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
     single, ddp = (read_csv(tmp_path / run / "test_per_image.csv") for run in ("one", "two"))
     assert len(ddp) == 9 and [(r["set"], r["image"]) for r in ddp] == [(r["set"], r["image"]) for r in single]
     for mine, theirs in zip(ddp, single, strict=True):
         assert mine["ref"] == theirs["ref"] and mine["reference"] == theirs["reference"]
-        for measure in MEASURES:
+        for measure in (*MEASURES, "lpips", "lpips_bicubic"):
             assert float(mine[measure]) == pytest.approx(float(theirs[measure]), abs=1e-6), (
                 mine["image"],
                 measure,
@@ -360,3 +403,72 @@ def test_reference_levels_is_a_composed_evaluation_in_the_table4_layout(
     assert (tmp_path / "table.png").stat().st_size > 5_000
     provenance = json.loads((tmp_path / "results.json").read_text())["provenance"]
     assert provenance["trains"] == provenance["run"] == "TTSR-tiny"  # an official file: named by its stem
+
+
+def test_lpips_beside_psnr_ssim_is_the_network_on_the_saved_images(
+    tmp_path: Path, data_dir: Path, official_checkpoint: Path, alexnet_file: Path
+) -> None:
+    """One LPIPS per image (the same under every protocol), of the SR PNG it writes and of the bicubic
+    image, against the HR; per-set means; columns, Markdown headers and provenance say what it is."""
+    sets = ["CUFED5_L1", "CUFED5_LR"]
+    cfg = compose_evaluate(
+        tmp_path,
+        data_dir,
+        [f"ckpt={official_checkpoint}", f"sets=[{','.join(sets)}]", "save_images=true",
+         "protocol=[ttsr_official,basicsr]", f"lpips={alexnet_file}"],
+    )  # fmt: skip
+    set_results = evaluate(cfg)
+    rows = read_csv(tmp_path / "test_per_image.csv")
+    assert list(rows[0]) == [*COLUMNS, "lpips", "lpips_bicubic"] and len(rows) == 2 * 2 * 3
+    heads = lpips_heads_file()
+    assert heads is not None
+    network = LPIPS.from_files(alexnet_file, heads)
+    dataset = CUFED5Dataset(data_dir / "CUFED" / "test" / "CUFED5", ref_level=1)
+    lr_up = {item["name"]: item["lr_up"][None] for item in dataset}
+    root = data_dir / "CUFED" / "test" / "CUFED5"
+    for row in rows:
+        sr = eight_bit(np.asarray(Image.open(tmp_path / "images" / row["set"] / f"{row['image']}.png")))
+        hr = eight_bit(np.asarray(Image.open(root / f"{row['image']}.png"))[:48, :64])
+        with torch.no_grad():
+            assert float(row["lpips"]) == pytest.approx(float(network(sr, hr)), abs=1e-6), row
+            bicubic = float(network(eight_bit(lr_up[row["image"]]), hr))
+        assert float(row["lpips_bicubic"]) == pytest.approx(bicubic, abs=1e-6), row
+        assert float(row["lpips"]) > 0
+    for result in set_results:
+        mine = [
+            float(row["lpips"])
+            for row in rows
+            if (row["set"], row["protocol"]) == (result["set"], result["protocol"])
+        ]
+        assert result["lpips"] == pytest.approx(np.mean(mine), abs=1e-9)
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["provenance"]["lpips"].startswith("AlexNet v0.1 (lower is better")
+    assert "| LPIPS ↓ | bicubic LPIPS ↓ |" in (tmp_path / "results.md").read_text()
+
+
+def test_without_alexnet_weights_lpips_is_skipped_with_one_warning_and_the_outputs_say_so(
+    tmp_path: Path, data_dir: Path, official_checkpoint: Path
+) -> None:
+    cfg = compose_evaluate(tmp_path, data_dir, [f"ckpt={official_checkpoint}", "sets=CUFED5_L1"])
+    assert cfg.lpips == "auto"  # the default; this test session's torch.hub cache is empty
+    with pytest.warns(UserWarning) as record:
+        evaluate(cfg)
+    assert [str(w.message) for w in record].count(str(record[0].message)) == 1
+    assert sum("LPIPS skipped" in str(w.message) for w in record) == 1
+    assert list(read_csv(tmp_path / "test_per_image.csv")[0]) == COLUMNS
+    provenance = json.loads((tmp_path / "results.json").read_text())["provenance"]
+    assert provenance["lpips"].startswith("skipped (lpips=auto): the AlexNet ImageNet weights are not at")
+    assert "lpips: skipped (lpips=auto)" in (tmp_path / "results.md").read_text()
+
+
+def test_lpips_true_without_weights_refuses_to_start(
+    tmp_path: Path, data_dir: Path, official_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(url: str, destination: str, progress: bool = True) -> None:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(pretrained, "download_url_to_file", offline)
+    cfg = compose_evaluate(tmp_path, data_dir, [f"ckpt={official_checkpoint}", "lpips=true"])
+    with pytest.raises(ConfigError, match=r"^lpips=true: could not download .*alexnet-owt-7be5be79\.pth"):
+        evaluate(cfg)
+    assert not (tmp_path / "test_per_image.csv").exists()

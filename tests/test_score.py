@@ -4,6 +4,7 @@ convention's own metric code (tests/helpers/protocol_values.py says how those va
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,9 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
+from helpers.lpips_reference import (
+    REFERENCE_VALUES,
+    SEEDED_WEIGHTS_SHA256,
+    photo_pairs,
+    seeded_alexnet_state_dict,
+    weights_digest,
+)
 from helpers.protocol_values import PHOTOS, THEIR_VALUES
+from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.models import lpips as lpips_module
+from ttsr_lightning.pretrained import ALEXNET, sha256_of_file
+from ttsr_lightning.score import score
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +103,45 @@ def test_missing_hr_and_sizes_that_do_not_fit_are_one_line_errors(
         f"sr={sr_dir}", f"hr={hr_dir}", f"out={tmp_path / 'x.csv'}", "protocol=nope", cwd=tmp_path
     )
     assert result.returncode == 2 and "Could not find 'protocol/nope'" in result.stderr
+
+
+def test_lpips_of_saved_images_equals_the_reference_implementation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """score's LPIPS column on PNGs of the photographs equals what the lpips package gave on the same
+    (seeded) AlexNet (tests/helpers/lpips_reference.py), under every protocol; the mean is summarised."""
+    if weights_digest(seeded_alexnet_state_dict()) != SEEDED_WEIGHTS_SHA256:
+        pytest.skip("this torch draws other seeded weights than those the reference values were made on")
+    alexnet = tmp_path / "alexnet-seeded.pth"
+    torch.save(seeded_alexnet_state_dict(), alexnet)
+    monkeypatch.setattr(lpips_module, "ALEXNET", dataclasses.replace(ALEXNET, sha256=sha256_of_file(alexnet)))
+    sr_dir, hr_dir = tmp_path / "sr", tmp_path / "hr"
+    sr_dir.mkdir(), hr_dir.mkdir()
+    for name, hr, bicubic, _ in photo_pairs():
+        for folder, image in ((hr_dir, hr), (sr_dir, bicubic)):
+            pixels = ((image[0] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+            Image.fromarray(pixels).save(folder / f"{name}.png")
+    out = tmp_path / "scores.csv"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "score",
+            [
+                f"sr={sr_dir}",
+                f"hr={hr_dir}",
+                f"out={out}",
+                "protocol=[ttsr_official,mmagic]",
+                f"lpips={alexnet}",
+            ],
+        )
+    summary = score(cfg)
+    with open(out, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0])[:5] == ["image", "protocol", "psnr", "ssim", "lpips"] and len(rows) == 3 * 2
+    for row in rows:
+        assert float(row["lpips"]) == pytest.approx(REFERENCE_VALUES[row["image"]][0], abs=1e-5), row
+    expected_mean = np.mean([values[0] for values in REFERENCE_VALUES.values()])
+    assert [entry["lpips"] for entry in summary] == pytest.approx([expected_mean] * 2, abs=1e-5)
+    document = json.loads((tmp_path / "scores.summary.json").read_text())
+    assert document["lpips"].startswith("AlexNet v0.1 (lower is better")
+    assert "| protocol | images | PSNR | SSIM | LPIPS ↓ | what |" in capsys.readouterr().out

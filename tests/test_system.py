@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -10,7 +11,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader
 
+from helpers.lpips_reference import seeded_alexnet_state_dict
 from ttsr_lightning.errors import NonFiniteError
+from ttsr_lightning.models import lpips as lpips_module
+from ttsr_lightning.pretrained import ALEXNET, sha256_of_file
 from ttsr_lightning.system import TTSRSystem
 
 GENERATOR = {
@@ -32,6 +36,8 @@ LOSSES = {
         "adversarial": 0.001,
     },
 }
+
+LOSSES_REC = {"reconstruction": LOSSES["reconstruction"], "weights": {"reconstruction": 1.0}}
 
 
 def make_system(**optim: Any) -> TTSRSystem:
@@ -231,3 +237,24 @@ def test_an_opt_in_policy_skips_up_to_n_bad_batches_with_a_warning_each() -> Non
         pytest.raises(NonFiniteError, match="batch 2 of the epoch"),
     ):
         fit(system, epochs=1, batch_count=3, nan_batches=(0, 2))
+
+
+def test_checkpoints_leave_out_the_lpips_network_and_still_load(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alexnet = tmp_path / "alexnet-seeded.pth"
+    torch.save(seeded_alexnet_state_dict(), alexnet)
+    # the seeded stand-in taken for torchvision's file
+    monkeypatch.setattr(lpips_module, "ALEXNET", dataclasses.replace(ALEXNET, sha256=sha256_of_file(alexnet)))
+    torch.manual_seed(0)
+    system = TTSRSystem(GENERATOR, None, LOSSES_REC, {}, lpips=str(alexnet))
+    assert system.lpips is not None and system.lpips_description.startswith("AlexNet v0.1")
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(system, train_dataloaders=batches(1))
+    assert not any(p.requires_grad for p in system.lpips.parameters())
+    path = tmp_path / "system.ckpt"
+    trainer.save_checkpoint(path)
+    assert not any(key.startswith("lpips.") for key in torch.load(path, weights_only=True)["state_dict"])
+    restored = TTSRSystem.load_from_checkpoint(path, map_location="cpu")
+    assert restored.lpips is not None
+    for key, value in system.lpips.state_dict().items():
+        assert torch.equal(value, restored.lpips.state_dict()[key])

@@ -5,8 +5,9 @@ Three kinds, told apart by their content (never by the file name):
 - **run**: a Lightning checkpoint of a training run (``<run>/checkpoints/last.ckpt``): the
   ``TTSRSystem`` state (``generator.*``, ``discriminator.*``, ...), its hyper-parameters (the
   generator's architecture under ``hyper_parameters.generator``), optimiser and loop states. The
-  frozen weights that are fixed (the perceptual VGG19) or derived (the LTE's frozen copy) are left
-  out (:func:`strip_frozen_weights`) and rebuilt on load (:func:`restore_frozen_weights`).
+  frozen weights that are fixed (the perceptual VGG19, the LPIPS network) or derived (the LTE's
+  frozen copy) are left out (:func:`strip_frozen_weights`) and rebuilt on load
+  (:func:`restore_frozen_weights`).
 - **generator**: the project's generator-only file ``{"format": "ttsr-lightning/generator",
   "version": 2, "generator_config": {...}, "state_dict": {...}}`` (:func:`save_generator`).
 - **official**: the official trainer's flat state dict (researchmm/TTSR ``TTSR.pt`` / ``TTSR-rec.pt``):
@@ -50,7 +51,7 @@ OFFICIAL_FROZEN_COPY_PREFIX = "LTE_copy."
 SUB_MEAN_KEYS = ("LTE.sub_mean.weight", "LTE.sub_mean.bias")
 
 # TTSRSystem state-dict prefixes of frozen weights that a run checkpoint leaves out and a load rebuilds.
-FROZEN_PREFIXES = ("loss_terms.perceptual.", "lte_copy.")
+FROZEN_PREFIXES = ("loss_terms.perceptual.", "lte_copy.", "lpips.")
 # TTSRSystem state-dict prefix of the generator.
 RUN_GENERATOR_PREFIX = "generator."
 

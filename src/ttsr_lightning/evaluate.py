@@ -1,4 +1,4 @@
-"""``python -m ttsr_lightning.evaluate ckpt=PATH``: PSNR/SSIM of a checkpoint on test sets, bicubic beside.
+"""``python -m ttsr_lightning.evaluate ckpt=PATH``: PSNR/SSIM/LPIPS of a checkpoint, bicubic beside.
 
     python -m ttsr_lightning.evaluate ckpt=TTSR-rec.pt                       # CUFED5, L1 references
     python -m ttsr_lightning.evaluate ckpt=TTSR.pt data=cufed5               # L1..L5, LR, stitched
@@ -9,7 +9,10 @@
 official ``TTSR.pt`` / ``TTSR-rec.pt``, a converted generator file); only the generator is built
 (:class:`~ttsr_lightning.evaluation.EvaluationModule`: no losses, no critic). The test sets are the
 ``test:`` part of the ``data`` config, optionally only those named in ``sets``; each is measured with
-the official protocol (:mod:`ttsr_lightning.metrics`), the bicubic baseline beside it.
+the official protocol (:mod:`ttsr_lightning.metrics`), the bicubic baseline beside it, and with LPIPS
+(AlexNet v0.1, lower is better) when its weights are found (``lpips``: auto, true, false or a path; see
+:mod:`ttsr_lightning.models.lpips`; ``provenance.lpips`` in ``results.json`` says what was used or why
+it was skipped).
 
 Written to the run folder (``outputs/evaluate/<name>/<time>/``) by the ``EvaluationResults`` callback,
 every image of every set exactly once whatever the number of processes: ``test_per_image.csv``,
@@ -101,7 +104,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         max_memory = parse_memory_setting(cfg.max_memory)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    module = EvaluationModule(generator, protocols, max_memory=max_memory)
+    module = EvaluationModule(generator, protocols, max_memory=max_memory, lpips=cfg.lpips)
 
     if cfg.logger and "wandb" in cfg.logger:
         with open_dict(cfg):
@@ -124,6 +127,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         search_transfer=cfg.search_transfer,
         max_memory=max_memory,
         protocols=[protocol.as_dict() for protocol in protocols],
+        lpips=module.lpips_description,
         git_commit=git_commit(),
         generator=generator.config,
     )

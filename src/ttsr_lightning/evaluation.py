@@ -8,25 +8,29 @@ Each evaluation set (one dataloader each; names from the DataModule's ``val_set_
 ``test_set_names``) is scored under each :class:`~ttsr_lightning.protocols.Protocol` (validation: the
 first only), for the model and for the bicubic baseline (LR-up). The means are torchmetrics states
 reduced across DDP ranks, logged as ``<stage>/<set>/<measure>`` for the first protocol and
-``<stage>/<set>/<protocol>/<measure>`` for the others. The evaluation steps *return* the batch's
-per-image results (:class:`EvaluationOutput`: one row per image and protocol); callbacks keep them
-(``EvaluationResults``: the result files and the W&B table, gathered from every rank;
-``ImagePanelLogger``: the image panels). This module keeps no result lists.
+``<stage>/<set>/<protocol>/<measure>`` for the others. With an LPIPS network (``lpips``), each image's
+LPIPS (lower is better) is measured once on its 8-bit RGB pixels (what ``save_images`` writes), whatever
+the protocol, logged as ``<stage>/<set>/lpips`` and ``lpips_bicubic`` and put in every protocol's row.
+The evaluation steps *return* the batch's per-image results (:class:`EvaluationOutput`: one row per
+image and protocol); callbacks keep them (``EvaluationResults``: the result files and the W&B table,
+gathered from every rank; ``ImagePanelLogger``: the image panels). This module keeps no result lists.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypedDict, cast
 
+import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import Metric
 
 from ttsr_lightning.data import TestDataModule, TrainDataModule
-from ttsr_lightning.metrics import MeanPerImage
+from ttsr_lightning.metrics import MeanPerImage, image_values
 from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models.lpips import LPIPS, LpipsSetting, load_lpips
 from ttsr_lightning.models.tiled_forward import (
     MemorySetting,
     budgeted_forward,
@@ -38,6 +42,7 @@ from ttsr_lightning.protocols import DEFAULT_PROTOCOL, Protocol, load_protocols
 log = logging.getLogger(__name__)
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
+LPIPS_MEASURES = ("lpips", "lpips_bicubic")
 
 
 class EvaluationOutput(TypedDict):
@@ -63,6 +68,9 @@ class EvaluationModule(LightningModule):
             :func:`~ttsr_lightning.models.tiled_forward.budgeted_forward`: the whole image when it
             fits (the same SR as the plain forward), else main-network tiles (the first plan of each
             kind is logged). None: the generator's plain forward.
+        lpips: LPIPS beside PSNR/SSIM: ``"auto"`` (when the AlexNet weights are found, else skipped with
+            one warning), ``True`` (required), ``False``, or the AlexNet file's path; see
+            :func:`~ttsr_lightning.models.lpips.load_lpips`. ``lpips_description`` says what was used.
     """
 
     def __init__(
@@ -70,9 +78,13 @@ class EvaluationModule(LightningModule):
         generator: TTSRGenerator,
         protocols: Sequence[Protocol] | None = None,
         max_memory: MemorySetting = None,
+        lpips: LpipsSetting = False,
     ) -> None:
         super().__init__()
         self.generator = generator
+        # frozen; left out of run checkpoints (checkpoints.FROZEN_PREFIXES)
+        self.lpips: LPIPS | None
+        self.lpips, self.lpips_description = load_lpips(lpips)
         self.protocols = list(protocols) if protocols else load_protocols(DEFAULT_PROTOCOL)
         self.eval_metrics = nn.ModuleDict()
         self.eval_set_names: dict[str, list[str]] = {"val": [], "test": []}
@@ -92,6 +104,9 @@ class EvaluationModule(LightningModule):
                 for protocol in self._protocols(eval_stage):
                     for measure in MEASURES:
                         self._metric(eval_stage, name, protocol, measure)
+                if self.lpips is not None:
+                    for measure in LPIPS_MEASURES:
+                        self._lpips_metric(eval_stage, name, measure)
 
     def _protocols(self, stage: str) -> list[Protocol]:
         return self.protocols if stage == "test" else self.protocols[:1]
@@ -103,6 +118,13 @@ class EvaluationModule(LightningModule):
         if key not in self.eval_metrics:
             score = protocol.psnr if measure.startswith("psnr") else protocol.ssim
             self.eval_metrics[key] = MeanPerImage(score).to(self.device)
+        return cast(MeanPerImage, self.eval_metrics[key])
+
+    def _lpips_metric(self, stage: str, set_name: str, measure: str) -> MeanPerImage:
+        key = f"{stage}__{set_name}__{measure}".replace(".", "_")
+        if key not in self.eval_metrics:
+            assert self.lpips is not None
+            self.eval_metrics[key] = MeanPerImage(_eight_bit_lpips(self.lpips)).to(self.device)
         return cast(MeanPerImage, self.eval_metrics[key])
 
     def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
@@ -136,6 +158,20 @@ class EvaluationModule(LightningModule):
         out = self(batch)
         hr = batch["hr"]
         batch_size = hr.shape[0]
+        lpips_values: dict[str, Tensor] = {}
+        if self.lpips is not None:
+            for measure in LPIPS_MEASURES:
+                metric = self._lpips_metric(stage, set_name, measure)
+                metric.update(batch["lr_up"] if measure.endswith("_bicubic") else out.sr, hr)
+                lpips_values[measure] = metric.last_values
+                self.log(
+                    f"{stage}/{set_name}/{measure}",
+                    metric,
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=batch_size,
+                    add_dataloader_idx=False,
+                )
         rows = []
         for number, protocol in enumerate(self._protocols(stage)):
             values: dict[str, Tensor] = {}
@@ -153,6 +189,7 @@ class EvaluationModule(LightningModule):
                     add_dataloader_idx=False,
                     prog_bar=(number == 0 and measure == "psnr" and dataloader_idx == 0),
                 )
+            values.update(lpips_values)
             rows += self.rows(set_name, dataloader_idx, (number, protocol.name), batch, batch_idx, values)
         if stage == "val" and dataloader_idx == 0:
             # the monitored summary metric: PSNR on the first validation set, primary protocol
@@ -177,7 +214,7 @@ class EvaluationModule(LightningModule):
     ) -> list[dict[str, Any]]:
         """One dict per image: set, set_index (dataloader), index (in the dataset), image and ref (file
         stems), reference (the set's reference policy), protocol (its name; protocol_index its position)
-        and the four measures."""
+        and the measures in ``values`` (the four of :data:`MEASURES`, then LPIPS's when measured)."""
         batch_size = batch["hr"].shape[0]
         indices = batch.get("index")
         rows = []
@@ -192,10 +229,25 @@ class EvaluationModule(LightningModule):
                     "reference": _item(batch.get("reference_policy"), i),
                     "protocol": protocol[1],
                     "protocol_index": protocol[0],
-                    **{measure: float(values[measure][i]) for measure in MEASURES},
+                    **{measure: float(value[i]) for measure, value in values.items()},
                 }
             )
         return rows
+
+
+def _eight_bit_lpips(network: LPIPS) -> Callable[[Tensor, Tensor], Tensor]:
+    """Per-image LPIPS (B,) float64 of two (B, 3, H, W) images in [-1, 1], measured on their 8-bit
+    pixels (``round(clamp((x + 1) / 2) * 255)``, back to [-1, 1]): the values ``score`` gets from the
+    saved PNGs, in float32 also under mixed precision. A closure, not a module, so the metric holds no
+    second copy of the network."""
+
+    def measure(sr: Tensor, hr: Tensor) -> Tensor:
+        sr_pixels, hr_pixels = (image_values(image, "clamp_round") / 127.5 - 1.0 for image in (sr, hr))
+        with torch.autocast(sr.device.type, enabled=False):
+            distance = network(sr_pixels.to(torch.float32), hr_pixels.to(torch.float32))
+        return distance.to(torch.float64)
+
+    return measure
 
 
 def _item(values: Any, index: int) -> str:

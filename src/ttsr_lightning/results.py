@@ -2,8 +2,9 @@
 
 Rows are what :meth:`ttsr_lightning.evaluation.EvaluationModule.rows` produces (one per image and
 protocol; keys ``set``, ``set_index``, ``index``, ``image``, ``ref``, ``reference``, ``protocol``,
-``protocol_index`` and the measures ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``). Files
-written into a run's folder:
+``protocol_index`` and the measures ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, then
+``lpips`` and ``lpips_bicubic`` when LPIPS was measured: lower is better; without its weights the
+columns are absent and the provenance's ``lpips`` says why). Files written into a run's folder:
 
 - ``test_per_image.csv``: one row per image and protocol, in set order, then protocol, then dataset order;
 - ``test_per_set.csv`` and ``results.md``: per set and protocol its reference policy, the number of
@@ -23,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
-IMAGE_COLUMNS = ("set", "image", "ref", "reference", "protocol", *MEASURES)
+# measured when the LPIPS weights are present (lower is better)
+LPIPS_MEASURES = ("lpips", "lpips_bicubic")
+IMAGE_COLUMNS = ("set", "image", "ref", "reference", "protocol")
+
+
+def measures_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The measures the rows hold: :data:`MEASURES`, then :data:`LPIPS_MEASURES` when measured."""
+    extra = tuple(measure for measure in LPIPS_MEASURES if rows and measure in rows[0])
+    return (*MEASURES, *extra)
 
 
 def sort_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -46,7 +55,8 @@ def sort_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def per_set_results(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per set and protocol (in the rows' order): set, reference, protocol, images, and the
-    mean of each measure."""
+    mean of each measure (:func:`measures_of`)."""
+    measures = measures_of(rows)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["set"], row["protocol"]), []).append(row)
@@ -56,7 +66,7 @@ def per_set_results(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "reference": group[0]["reference"],
             "protocol": protocol,
             "images": len(group),
-            **{measure: sum(row[measure] for row in group) / len(group) for measure in MEASURES},
+            **{measure: sum(row[measure] for row in group) / len(group) for measure in measures},
         }
         for (set_name, protocol), group in groups.items()
     ]
@@ -133,16 +143,22 @@ def protocol_summary(
 
 
 def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """The per-set results as a Markdown table, PSNR in dB to 3 decimals and SSIM to 4."""
+    """The per-set results as a Markdown table, PSNR in dB to 3 decimals, SSIM and LPIPS (when
+    measured; lower is better) to 4."""
+    with_lpips = "lpips" in measures_of(results)
+    header = "| set | reference | protocol | images | PSNR | SSIM | bicubic PSNR | bicubic SSIM |"
     lines = [
-        "| set | reference | protocol | images | PSNR | SSIM | bicubic PSNR | bicubic SSIM |",
-        "|:--|:--|:--|--:|--:|--:|--:|--:|",
+        header + (" LPIPS ↓ | bicubic LPIPS ↓ |" if with_lpips else ""),
+        "|:--|:--|:--|--:|--:|--:|--:|--:|" + ("--:|--:|" if with_lpips else ""),
     ]
     for row in results:
-        lines.append(
+        line = (
             f"| {row['set']} | {row['reference']} | {row['protocol']} | {row['images']} | {row['psnr']:.3f} "
             f"| {row['ssim']:.4f} | {row['psnr_bicubic']:.3f} | {row['ssim_bicubic']:.4f} |"
         )
+        if with_lpips:
+            line += f" {row['lpips']:.4f} | {row['lpips_bicubic']:.4f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -210,7 +226,8 @@ def write_results(
     protocols = list(provenance.get("protocols") or [])
     summary = protocol_summary(set_results, protocols)
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(output_dir / "test_per_image.csv", [{k: row[k] for k in IMAGE_COLUMNS} for row in ordered])
+    columns = (*IMAGE_COLUMNS, *measures_of(ordered))
+    _write_csv(output_dir / "test_per_image.csv", [{k: row[k] for k in columns} for row in ordered])
     _write_csv(output_dir / "test_per_set.csv", set_results)
     described = "; ".join(
         f"{key}: {value}" for key, value in provenance.items() if not isinstance(value, dict | list)

@@ -13,9 +13,14 @@ pixels larger than its SR (HR sides not multiples of 4) is cropped top-left to t
 one of these pipelines crops it before degrading; any other size difference is an error naming both
 files.
 
-Writes ``out``: one row per image and protocol (``image``, ``protocol``, ``psnr``, ``ssim``, the
-``width`` and ``height`` measured, ``hr_cropped``, ``sr_file``, ``hr_file``), ``<out stem>.summary.json``
-(the mean per protocol, with each protocol's source) and prints the means as a Markdown table.
+``lpips`` (auto, true, false or a path; see :mod:`ttsr_lightning.models.lpips`) adds each pair's LPIPS
+(AlexNet v0.1 on the 8-bit RGB images, whole, lower is better; the same for every protocol) when its
+weights are found; without them the column is absent and the summary's ``lpips`` says why.
+
+Writes ``out``: one row per image and protocol (``image``, ``protocol``, ``psnr``, ``ssim``, ``lpips``
+when measured, the ``width`` and ``height`` measured, ``hr_cropped``, ``sr_file``, ``hr_file``),
+``<out stem>.summary.json`` (the mean per protocol, with each protocol's source, and what LPIPS used)
+and prints the means as a Markdown table.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images, require_unique_stems
 from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.errors import ConfigError
+from ttsr_lightning.models.lpips import LPIPS, load_lpips
 from ttsr_lightning.protocols import Protocol, protocols_from_config
 
 log = logging.getLogger(__name__)
@@ -67,9 +73,13 @@ def _pixels(image: np.ndarray) -> torch.Tensor:
 
 
 def score_pair(
-    sr_file: Path, hr_file: Path, protocols: list[Protocol], reader: RGBImageReader
+    sr_file: Path,
+    hr_file: Path,
+    protocols: list[Protocol],
+    reader: RGBImageReader,
+    lpips: LPIPS | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per protocol for an SR image and its HR."""
+    """One row per protocol for an SR image and its HR (with their LPIPS when ``lpips`` is given)."""
     sr, hr = np.asarray(reader.read(sr_file)), np.asarray(reader.read(hr_file))
     (sr_height, sr_width), (hr_height, hr_width) = sr.shape[:2], hr.shape[:2]
     excess = (hr_height - sr_height, hr_width - sr_width)
@@ -80,6 +90,10 @@ def score_pair(
             f"multiple of {SCALE})"
         )
     sr_pixels, hr_pixels = _pixels(sr), _pixels(hr[:sr_height, :sr_width])
+    lpips_value: dict[str, float] = {}
+    if lpips is not None:
+        with torch.inference_mode():
+            lpips_value["lpips"] = float(lpips(sr_pixels / 127.5 - 1.0, hr_pixels / 127.5 - 1.0))
     rows = []
     for protocol in protocols:
         psnr, ssim = protocol.measure_pixels(sr_pixels, hr_pixels)
@@ -89,6 +103,7 @@ def score_pair(
                 "protocol": protocol.name,
                 "psnr": float(psnr),
                 "ssim": float(ssim),
+                **lpips_value,
                 "width": sr_width,
                 "height": sr_height,
                 "hr_cropped": excess != (0, 0),
@@ -100,16 +115,18 @@ def score_pair(
 
 
 def summarise(rows: list[dict[str, Any]], protocols: list[Protocol]) -> list[dict[str, Any]]:
-    """The mean PSNR / SSIM per protocol, with its source."""
+    """The mean PSNR / SSIM (and LPIPS when measured) per protocol, with its source."""
     summary = []
     for protocol in protocols:
         mine = [row for row in rows if row["protocol"] == protocol.name]
+        lpips = {"lpips": sum(row["lpips"] for row in mine) / len(mine)} if "lpips" in mine[0] else {}
         summary.append(
             {
                 "protocol": protocol.name,
                 "images": len(mine),
                 "psnr": sum(row["psnr"] for row in mine) / len(mine),
                 "ssim": sum(row["ssim"] for row in mine) / len(mine),
+                **lpips,
                 "description": protocol.summary(),
                 "source": protocol.source,
             }
@@ -124,10 +141,11 @@ def score(cfg: DictConfig) -> list[dict[str, Any]]:
         raise ConfigError(f"out: {out} must end with .csv")
     protocols = protocols_from_config(OmegaConf.to_container(cfg.protocol, resolve=True))  # type: ignore[arg-type]
     pairs = pair_images(Path(cfg.sr), Path(cfg.hr))
+    lpips, lpips_description = load_lpips(cfg.lpips)
     reader = RGBImageReader("score")
     rows = []
     for sr_file, hr_file in tqdm(pairs, desc="scoring", unit="image"):
-        rows += score_pair(sr_file, hr_file, protocols, reader)
+        rows += score_pair(sr_file, hr_file, protocols, reader, lpips)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
@@ -135,15 +153,26 @@ def score(cfg: DictConfig) -> list[dict[str, Any]]:
         writer.writerows(rows)
     summary = summarise(rows, protocols)
     summary_file = out.with_name(f"{out.stem}.summary.json")
-    document = {"sr": str(Path(cfg.sr).resolve()), "hr": str(Path(cfg.hr).resolve()), "protocols": summary}
+    document = {
+        "sr": str(Path(cfg.sr).resolve()),
+        "hr": str(Path(cfg.hr).resolve()),
+        "lpips": lpips_description,
+        "protocols": summary,
+    }
     summary_file.write_text(json.dumps(document, indent=2) + "\n")
-    lines = ["| protocol | images | PSNR | SSIM | what |", "|:--|--:|--:|--:|:--|"]
+    with_lpips = lpips is not None
+    lines = [
+        "| protocol | images | PSNR | SSIM |" + (" LPIPS ↓ |" if with_lpips else "") + " what |",
+        "|:--|--:|--:|--:|" + ("--:|" if with_lpips else "") + ":--|",
+    ]
     lines += [
-        f"| {row['protocol']} | {row['images']} | {row['psnr']:.4f} | {row['ssim']:.4f} "
-        f"| {row['description']} |"
+        f"| {row['protocol']} | {row['images']} | {row['psnr']:.4f} | {row['ssim']:.4f} |"
+        + (f" {row['lpips']:.4f} |" if with_lpips else "")
+        + f" {row['description']} |"
         for row in summary
     ]
     print("\n".join(lines))
+    print(f"LPIPS: {lpips_description}")
     log.info("wrote %s and %s", out, summary_file)
     return summary
 

@@ -55,6 +55,8 @@ class TTSRSystem(EvaluationModule):
             measure; the first is the primary (validation, the monitored ``val/psnr``). Default: the
             official TTSR evaluation.
         lazy_lte_copy_sync: copy the LTE into its frozen twin only when the LTE changed since the last copy.
+        lpips: LPIPS in validation and test beside PSNR/SSIM: ``"auto"``, ``True``, ``False`` or the
+            AlexNet weights file (see :class:`EvaluationModule`).
         channels_last: keep weights and image batches in channels-last memory format (faster
             convolutions on tensor cores; same results up to rounding).
         compile: ``torch.compile`` the main network, the LTE and the perceptual VGG in place (keys
@@ -71,6 +73,7 @@ class TTSRSystem(EvaluationModule):
         lazy_lte_copy_sync: bool = True,
         channels_last: bool = False,
         compile: bool = False,
+        lpips: bool | str = "auto",
     ) -> None:
         optim_settings = OptimSettings.from_dict(dict(optim))
         weights = loss_weights(losses)
@@ -79,7 +82,9 @@ class TTSRSystem(EvaluationModule):
             raise ConfigError(
                 f"model.generator: expected a TTSRGenerator config, got {type(built_generator).__name__}"
             )
-        super().__init__(built_generator, protocols_from_config(protocols) if protocols else None)
+        super().__init__(
+            built_generator, protocols_from_config(protocols) if protocols else None, lpips=lpips
+        )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.optim_settings = optim_settings

@@ -87,6 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                         if cfg.train
                         else f"init_weights={cfg.init_weights}",
                         protocols=[protocol.as_dict() for protocol in system.protocols],
+                        lpips=system.lpips_description,
                         git_commit=run_info["git_commit"],
                     )
             results = trainer.test(system, datamodule=instantiate(cfg.data.test))

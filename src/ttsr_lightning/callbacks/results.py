@@ -13,9 +13,9 @@ from PIL import Image
 from ttsr_lightning.distributed import gather_lists
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.panels import to_uint8_image
-from ttsr_lightning.results import MEASURES, per_set_results, sort_rows, write_results
+from ttsr_lightning.results import IMAGE_COLUMNS, measures_of, per_set_results, sort_rows, write_results
 
-TABLE_COLUMNS = ("set", "image", "ref", "reference", "protocol", *MEASURES, "lr_up", "sr", "hr")
+THUMBNAIL_COLUMNS = ("lr_up", "sr", "hr")
 Thumbnails = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -103,13 +103,14 @@ class EvaluationResults(Callback):
     ) -> None:
         import wandb
 
+        columns = (*IMAGE_COLUMNS, *measures_of(rows))
         data = []
         for row in rows:
             images = thumbnails.get((row["set_index"], row["index"])) or ()
-            data.append([*(row[column] for column in TABLE_COLUMNS[:-3]), *map(wandb.Image, images)])
+            data.append([*(row[column] for column in columns), *map(wandb.Image, images)])
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_table(key=self.table_key, columns=list(TABLE_COLUMNS), data=data)
+                logger.log_table(key=self.table_key, columns=[*columns, *THUMBNAIL_COLUMNS], data=data)
 
     def _thumbnail(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 shrunk (bicubic, aspect kept) so that its longer side is at most thumbnail_size."""

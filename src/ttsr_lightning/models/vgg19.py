@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ttsr_lightning.pretrained import VggWeights, load_vgg19_state_dict
+from ttsr_lightning.pretrained import VggWeights, load_vgg19_state_dict, torchvision_entries
 
 # torchvision's configuration "E" (VGG19): output channels of each 3x3 conv, "M" = 2x2 max-pool.
 VGG19_LAYOUT: tuple[int | str, ...] = (
@@ -107,19 +107,9 @@ class VGG19Features(nn.Module):
         Entries beyond ``num_layers`` and the ``classifier.*`` head are ignored; a missing or
         mis-shaped entry within the stack raises ``ValueError`` listing them all.
         """
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state_dict))
-        mis_shaped = [
-            f"{key}: file {tuple(state_dict[key].shape)}, expected {tuple(own[key].shape)}"
-            for key in own
-            if key in state_dict and state_dict[key].shape != own[key].shape
-        ]
-        if missing or mis_shaped:
-            raise ValueError(
-                "not a torchvision VGG19 state dict for this stack: "
-                f"missing keys {missing}, mis-shaped keys {mis_shaped}"
-            )
-        self.load_state_dict({key: state_dict[key] for key in own})
+        self.load_state_dict(
+            torchvision_entries(self, state_dict, "a torchvision VGG19 state dict for this stack")
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
