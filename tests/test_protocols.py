@@ -1,25 +1,18 @@
 """Protocols: each convention's PSNR/SSIM equals the value its own codebase's metric code gives on real
-photographs (1e-5 dB and SSIM; how those values were computed: tests/helpers/protocol_values.py), and
+photographs (1e-6 dB and SSIM; how those values were computed: tests/fixtures/protocols/README.md), and
 the protocol files are complete and consistent."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from helpers.protocol_values import PHOTOS, THEIR_VALUES
+from helpers.protocol_values import PHOTOS, THEIR_VALUES, TOLERANCE, photographs
 from ttsr_lightning.errors import ConfigError
+from ttsr_lightning.metrics import psnr
 from ttsr_lightning.protocols import PROTOCOL_DIR, available_protocols, load_protocols
-
-
-@pytest.fixture(scope="module")
-def photos(shared_fixtures: Path) -> dict[str, np.ndarray]:
-    with np.load(shared_fixtures / "official_metrics.npz") as data:
-        return dict(data)
 
 
 def as_pixels(image: np.ndarray) -> torch.Tensor:
@@ -32,31 +25,48 @@ def as_network_output(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 127.5 - 1.0
 
 
+def test_every_protocol_has_values_from_its_codebase() -> None:
+    assert set(THEIR_VALUES) == set(available_protocols())
+    assert all(set(photos) == set(PHOTOS) for photos in THEIR_VALUES.values())
+    assert len({photographs()[photo][0].shape for photo in PHOTOS}) == len(PHOTOS)  # all sizes differ
+
+
 @pytest.mark.parametrize("name", list(THEIR_VALUES))
 @pytest.mark.parametrize("photo", PHOTOS)
-def test_each_protocol_equals_its_codebase_on_real_photographs(photos: dict, name: str, photo: str) -> None:
+def test_each_protocol_equals_its_codebase_on_real_photographs(name: str, photo: str) -> None:
     (protocol,) = load_protocols(name)
-    sr, hr = photos[f"sr_{photo}"], photos[f"hr_{photo}"]
+    hr, sr = photographs()[photo]
     expected_psnr, expected_ssim = THEIR_VALUES[name][photo]
     # decoded 8-bit files (score) and network outputs in [-1, 1] (evaluate) measure the same
     psnr, ssim = protocol.measure_pixels(as_pixels(sr), as_pixels(hr))
-    assert psnr.item() == pytest.approx(expected_psnr, abs=1e-5)
-    assert ssim.item() == pytest.approx(expected_ssim, abs=1e-5)
+    assert psnr.item() == pytest.approx(expected_psnr, abs=TOLERANCE)
+    assert ssim.item() == pytest.approx(expected_ssim, abs=TOLERANCE)
     assert protocol.psnr(as_network_output(sr), as_network_output(hr)).item() == pytest.approx(
-        expected_psnr, abs=1e-5
+        expected_psnr, abs=TOLERANCE
     )
     assert protocol.ssim(as_network_output(sr), as_network_output(hr)).item() == pytest.approx(
-        expected_ssim, abs=1e-5
+        expected_ssim, abs=TOLERANCE
     )
 
 
-def test_the_conventions_differ_by_up_to_1_5_db_on_the_same_images(photos: dict) -> None:
+def test_a_batch_measures_each_image_as_alone() -> None:
+    """The float32 means that the official and mmagic PSNRs repeat are per image, whatever the batch."""
+    hr, sr = photographs()["astronaut"]
+    flipped = as_pixels(sr).flip(-1)
+    batch_sr, batch_hr = torch.cat([as_pixels(sr), flipped]), torch.cat([as_pixels(hr), as_pixels(hr)])
+    for colour, crop in (("y_ttsr", 0), ("rgb", 4)):
+        alone = [psnr(one, as_pixels(hr), colour, crop).item() for one in (as_pixels(sr), flipped)]
+        assert psnr(batch_sr, batch_hr, colour, crop).tolist() == alone
+    assert psnr(as_pixels(hr), as_pixels(hr), "rgb", 4).item() == float("inf")
+
+
+def test_the_conventions_differ_by_up_to_1_5_db_on_the_same_images() -> None:
     """The issue's observation, measured: official vs BasicSR vs mmagic on the same three photographs."""
     means = {}
     for protocol in load_protocols("ttsr_official", "basicsr", "mmagic"):
         values = [
-            protocol.measure_pixels(as_pixels(photos[f"sr_{p}"]), as_pixels(photos[f"hr_{p}"]))[0]
-            for p in PHOTOS
+            protocol.measure_pixels(as_pixels(photographs()[p][1]), as_pixels(photographs()[p][0]))[0]
+            for p in ("astronaut", "coffee", "chelsea")
         ]
         means[protocol.name] = float(torch.cat(values).mean())
     assert means["ttsr_official"] - means["basicsr"] == pytest.approx(0.053, abs=0.002)

@@ -1,5 +1,5 @@
 """score: any method's saved SR images, scored under every protocol from the command line, equal each
-convention's own metric code (tests/helpers/protocol_values.py says how those values were computed)."""
+convention's own metric code (tests/fixtures/protocols/README.md says how those values were computed)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from helpers.lpips_reference import (
     seeded_alexnet_state_dict,
     weights_digest,
 )
-from helpers.protocol_values import PHOTOS, THEIR_VALUES
+from helpers.protocol_values import PHOTOS, THEIR_VALUES, TOLERANCE, photographs
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.models import lpips as lpips_module
 from ttsr_lightning.pretrained import ALEXNET, sha256_of_file
@@ -33,19 +33,17 @@ from ttsr_lightning.score import score
 
 
 @pytest.fixture(scope="module")
-def folders(shared_fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """sr/<photo>.png and hr/<photo>.png (+ references to ignore; one HR 3 px wider than its SR)."""
     root = tmp_path_factory.mktemp("score")
     sr_dir, hr_dir = root / "sr", root / "hr"
     sr_dir.mkdir(), hr_dir.mkdir()
-    with np.load(shared_fixtures / "official_metrics.npz") as data:
-        for photo in PHOTOS:
-            Image.fromarray(data[f"sr_{photo}"]).save(sr_dir / f"{photo}.png")
-            hr = data[f"hr_{photo}"]
-            if photo == "coffee":  # an HR whose width is not a multiple of 4: cropped to the SR's
-                hr = np.concatenate([hr, hr[:, -3:]], axis=1)
-            Image.fromarray(hr).save(hr_dir / f"{photo}.png")
-            Image.fromarray(hr[:40, :40]).save(hr_dir / f"{photo}_ref.png")  # not an SR's stem: ignored
+    for photo, (hr, sr) in photographs().items():
+        Image.fromarray(sr).save(sr_dir / f"{photo}.png")
+        if photo == "coffee":  # an HR whose width is not a multiple of 4: cropped to the SR's
+            hr = np.concatenate([hr, hr[:, -3:]], axis=1)
+        Image.fromarray(hr).save(hr_dir / f"{photo}.png")
+        Image.fromarray(hr[:40, :40]).save(hr_dir / f"{photo}_ref.png")  # not an SR's stem: ignored
     return sr_dir, hr_dir
 
 
@@ -65,21 +63,24 @@ def test_every_protocol_from_the_command_line_equals_its_codebase(
     with open(out, newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0])[:4] == ["image", "protocol", "psnr", "ssim"]
-    assert len(rows) == 3 * 5  # every photo under every protocol
+    assert len(rows) == len(PHOTOS) * 5  # every photo under every protocol
     by_key = {(row["image"], row["protocol"]): row for row in rows}
     for protocol, photos in THEIR_VALUES.items():
         for photo, (psnr, ssim) in photos.items():
             row = by_key[(photo, protocol)]
-            assert float(row["psnr"]) == pytest.approx(psnr, abs=1e-5), (protocol, photo)
-            assert float(row["ssim"]) == pytest.approx(ssim, abs=1e-5), (protocol, photo)
+            assert float(row["psnr"]) == pytest.approx(psnr, abs=TOLERANCE), (protocol, photo)
+            assert float(row["ssim"]) == pytest.approx(ssim, abs=TOLERANCE), (protocol, photo)
     assert by_key[("coffee", "ttsr_official")]["hr_cropped"] == "True"
     summary = json.loads((tmp_path / "scores.summary.json").read_text())["protocols"]
     assert [entry["protocol"] for entry in summary][0] == "ttsr_official"
     official = next(entry for entry in summary if entry["protocol"] == "ttsr_official")
     assert official["psnr"] == pytest.approx(
-        np.mean([v[0] for v in THEIR_VALUES["ttsr_official"].values()]), abs=1e-5
+        np.mean([v[0] for v in THEIR_VALUES["ttsr_official"].values()]), abs=TOLERANCE
     )
-    assert "| ttsr_official | 3 |" in result.stdout and "| mmagic | 3 |" in result.stdout
+    assert (
+        f"| ttsr_official | {len(PHOTOS)} |" in result.stdout
+        and f"| mmagic | {len(PHOTOS)} |" in result.stdout
+    )
 
 
 def test_missing_hr_and_sizes_that_do_not_fit_are_one_line_errors(

@@ -7,13 +7,16 @@ The protocol, step by step (see OFFICIAL_CODE.md section 8):
    generator output is already clamped);
 2. the luma is BT.601 "studio swing" (MATLAB ``rgb2ycbcr``): ``Y = (65.738 R + 129.057 G + 25.064 B) / 256``
    (+ 16 for SSIM; PSNR only sees differences), not rounded;
-3. PSNR = ``-10 log10(mean(dY^2))`` with ``dY`` on the [0, 1] scale (peak 1), whole image;
+3. PSNR = ``-10 log10(mean(dY^2))`` with ``dY`` on the [0, 1] scale (peak 1), whole image, in the
+   official code's float32 steps (below);
 4. SSIM: 11x11 Gaussian window (sigma 1.5), C1 = (0.01*255)^2, C2 = (0.03*255)^2, "valid" filtering
    (the map is 10 px smaller in each dimension, no padding), mean of the map.
 
 ``crop_border`` shaves that many pixels off every side before both measures (0 in the official code;
-BasicSR/mmagic use the scale, 4). Everything after the rounding runs in float64; the official PSNR
-runs in float32 and differs by < 1e-6 dB.
+BasicSR/mmagic use the scale, 4). SSIM runs in float64, as the official code's does. The official
+PSNR and mmagic's take their mean squared error in float32 with numpy, whose rounding moves the dB
+by up to ~1e-6: :func:`_numpy_float32_mean` repeats numpy's summation order (numpy 1.x, what those
+codebases ran on), so both PSNRs equal their code's to ~1e-14 rather than to ~1e-6.
 
 torchmetrics' SSIM pads instead of using the valid region and kornia's YCbCr is full-range, so
 neither reproduces these numbers. The other conventions (BasicSR's float32 Y, mmagic's RGB) are
@@ -32,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-# BT.601 studio-swing luma weights for 8-bit RGB (MATLAB rgb2ycbcr), and its black level.
-_LUMA_WEIGHTS = (65.738 / 256.0, 129.057 / 256.0, 25.064 / 256.0)
+# BT.601 studio-swing luma weights for 8-bit RGB (MATLAB rgb2ycbcr): numerators of /256, and its black level.
+_LUMA_NUMERATORS = (65.738, 129.057, 25.064)
+_LUMA_WEIGHTS = tuple(numerator / 256.0 for numerator in _LUMA_NUMERATORS)
 _LUMA_OFFSET = 16.0
 # The same luma as BasicSR's bgr2ycbcr writes it: (R, G, B) weights on [0, 1] values, / 255 after.
 _BASICSR_WEIGHTS = (65.481, 128.553, 24.966)
@@ -45,6 +49,12 @@ _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = (0.01 * 255.0) ** 2
 _SSIM_C2 = (0.03 * 255.0) ** 2
+
+# numpy (1.x) reduces a float32 array in blocks of its buffer size, each block summed pairwise
+# (halves split at multiples of 8, leaves of <= 128 values summed in 8 lanes), the block sums added in order.
+_NUMPY_BUFFER = 8192
+_NUMPY_PAIRWISE_LEAF = 128
+_NUMPY_LANES = 8
 
 
 def _to_uint8_values(image: torch.Tensor) -> torch.Tensor:
@@ -99,7 +109,7 @@ def channels(values: torch.Tensor, colour: Colour) -> torch.Tensor:
     ``"y_basicsr"``: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, through the float32 steps of
     BasicSR's ``to_y_channel`` / ``bgr2ycbcr`` fed in its pipeline's (BGR) order, i.e. R weighted
     65.481 (the same formula as mmsr's, MASA-SR's after its 2021-06-08 fix); ``"rgb"``: the three
-    channels as they are (mmagic's TTSR evaluation).
+    channels, rounded to float32 as mmagic does (its TTSR evaluation).
     """
     if colour == "y_ttsr":
         return (_luma(values) + _LUMA_OFFSET).unsqueeze(1)
@@ -109,24 +119,87 @@ def channels(values: torch.Tensor, colour: Colour) -> torch.Tensor:
         red, green, blue = scaled.unbind(dim=1)
         luma = blue * _BASICSR_WEIGHTS[2] + green * _BASICSR_WEIGHTS[1] + red * _BASICSR_WEIGHTS[0] + 16.0
         return ((luma / 255.0).to(torch.float32) * 255.0).to(torch.float64).unsqueeze(1)
-    if colour == "rgb":
-        return values.to(torch.float64)
+    if colour == "rgb":  # mmagic's img_transform: astype(float32); to_numpy: float64
+        return values.to(torch.float32).to(torch.float64)
     raise ValueError(f"colour must be one of y_ttsr, y_basicsr, rgb; got {colour!r}")
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, colour: Colour = "y_ttsr", crop_border: int = 0) -> torch.Tensor:
     """Per-image PSNR (dB, peak 255) of pixel values on [0, 255] ((B, 3, H, W), see :func:`image_values`):
-    the MSE over every measured channel and pixel after ``crop_border``, float64. Returns (B,); +inf
-    for identical images."""
+    the MSE over every measured channel and pixel after ``crop_border``, in float64, or in the float32
+    steps of the official ``calc_psnr`` (``y_ttsr``) and of mmagic's ``psnr()`` (``rgb``), each image's
+    as numpy computes it alone. Returns (B,); +inf for identical images."""
     _check_pair(sr, hr, crop_border)
-    if colour == "y_ttsr":  # luma of the difference: linear, and the way the official code sums
-        measured = (_luma(sr.to(torch.float64) - hr.to(torch.float64)) / 255.0).unsqueeze(1)
-        peak_squared = 1.0
-    else:
-        measured = channels(sr, colour) - channels(hr, colour)
-        peak_squared = 255.0**2
+    if colour == "y_ttsr":  # calc_psnr: float32 luma of the difference, np.mean, math.log10
+        luma = _crop(_official_luma_difference(sr, hr), crop_border)
+        return -10.0 * torch.log10(_numpy_float32_mean(luma.square().flatten(1)).to(torch.float64))
+    if colour == "rgb":  # mmagic psnr(): float32 pixels, np.mean, float32 np.sqrt, 255. / it in float64
+        difference = _crop(sr, crop_border).to(torch.float32) - _crop(hr, crop_border).to(torch.float32)
+        root_mse = _float32_exactly(
+            _numpy_float32_mean(difference.square().flatten(1)).to(torch.float64).sqrt()
+        )
+        return 20.0 * torch.log10(255.0 / root_mse.to(torch.float64))
+    measured = channels(sr, colour) - channels(hr, colour)
     mse = _crop(measured, crop_border).pow(2).mean(dim=(1, 2, 3))
-    return 10.0 * torch.log10(peak_squared / mse)
+    return 10.0 * torch.log10(255.0**2 / mse)
+
+
+def _official_luma_difference(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) pixel values -> (B, H, W) float32: calc_psnr's luma of the difference on the [0, 1]
+    scale, each float32 step rounded as numpy rounds it: ``(d / 255) * w / 256`` per channel, R + G + B."""
+    difference = _float32_exactly((sr.to(torch.float32) - hr.to(torch.float32)).to(torch.float64) / 255.0)
+    red, green, blue = (
+        difference[:, index] * numerator / 256.0 for index, numerator in enumerate(_LUMA_NUMERATORS)
+    )
+    return (red + green) + blue
+
+
+def _float32_exactly(value: torch.Tensor) -> torch.Tensor:
+    """A float64 quotient or square root of float32 operands, rounded to float32: the correctly rounded
+    float32 result, as numpy's. torch's own float32 division and square root need not be (its CPU sqrt
+    is 1 ulp off for ~20% of values; CUDA divides by a Python scalar through its reciprocal)."""
+    return value.to(torch.float32)
+
+
+def _numpy_float32_mean(values: torch.Tensor) -> torch.Tensor:
+    """(B, N) float32 -> (B,) float32: ``np.mean`` of each row as numpy 1.x computes it for a float32
+    array laid out in that order (see ``_NUMPY_BUFFER``; the float32 sum / N rounded via float64)."""
+    batch, count = values.shape
+    whole = count - count % _NUMPY_BUFFER
+    total = values.new_zeros(batch)
+    if whole:
+        blocks = _pairwise_sum(values[:, :whole].reshape(-1, _NUMPY_BUFFER)).view(batch, -1)
+        for index in range(blocks.size(1)):
+            total = total + blocks[:, index]
+    if count > whole:
+        total = total + _pairwise_sum(values[:, whole:])
+    return (total.to(torch.float64) / count).to(torch.float32)
+
+
+def _pairwise_sum(rows: torch.Tensor) -> torch.Tensor:
+    """(B, N) float32 -> (B,): numpy's ``pairwise_sum`` of each row, in float32 throughout."""
+    count = rows.size(1)
+    if count < _NUMPY_LANES:
+        total = rows.new_zeros(rows.size(0))
+        for index in range(count):
+            total = total + rows[:, index]
+        return total
+    if count <= _NUMPY_PAIRWISE_LEAF:
+        lanes_end = count - count % _NUMPY_LANES
+        lanes = rows[:, :_NUMPY_LANES]
+        for start in range(_NUMPY_LANES, lanes_end, _NUMPY_LANES):
+            lanes = lanes + rows[:, start : start + _NUMPY_LANES]
+        while lanes.size(1) > 1:  # ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+            lanes = lanes[:, 0::2] + lanes[:, 1::2]
+        total = lanes[:, 0]
+        for index in range(lanes_end, count):
+            total = total + rows[:, index]
+        return total
+    half = count // 2 - (count // 2) % _NUMPY_LANES
+    if 2 * half == count:  # equal halves: both in one call
+        halves = _pairwise_sum(rows.reshape(-1, half)).view(-1, 2)
+        return halves[:, 0] + halves[:, 1]
+    return _pairwise_sum(rows[:, :half]) + _pairwise_sum(rows[:, half:])
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, colour: Colour = "y_ttsr", crop_border: int = 0) -> torch.Tensor:
