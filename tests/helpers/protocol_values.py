@@ -1,7 +1,7 @@
 """PSNR / SSIM that other codebases' own metric code gives on real photographs, for the protocol tests.
 
 The values were computed by running each codebase's own metric code on the three photographs of
-../shared/fixtures/official_metrics.npz (scikit-image's astronaut, coffee, chelsea; SR = PIL bicubic /4
+tests/fixtures/official/official_metrics.npz (scikit-image's astronaut, coffee, chelsea; SR = PIL bicubic /4
 then x4, uint8 RGB), in a scratch environment outside this repository (numpy 2, opencv-python-headless):
 - ttsr_official: researchmm/TTSR@550e4c9e utils.py calc_psnr_and_ssim(sr, hr) on (1, 3, H, W) float32
   tensors uint8 / 127.5 - 1 (the fixture's own psnr_/ssim_ values are the same numbers);
