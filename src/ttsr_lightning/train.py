@@ -12,12 +12,17 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ttsr_lightning.builders import finish_loggers, instantiate_group
-from ttsr_lightning.callbacks import EvaluationResults
+from ttsr_lightning.callbacks import EvaluationResults, ResumeCheckpoint
 from ttsr_lightning.checkpoints import load_generator_weights
+from ttsr_lightning.cli import exit_code
+from ttsr_lightning.errors import Preempted
 from ttsr_lightning.provenance import git_commit, parameter_counts
+from ttsr_lightning.run_folder import resume_checkpoint, wandb_run_id
 from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
 
@@ -54,12 +59,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data.train)
     system = build_system(cfg)
-    if cfg.init_weights is not None:
+    callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
+    resume = next((callback for callback in callbacks if isinstance(callback, ResumeCheckpoint)), None)
+    ckpt_path = cfg.ckpt_path
+    if resume is not None:
+        ckpt_path = resume_checkpoint(ckpt_path, resume.dirpath)
+    if cfg.train:
+        log.info("run folder %s: %s", output_dir, f"resuming {ckpt_path}" if ckpt_path else "a new training")
+    if cfg.init_weights is not None and ckpt_path in (None, "last"):
         weights = load_generator_weights(system.generator, cfg.init_weights)
         log.info("generator initialised from %s (%s)", cfg.init_weights, weights.description)
-
-    callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
+    loggers: list[Logger] = instantiate_group(_continued_wandb_run(cfg.get("logger"), output_dir))
     trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()}
@@ -69,9 +79,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("parameters: %s", {k: f"{v:,}" for k, v in run_info.items() if k.startswith("params/")})
 
     metrics: dict[str, float] = {}
+    ended_by: BaseException | None = None
     try:
         if cfg.train:
-            trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if cfg.test:
             for callback in callbacks:
@@ -88,11 +99,44 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     )
             results = trainer.test(system, datamodule=instantiate(cfg.data.test))
             metrics.update({k: float(v) for r in results for k, v in r.items()})
+    except SIGTERMException as exc:
+        ended_by = Preempted(_preempted_message(trainer, resume, output_dir))
+        raise ended_by from exc
+    except BaseException as exc:
+        ended_by = exc
+        raise
     finally:
-        finish_loggers(trainer)
+        finish_loggers(
+            trainer, 0 if ended_by is None else exit_code(ended_by), preempted=isinstance(ended_by, Preempted)
+        )
     if trainer.is_global_zero:
         write_run_summary(cfg, metrics, run_info, output_dir)
     return metrics
+
+
+def _continued_wandb_run(group: DictConfig | None, output_dir: Path) -> DictConfig | None:
+    """The logger configs, a W&B logger's given the run folder's W&B run id (``resume="allow"``), so a
+    resumed training logs to the same W&B run. Only rank 0's logger writes, so only rank 0 keeps the id."""
+    if not group or rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+        return group
+    group = group.copy()
+    for node in group.values():
+        if isinstance(node, DictConfig) and str(node.get("_target_", "")).endswith("WandbLogger"):
+            with open_dict(node):
+                if node.get("id") is None:
+                    node.id = wandb_run_id(output_dir)
+                    node.resume = "allow"
+    return group
+
+
+def _preempted_message(trainer: Trainer, resume: ResumeCheckpoint | None, output_dir: Path) -> str:
+    where = f"at epoch {trainer.current_epoch}"
+    if resume is None:
+        return f"stopped by SIGTERM {where}; no ResumeCheckpoint is configured"
+    return (
+        f"stopped by SIGTERM {where} after {resume.batches_seen} training batches, saved in "
+        f"{resume.last_path}; the same command (ckpt_path=last) continues it in {output_dir}"
+    )
 
 
 def write_run_summary(
