@@ -46,6 +46,10 @@ FAILURE_EXIT_CODE = 1
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
 _TRACEBACK_SETTING = "TTSR_SHOW_TRACEBACK"
 
+# the configs' own resolvers (conf/config.yaml: hydra.run.dir, hydra.output_subdir), known wherever an
+# entry point is imported: also in the processes of a launcher (submitit) that resolve a job's config
+register_resolvers()
+
 
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line; for a config that failed to instantiate, the cause's
@@ -104,7 +108,6 @@ def hydra_entry_point(task: Callable[[DictConfig], Any], config_name: str) -> Ca
             _report(exc)
 
     def main() -> None:
-        register_resolvers()
         os.environ.setdefault(_TRACEBACK_SETTING, os.environ.get("HYDRA_FULL_ERROR", "0"))
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its own (composition) errors to us
         try:

@@ -69,7 +69,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.init_weights is not None and ckpt_path in (None, "last"):
         weights = load_generator_weights(system.generator, cfg.init_weights)
         log.info("generator initialised from %s (%s)", cfg.init_weights, weights.description)
-    loggers: list[Logger] = instantiate_group(_continued_wandb_run(cfg.get("logger"), output_dir))
+    _continue_wandb_run(cfg.get("logger"), output_dir)
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()}
@@ -114,19 +115,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _continued_wandb_run(group: DictConfig | None, output_dir: Path) -> DictConfig | None:
-    """The logger configs, a W&B logger's given the run folder's W&B run id (``resume="allow"``), so a
-    resumed training logs to the same W&B run. Only rank 0's logger writes, so only rank 0 keeps the id."""
-    if not group or rank_zero_only.rank != 0:  # type: ignore[attr-defined]
-        return group
-    group = group.copy()
-    for node in group.values():
-        if isinstance(node, DictConfig) and str(node.get("_target_", "")).endswith("WandbLogger"):
+def _continue_wandb_run(loggers: DictConfig | None, output_dir: Path) -> None:
+    """Give a W&B logger's config the run folder's W&B run id (``resume="allow"``), so a resumed training
+    logs to the same W&B run. Only rank 0's logger writes, so only rank 0 keeps the id."""
+    if not loggers or rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+        return
+    for node in loggers.values():
+        is_wandb = isinstance(node, DictConfig) and str(node.get("_target_", "")).endswith("WandbLogger")
+        if is_wandb and node.get("id") is None:
             with open_dict(node):
-                if node.get("id") is None:
-                    node.id = wandb_run_id(output_dir)
-                    node.resume = "allow"
-    return group
+                node.id = wandb_run_id(output_dir)
+                node.resume = "allow"
 
 
 def _preempted_message(trainer: Trainer, resume: ResumeCheckpoint | None, output_dir: Path) -> str:
