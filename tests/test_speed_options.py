@@ -48,7 +48,14 @@ def default_psnr(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path
     return _test_metrics(tmp_path_factory.mktemp("default"), sample_data_dir, [])
 
 
-@pytest.mark.parametrize("override", list(SAME_NUMBERS.values()), ids=list(SAME_NUMBERS))
+@pytest.mark.parametrize(
+    "override",
+    # channels_last in the default suite (it once failed on reference lists); the others take as long
+    [
+        pytest.param(value, id=key, marks=[] if key == "channels_last" else pytest.mark.slow)
+        for key, value in SAME_NUMBERS.items()
+    ],
+)
 def test_layout_and_kernel_options_give_the_default_numbers_on_every_set(
     tmp_path: Path, sample_data_dir: Path, default_psnr: dict[str, float], override: str
 ) -> None:
