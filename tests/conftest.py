@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the official-code fixtures in ../shared/fixtures and small real photographs."""
+"""Shared pytest fixtures: the official code's outputs (tests/fixtures/official), small real photographs."""
 
 from __future__ import annotations
 
@@ -10,18 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
 _TORCH_HOME = pytest.StashKey[str]()
+OFFICIAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "official"
 
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    """Folder of the official code's outputs (parity fixtures); skips where a clone has no ../shared."""
-    if not SHARED_FIXTURES.is_dir():
-        pytest.skip(
-            f"official-code fixtures not found at {SHARED_FIXTURES} (only CI and developers have ../shared)"
-        )
-    return SHARED_FIXTURES
+    """Folder of the official code's outputs (parity fixtures; what each holds: its README.md)."""
+    return OFFICIAL_FIXTURES
 
 
 @pytest.fixture(scope="session")

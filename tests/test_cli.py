@@ -132,3 +132,16 @@ def test_one_line_names_the_config_key_of_a_failed_instantiation() -> None:
         one_line(MissingConfigException(message))
         == "In 'config': Could not find 'x/y'; Available options in 'x': a, b"
     )
+
+
+def test_ttsr_train_installs_shell_completion_that_completes_experiment_names(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "ttsr-train"  # the console script of `pip install -e .`
+    environment = {**os.environ, "COMP_LINE": "ttsr-train +experiment=ablation_t"}
+    query = subprocess.run(
+        [str(script), "-sc", "query=bash"], capture_output=True, text=True, env=environment, timeout=600
+    )
+    assert query.stdout.split() == [f"+experiment=ablation_tt{suffix}" for suffix in ("", "_c80", "_c96")]
+    install = subprocess.run(
+        [str(script), "-sc", "install=bash"], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+    assert install.returncode == 0 and "-F hydra_bash_completion ttsr-train" in install.stdout

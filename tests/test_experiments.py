@@ -125,8 +125,13 @@ def test_each_experiment_file_is_flat_and_states_every_switch_and_weight(experim
 def test_experiment_composes_with_its_recipe(tmp_path: Path, experiment: str) -> None:
     cfg = compose_config(tmp_path, tmp_path / "data", [f"+experiment={experiment}"], tiny=False)
     assert cfg.name == experiment
-    # W&B groups the rows of one paper table together
-    assert cfg.group.startswith(("table", "loss_ablation"))
+    # W&B: the group is the table whose sweep trains the run, the tags every table with a row of it
+    [sweep] = [table.key for table in TABLES.values() if _trains(table.command, experiment)]
+    assert cfg.group == sweep
+    fills = {
+        table.key for table in TABLES.values() if any(row.experiment == experiment for row in table.rows)
+    }
+    assert set(cfg.tags) == fills
     generator = cfg.model.generator
     assert generator.vgg_weights == "imagenet"  # the paper recipes need the real VGG19
     assert list(generator.num_res_blocks) == [16, 16, 8, 4]
@@ -221,3 +226,12 @@ def test_collect_builds_each_table_from_the_smoke_runs(smoke_runs: Path, tmp_pat
         assert (
             "9.10 /" not in markdown.split("Base+TT(C96)")[1].split("|")[1]
         )  # ours, measured, not the paper's
+
+
+def _trains(command: str, experiment: str) -> bool:
+    """Whether a table's command trains ``experiment`` (``+experiment=a,b,...`` lists it)."""
+    return any(
+        experiment in word.removeprefix("+experiment=").split(",")
+        for word in command.split()
+        if word.startswith("+experiment=")
+    )

@@ -171,3 +171,9 @@ def test_init_weights_fine_tunes_from_a_previous_runs_last_checkpoint(
         CheckpointError, match=r"its generator differs from this run's: n_feats=8 \(this run: 12\)"
     ):
         train(wider)
+
+
+def test_tensorboard_logger_writes_its_events(tmp_path: Path, sample_data_dir: Path) -> None:
+    overrides = ["logger=tensorboard", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "test=false"]
+    train(compose_config(tmp_path, sample_data_dir, overrides))
+    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))

@@ -18,13 +18,16 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     ]
 
 
-def finish_loggers(trainer: Trainer) -> None:
-    """Finalise every logger and close the W&B run (also after an error)."""
+def finish_loggers(trainer: Trainer, exit_code: int = 0, preempted: bool = False) -> None:
+    """Finalise every logger and close the W&B run with the process's exit status (also after an error):
+    W&B shows a run that ended with a non-zero status as failed, and a ``preempted`` one as preempted."""
     for logger in trainer.loggers:
-        logger.finalize("success")
+        logger.finalize("success" if exit_code == 0 else "failed")
     try:
         import wandb
     except ImportError:  # pragma: no cover
         return
     if wandb.run is not None:
-        wandb.finish()
+        if preempted:
+            wandb.run.mark_preempting()
+        wandb.finish(exit_code=exit_code)

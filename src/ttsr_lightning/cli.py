@@ -3,8 +3,10 @@
 A bad argument, file or config value (an unknown override or config group, a value a check refuses, a
 missing or mismatched checkpoint, a dataset that is not laid out as expected, ...) prints one line
 ``error: <what, naming the key or file>`` on stderr and exits with status 2. A run stopped by a
-non-finite loss prints its one line and exits with status 1. Anything else is a bug and keeps its
-traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every error.
+non-finite loss prints its one line and exits with status 1; one stopped by SIGTERM (after writing the
+checkpoint it resumes from) with status 143, as a process killed by SIGTERM, so that no scheduler takes
+it for a finished job. Anything else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows
+the traceback of every error.
 
 How: Hydra is told to re-raise (``HYDRA_FULL_ERROR=1`` inside the process; the user's own setting is
 remembered in ``TTSR_SHOW_TRACEBACK`` so DDP child processes, which inherit the environment, decide the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -26,7 +29,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data.errors import DatasetError
-from ttsr_lightning.errors import CheckpointError, ConfigError, NonFiniteError
+from ttsr_lightning.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
+from ttsr_lightning.run_folder import register_resolvers
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
@@ -36,10 +40,15 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
     HydraException,
     OmegaConfBaseException,
 )
-REPORTED_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, *USAGE_ERRORS)
+REPORTED_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, Preempted, *USAGE_ERRORS)
 USAGE_EXIT_CODE = 2
 FAILURE_EXIT_CODE = 1
+PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
 _TRACEBACK_SETTING = "TTSR_SHOW_TRACEBACK"
+
+# the configs' own resolvers (conf/config.yaml: hydra.run.dir, hydra.output_subdir), known wherever an
+# entry point is imported: also in the processes of a launcher (submitit) that resolve a job's config
+register_resolvers()
 
 
 def one_line(exc: BaseException) -> str:
@@ -73,7 +82,14 @@ def one_line(exc: BaseException) -> str:
 
 def _report(exc: BaseException) -> NoReturn:
     print(f"error: {one_line(exc)}", file=sys.stderr)
-    raise SystemExit(FAILURE_EXIT_CODE if isinstance(exc, NonFiniteError) else USAGE_EXIT_CODE) from None
+    raise SystemExit(exit_code(exc)) from None
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status of a run ended by ``exc`` (one of ``REPORTED_ERRORS``, or anything else: 1)."""
+    if isinstance(exc, Preempted):
+        return PREEMPTED_EXIT_CODE
+    return USAGE_EXIT_CODE if isinstance(exc, USAGE_ERRORS) else FAILURE_EXIT_CODE
 
 
 def hydra_entry_point(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], None]:

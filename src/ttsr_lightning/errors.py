@@ -14,3 +14,8 @@ class CheckpointError(ValueError):
 
 class NonFiniteError(RuntimeError):
     """A loss term, the critic loss or a gradient became NaN or infinite during training."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM (a scheduler's time limit, a preemption, a requeue) stopped training; the checkpoint to
+    resume from was written first. The message says where."""

@@ -116,11 +116,13 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
             "that order; here the experiment's paper-scale data and model won)"
         )
     ckpt_path, init_weights = cfg.get("ckpt_path"), cfg.get("init_weights")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path: no checkpoint at {ckpt_path} (give the path to a .ckpt file)")
+    # `last`: the run folder's last.ckpt when there is one (then init_weights is not used), else nothing
+    explicit = ckpt_path not in (None, "last")
+    if explicit and not Path(str(ckpt_path)).is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint at {ckpt_path} (give the path to a .ckpt file, or last)")
     if init_weights is not None and not Path(init_weights).is_file():
         raise ConfigError(f"init_weights: no weights file at {init_weights}")
-    if ckpt_path is not None and init_weights is not None:
+    if explicit and init_weights is not None:
         raise ConfigError("ckpt_path and init_weights are exclusive: a resumed run already has its weights")
     max_epochs = cfg["trainer"].get("max_epochs")
     warmup_epochs = cfg["optim"].get("warmup_epochs", OptimSettings.warmup_epochs)

@@ -166,10 +166,12 @@ class TTSRSystem(EvaluationModule):
         return self.current_epoch < self.optim_settings.warmup_epochs
 
     def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
-        images = [batch[key] for key in ("lr", "lr_up", "ref", "ref_down_up")]
-        if self.channels_last:
-            images = [image.contiguous(memory_format=torch.channels_last) for image in images]
-        return self.generator(*images)
+        if self.channels_last:  # references may be lists (multi-reference evaluation sets)
+            batch = {
+                **batch,
+                **{key: _channels_last(batch[key]) for key in ("lr", "lr_up", "ref", "ref_down_up")},
+            }
+        return super().forward(batch)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         optimizers = self.optimizers()
@@ -352,3 +354,10 @@ class _frozen:
     def __exit__(self, *exc: object) -> None:
         for p, flag in zip(self.module.parameters(), self.flags, strict=True):
             p.requires_grad_(flag)
+
+
+def _channels_last(images: Tensor | Sequence[Tensor]) -> Tensor | list[Tensor]:
+    """An image batch, or a list of them (one per reference), in channels-last memory format."""
+    if isinstance(images, Tensor):
+        return images.contiguous(memory_format=torch.channels_last)
+    return [image.contiguous(memory_format=torch.channels_last) for image in images]

@@ -13,13 +13,18 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ttsr_lightning.builders import finish_loggers, instantiate_group
-from ttsr_lightning.callbacks import EvaluationResults
+from ttsr_lightning.callbacks import EvaluationResults, ResumeCheckpoint
 from ttsr_lightning.checkpoints import load_generator_weights
+from ttsr_lightning.cli import exit_code
+from ttsr_lightning.errors import Preempted
 from ttsr_lightning.provenance import git_commit, parameter_counts
 from ttsr_lightning.results import margins
+from ttsr_lightning.run_folder import resume_checkpoint, wandb_run_id
 from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
 
@@ -56,11 +61,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data.train)
     system = build_system(cfg)
-    if cfg.init_weights is not None:
+    callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
+    resume = next((callback for callback in callbacks if isinstance(callback, ResumeCheckpoint)), None)
+    ckpt_path = cfg.ckpt_path
+    if resume is not None:
+        ckpt_path = resume_checkpoint(ckpt_path, resume.dirpath)
+    if cfg.train:
+        log.info("run folder %s: %s", output_dir, f"resuming {ckpt_path}" if ckpt_path else "a new training")
+    if cfg.init_weights is not None and ckpt_path in (None, "last"):
         weights = load_generator_weights(system.generator, cfg.init_weights)
         log.info("generator initialised from %s (%s)", cfg.init_weights, weights.description)
-
-    callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
+    _continue_wandb_run(cfg.get("logger"), output_dir)
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -72,9 +83,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     set_margins: list[dict[str, Any]] = []
+    ended_by: BaseException | None = None
     try:
         if cfg.train:
-            trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if cfg.test:
             for callback in callbacks:
@@ -99,8 +111,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 for row in margins(callback.set_results)
                 if row["protocol"] == system.protocols[0].name
             ]
+    except SIGTERMException as exc:
+        ended_by = Preempted(_preempted_message(trainer, resume, output_dir))
+        raise ended_by from exc
+    except BaseException as exc:
+        ended_by = exc
+        raise
     finally:
-        finish_loggers(trainer)
+        finish_loggers(
+            trainer, 0 if ended_by is None else exit_code(ended_by), preempted=isinstance(ended_by, Preempted)
+        )
     if trainer.is_global_zero:
         write_run_summary(cfg, metrics, run_info, output_dir, set_margins)
         if set_margins:
@@ -124,6 +144,29 @@ def summary_text(set_margins: list[dict[str, Any]], metrics: dict[str, float], o
         )
     lines.append(f"  (results.md / results.json, panels/ in {output_dir})")
     return "\n".join(lines)
+
+
+def _continue_wandb_run(loggers: DictConfig | None, output_dir: Path) -> None:
+    """Give a W&B logger's config the run folder's W&B run id (``resume="allow"``), so a resumed training
+    logs to the same W&B run. Only rank 0's logger writes, so only rank 0 keeps the id."""
+    if not loggers or rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+        return
+    for node in loggers.values():
+        is_wandb = isinstance(node, DictConfig) and str(node.get("_target_", "")).endswith("WandbLogger")
+        if is_wandb and node.get("id") is None:
+            with open_dict(node):
+                node.id = wandb_run_id(output_dir)
+                node.resume = "allow"
+
+
+def _preempted_message(trainer: Trainer, resume: ResumeCheckpoint | None, output_dir: Path) -> str:
+    where = f"at epoch {trainer.current_epoch}"
+    if resume is None:
+        return f"stopped by SIGTERM {where}; no ResumeCheckpoint is configured"
+    return (
+        f"stopped by SIGTERM {where} after {resume.batches_seen} training batches, saved in "
+        f"{resume.last_path}; the same command (ckpt_path=last) continues it in {output_dir}"
+    )
 
 
 def write_run_summary(

@@ -1,5 +1,5 @@
 """Exact official preprocessing: our datasets against PIL computations written here, and against the
-official loader's own tensors (../shared/fixtures/official_pipeline.pt)."""
+official loader's own tensors (tests/fixtures/official/official_pipeline.pt)."""
 
 from __future__ import annotations
 

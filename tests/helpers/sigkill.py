@@ -65,13 +65,34 @@ class PauseAt(Callback):
             self._pause(trainer, "train_epoch_end")
 
     def _pause(self, trainer: Trainer, where: str) -> None:
-        self.marker_dir.mkdir(parents=True, exist_ok=True)
-        marker = self.marker_dir / f"paused.rank{trainer.global_rank}"
-        temporary = marker.with_name(f"{marker.name}.tmp")  # one per rank: ranks pause at once
-        temporary.write_text(f"{os.getpid()} epoch={trainer.current_epoch} {where}\n")
-        temporary.rename(marker)  # the parent never sees a half-written marker
+        write_marker(self.marker_dir, trainer, where)
         while True:  # until SIGKILL
             time.sleep(3600)
+
+
+class WaitForSigterm(Callback):
+    """Before training batch ``batch`` (1-based over the run): write ``<marker_dir>/paused.rank<R>``,
+    wait until Lightning has received SIGTERM (the parent sends it), then let the batch run."""
+
+    def __init__(self, marker_dir: str, batch: int) -> None:
+        self.marker_dir = Path(marker_dir)
+        self.batch = batch
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.fit_loop.epoch_loop.total_batch_idx + 1 == self.batch:
+            write_marker(self.marker_dir, trainer, f"before batch_idx={batch_idx}")
+            while not trainer.received_sigterm:
+                time.sleep(0.01)
+
+
+def write_marker(marker_dir: Path, trainer: Trainer, where: str) -> None:
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    marker = marker_dir / f"paused.rank{trainer.global_rank}"
+    temporary = marker.with_name(f"{marker.name}.tmp")  # one per rank: ranks pause at once
+    temporary.write_text(f"{os.getpid()} epoch={trainer.current_epoch} {where}\n")
+    temporary.rename(marker)  # the parent never sees a half-written marker
 
 
 class RankDigest(Callback):
@@ -138,21 +159,29 @@ def run_and_kill(
     *,
     kill_after_batch: int | None = None,
     kill_at_epoch_end: int | None = None,
+    sigterm_before_batch: int | None = None,
 ) -> KillResult:
-    """Run the CLI, freeze every rank at the chosen point (see ``PauseAt``), then SIGKILL the group.
+    """Run the CLI, freeze every rank at the chosen point (see ``PauseAt``), then SIGKILL the group; or
+    send the group SIGTERM (as a scheduler does) before a batch (see ``WaitForSigterm``) and wait for
+    the run to stop.
 
-    Give one of ``kill_after_batch`` (1-based batch of the run) and ``kill_at_epoch_end`` (0-based
-    epoch). The pause callback is added as ``+callbacks.sigkill_pause``. Raises if the run ends (or
-    fails) before that point. ``returncode`` is ``-signal.SIGKILL`` after a kill.
+    Give one of ``kill_after_batch`` (1-based batch of the run), ``kill_at_epoch_end`` (0-based epoch)
+    and ``sigterm_before_batch`` (1-based). The pause callback is added as
+    ``+callbacks.sigkill_pause``. Raises if the run ends (or fails) before that point. ``returncode``
+    is ``-signal.SIGKILL`` after a kill, the run's own exit status after SIGTERM.
     """
-    if (kill_after_batch is None) == (kill_at_epoch_end is None):
-        raise ValueError("give exactly one of kill_after_batch, kill_at_epoch_end")
-    point = f"batch:{kill_after_batch}" if kill_after_batch is not None else f"epoch:{kill_at_epoch_end}"
+    points = {"batch": kill_after_batch, "epoch": kill_at_epoch_end, "sigterm": sigterm_before_batch}
+    given = {name: value for name, value in points.items() if value is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one of kill_after_batch, kill_at_epoch_end, sigterm_before_batch")
+    [(kind, value)] = given.items()
     marker_dir = Path(marker_dir)
     marker_dir.mkdir(parents=True, exist_ok=True)
     for stale in marker_dir.glob("paused.rank*"):
         stale.unlink()
-    pause = f"+callbacks.sigkill_pause={{_target_:{__name__}.PauseAt,{point},marker_dir:'{marker_dir}'}}"
+    point = f"batch:{value}" if kind == "sigterm" else f"{kind}:{value}"
+    pauser = "WaitForSigterm" if kind == "sigterm" else "PauseAt"
+    pause = f"+callbacks.sigkill_pause={{_target_:{__name__}.{pauser},{point},marker_dir:'{marker_dir}'}}"
     expected = [marker_dir / f"paused.rank{rank}" for rank in range(world_size)]
     log_path = marker_dir / "output.log"
     start = time.monotonic()
@@ -175,8 +204,8 @@ def run_and_kill(
                 if time.monotonic() - start > timeout:
                     raise RuntimeError(f"pause point ({point}) not reached within {timeout} s")
                 time.sleep(0.05)
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            os.killpg(process.pid, signal.SIGTERM if kind == "sigterm" else signal.SIGKILL)
+            process.wait(timeout=timeout)
         finally:
             _kill_group(process)
     markers = {rank: path.read_text().strip() for rank, path in enumerate(expected)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -51,7 +52,16 @@ def evaluation_loader(
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,
         generator=torch.Generator(),
+        worker_init_fn=ignore_stop_signals,
     )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM and SIGUSR1, which a scheduler sends to every process of a job: the
+    main process checkpoints and stops, and its workers end with it. (Without this a worker would die at
+    once and the main process would fail on the lost worker before writing its checkpoint.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def check_loader_arguments(key: str, batch_size: int, num_workers: int) -> None:

@@ -29,7 +29,7 @@ from ttsr_lightning.data.cufed import CUFEDTrainDataset
 from ttsr_lightning.data.epoch_sampler import EpochSampler
 from ttsr_lightning.data.eval_dataset import EvalDataset, EvalItem
 from ttsr_lightning.data.eval_sets import build_eval_set, plain, validate_eval_set_specs
-from ttsr_lightning.data.loaders import check_loader_arguments, evaluation_loader
+from ttsr_lightning.data.loaders import check_loader_arguments, evaluation_loader, ignore_stop_signals
 from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.seeding import split_generator
 
@@ -167,6 +167,7 @@ class TrainDataModule(LightningDataModule):
             pin_memory=hp["pin_memory"],
             persistent_workers=hp["persistent_workers"] and hp["num_workers"] > 0,
             generator=torch.Generator().manual_seed(hp["seed"]),
+            worker_init_fn=ignore_stop_signals,
             drop_last=False,  # as the official loader (11,871 = 1,319 x 9 anyway)
         )
 
