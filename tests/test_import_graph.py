@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ttsr_lightning"
 ENTRY_POINTS = {"__main__", "train", "evaluate", "infer", "official", "score", "tools.params"}
 # the layer of every other module: a module imports only from its own layer or lower ones
 LAYERS = {
-    0: ("models", "losses", "errors", "config_paths", "pretrained", "rng", "distributed"),
+    0: ("models", "losses", "errors", "config_paths", "pretrained", "rng", "distributed", "files"),
     1: (
         "data",
         "metrics",

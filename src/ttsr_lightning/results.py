@@ -16,11 +16,11 @@ written into a run's folder:
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ttsr_lightning.files import atomic_write, write_csv, write_json, write_text
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
 IMAGE_COLUMNS = ("set", "image", "ref", "reference", "protocol", *MEASURES)
@@ -151,7 +151,7 @@ def plot_protocols(
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_write(path, lambda file: fig.savefig(file, format="png"))
     plt.close(fig)
 
 
@@ -177,16 +177,12 @@ def write_results(
             summary, set_results, output_dir / "protocols.png", "PSNR of one checkpoint under every protocol"
         )
     sources = "\n".join(f"- {protocol['name']}: {protocol['source']}" for protocol in protocols)
-    (output_dir / "results.md").write_text(f"{markdown}\n\n{described}\n\n{sources}\n")
+    write_text(output_dir / "results.md", f"{markdown}\n\n{described}\n\n{sources}\n")
     document = {"provenance": dict(provenance), "sets": set_results, "protocols": summary, "images": ordered}
-    (output_dir / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    write_json(output_dir / "results.json", document)  # an infinite PSNR (SR = HR) becomes null
     return set_results
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    if not rows:
-        return
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    if rows:
+        write_csv(path, rows)

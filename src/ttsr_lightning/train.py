@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -15,8 +14,10 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from ttsr_lightning.builders import finish_loggers, instantiate_group
-from ttsr_lightning.callbacks import EvaluationResults
-from ttsr_lightning.checkpoints import load_generator_weights
+from ttsr_lightning.callbacks import AtomicCheckpointIO, EvaluationResults
+from ttsr_lightning.checkpoints import check_run_checkpoint, load_generator_weights
+from ttsr_lightning.distributed import launched_as_rank_zero
+from ttsr_lightning.files import remove_stale_temporaries, run_folder_lock, write_json
 from ttsr_lightning.provenance import git_commit, parameter_counts
 from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
@@ -47,8 +48,17 @@ def build_system(cfg: DictConfig) -> TTSRSystem:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (unless ``train=false``) and test (unless ``test=false``); returns the final metrics."""
+    """Fit (unless ``train=false``) and test (unless ``test=false``); returns the final metrics.
+
+    Every config value is checked first; the run folder is locked while the run lives (a second live
+    run into it is refused; the other ranks of a DDP run share their rank 0's lock)."""
     check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    with run_folder_lock(Path(cfg.paths.output_dir), enabled=launched_as_rank_zero()):
+        return fit_and_test(cfg)
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, float]:
+    """:func:`train` once its config is checked and its run folder locked."""
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
@@ -57,10 +67,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.init_weights is not None:
         weights = load_generator_weights(system.generator, cfg.init_weights)
         log.info("generator initialised from %s (%s)", cfg.init_weights, weights.description)
+    if cfg.ckpt_path is not None:
+        check_run_checkpoint(cfg.ckpt_path, system)
 
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
+    for folder in {output_dir, *(Path(getattr(c, "dirpath", None) or output_dir) for c in callbacks)}:
+        for leftover in remove_stale_temporaries(folder):
+            log.info("removed %s, the unfinished write of a killed run", leftover)
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
-    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # checkpoints are written atomically, next to their destination (see AtomicCheckpointIO)
+    plugins = [AtomicCheckpointIO(), *(instantiate(cfg.trainer.get("plugins")) or [])]
+    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
 
     run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()}
     run_info.update(parameter_counts(system.generator, system.discriminator))
@@ -113,5 +130,4 @@ def write_run_summary(
         "protocol": next(iter(cfg.protocol)) if cfg.get("protocol") else "ttsr_official",
         "metrics": metrics,
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "run.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_json(output_dir / "run.json", summary, sort_keys=True)
