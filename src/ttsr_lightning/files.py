@@ -60,7 +60,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
     ``OSError`` names ``path``."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(path))
         temporary = temporary_path(path)
@@ -85,8 +85,16 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
     fsync_folder(path.parent)
 
 
+def make_folder(folder: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``; a file in the way is an OSError naming that file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where a folder should be (exist_ok covers folders only)
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", exc.filename) from exc
+
+
 def _is_temporary(name: object) -> bool:
-    return isinstance(name, str) and _TEMPORARY.match(Path(name).name) is not None
+    return isinstance(name, str | os.PathLike) and _TEMPORARY.match(Path(name).name) is not None
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 from ttsr_lightning.files import atomic_write, write_csv, write_json, write_text
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
+# the files write_results writes (protocols.png only with several protocols)
+RESULT_FILES = ("test_per_image.csv", "test_per_set.csv", "results.md", "results.json", "protocols.png")
 IMAGE_COLUMNS = ("set", "image", "ref", "reference", "protocol", *MEASURES)
 
 
