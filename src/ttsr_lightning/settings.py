@@ -118,15 +118,17 @@ def loss_weights(losses: Mapping[str, Any]) -> dict[str, float]:
 
 def check_run_config(cfg: Mapping[str, Any]) -> None:
     """The whole config of a training run (resolved to plain values), as the module docstring says."""
-    check_type("seed", cfg.get("seed"), int)
-    if not 0 <= cfg["seed"] < 2**32:
-        raise ConfigError(f"seed must be in [0, 2**32), got {cfg['seed']}")
-    OptimSettings.from_dict(cfg["optim"])
-    loss_weights(cfg["loss"])
+    seed = cfg.get("seed", 0)
+    check_type("seed", seed, int)
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
+    OptimSettings.from_dict(cfg.get("optim") or {})
+    if cfg.get("loss") is not None:
+        loss_weights(cfg["loss"])
     check_arguments("system", {"_target_": "ttsr_lightning.system.TTSRSystem", **(cfg.get("system") or {})})
     for group in ("model", "data", "loss", "trainer", "callbacks"):
         check_arguments(group, cfg.get(group))
-    check_trainer_ranges(cfg["trainer"])
+    check_trainer_ranges(cfg.get("trainer") or {})
     ckpt_path, init_weights = cfg.get("ckpt_path"), cfg.get("init_weights")
     check_type("ckpt_path", ckpt_path, str | None)
     check_type("init_weights", init_weights, str | None)
