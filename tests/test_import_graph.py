@@ -7,10 +7,20 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ttsr_lightning"
-ENTRY_POINTS = {"__main__", "train", "evaluate", "infer", "official", "score", "tools.params"}
+ENTRY_POINTS = {"__main__", "train", "evaluate", "infer", "official", "score", "tools.params", "data.prepare"}
 # the layer of every other module: a module imports only from its own layer or lower ones
 LAYERS = {
-    0: ("models", "losses", "errors", "config_paths", "pretrained", "rng", "distributed", "run_folder"),
+    0: (
+        "models",
+        "losses",
+        "errors",
+        "config_paths",
+        "pretrained",
+        "rng",
+        "distributed",
+        "run_folder",
+        "files",
+    ),
     1: (
         "data",
         "metrics",

@@ -149,7 +149,7 @@ def test_errors_name_the_file_or_the_argument(tmp_path: Path, pair: tuple[Path, 
 
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
-    with pytest.raises(ImageError, match="broken.png: cannot read image"):
+    with pytest.raises(ImageError, match="broken.png: cannot decode image"):
         run(f"lr={broken}", f"ref={ref}", f"out={out}")
     with pytest.raises(
         ImageError, match=r"lr.png, .*ref.png: memory budget 1 MiB too small: the reference\(s\) 68x48 need"

@@ -21,13 +21,15 @@ A missing, corrupt, truncated or mismatched file raises one :class:`CheckpointEr
 line names the file (and the config key that gave it) and what differs.
 
 Entry points use :func:`load_generator` (``evaluate``, ``infer``), :func:`load_generator_weights`
-(``init_weights`` of a training run) and :func:`convert` (``python -m ttsr_lightning.official
-convert``).
+(``init_weights`` of a training run), :func:`check_run_checkpoint` (``ckpt_path`` of a resumed run)
+and :func:`convert` (``python -m ttsr_lightning.official convert``). Files are written atomically
+(:func:`ttsr_lightning.files.atomic_write`).
 """
 
 from __future__ import annotations
 
 import inspect
+import io
 import pickle
 import re
 from collections.abc import Mapping
@@ -39,6 +41,7 @@ import torch
 from torch import nn
 
 from ttsr_lightning.errors import CheckpointError, ConfigError
+from ttsr_lightning.files import atomic_write
 from ttsr_lightning.models import SEARCH_TRANSFERS, TTSRGenerator
 from ttsr_lightning.models.vgg19 import IMAGENET_MEAN, IMAGENET_STD
 
@@ -318,8 +321,8 @@ def infer_generator_config(
     return {"n_feats": int(state_dict[head_key].shape[0]), "num_res_blocks": num_res_blocks}
 
 
-def check_finite(state_dict: Mapping[str, Any], source: str) -> None:
-    """CheckpointError naming the first tensors holding NaN or infinity."""
+def non_finite_tensors(state_dict: Mapping[str, Any]) -> str | None:
+    """``"N tensor(s) hold NaN or infinity (names)"`` for a state dict with such tensors, else None."""
     bad = [
         name
         for name, value in state_dict.items()
@@ -327,11 +330,17 @@ def check_finite(state_dict: Mapping[str, Any], source: str) -> None:
         and value.is_floating_point()
         and not bool(torch.isfinite(value).all())
     ]
-    if bad:
-        raise CheckpointError(
-            f"{source}: {len(bad)} tensor(s) hold NaN or infinity ({', '.join(bad[:5])}"
-            f"{', ...' if len(bad) > 5 else ''}); a diverged run, not usable weights"
-        )
+    if not bad:
+        return None
+    names = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+    return f"{len(bad)} tensor(s) hold NaN or infinity ({names})"
+
+
+def check_finite(state_dict: Mapping[str, Any], source: str) -> None:
+    """CheckpointError naming the first tensors holding NaN or infinity."""
+    problem = non_finite_tensors(state_dict)
+    if problem:
+        raise CheckpointError(f"{source}: {problem}; a diverged run, not usable weights")
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -415,15 +424,21 @@ def _normalise(value: Any) -> Any:
 def save_generator(generator: TTSRGenerator, path: str | Path) -> None:
     """Writes the project's generator file: format, version, ``generator.config``, state dict on the CPU."""
     check_finite(generator.state_dict(), f"generator to be written to {path}")
-    torch.save(
-        {
-            "format": GENERATOR_FORMAT,
-            "version": GENERATOR_FORMAT_VERSION,
-            "generator_config": generator.config,
-            "state_dict": {name: value.detach().cpu() for name, value in generator.state_dict().items()},
-        },
-        path,
-    )
+    payload = {
+        "format": GENERATOR_FORMAT,
+        "version": GENERATOR_FORMAT_VERSION,
+        "generator_config": generator.config,
+        "state_dict": {name: value.detach().cpu() for name, value in generator.state_dict().items()},
+    }
+    save_torch_file(payload, path)
+
+
+def save_torch_file(payload: Any, path: str | Path) -> None:
+    """``torch.save(payload, path)``, atomically (:func:`ttsr_lightning.files.atomic_write`). Serialised
+    in memory first: a full disk is then an OSError naming ``path``, not an error of torch's zip writer."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda file: file.write(buffer.getbuffer()))
 
 
 def convert(input_path: str | Path, output_path: str | Path) -> tuple[GeneratorWeights, TTSRGenerator]:
@@ -450,3 +465,86 @@ def restore_frozen_weights(checkpoint: dict[str, Any], module_state: Mapping[str
     for name, value in module_state.items():
         if name.startswith(FROZEN_PREFIXES):
             state_dict.setdefault(name, value)
+
+
+def run_checkpoint_problem(path: Path, module: nn.Module) -> str | None:
+    """Why a training run of ``module`` cannot resume from ``path`` (None when it can): missing, empty,
+    unreadable, not a run checkpoint, another architecture, or weights holding NaN / infinity."""
+    if not path.is_file():
+        return "no file there"
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes): its write was cut off"
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            return None  # objects of other callbacks: readable, left to Lightning
+        return "cannot be read as a torch file: it is truncated or damaged"
+    except Exception as exc:  # a damaged file makes the reader fail in many ways (EOF, zip, ...)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"cannot be read as a torch file ({first_line}): it is truncated or damaged"
+    if not isinstance(loaded, Mapping) or "pytorch-lightning_version" not in loaded:
+        if isinstance(loaded, Mapping) and ("format" in loaded or _is_official_state_dict(loaded)):
+            return (
+                "holds generator weights only, not a training run's state; start a new run from them "
+                "with init_weights= instead"
+            )
+        top = sorted(map(str, loaded))[:6] if isinstance(loaded, Mapping) else type(loaded).__name__
+        return f"not a Lightning checkpoint of a training run (top level {top})"
+    state_dict = loaded.get("state_dict")
+    if not isinstance(state_dict, Mapping):
+        return "a Lightning checkpoint without a state_dict"
+    hyper_parameters = getattr(module, "hparams", {})
+    differing = [
+        f"{group}.{name}={value!r} (this run: {hyper_parameters[group].get(name)!r})"
+        for group in ("generator", "discriminator")
+        if isinstance(hyper_parameters.get(group), Mapping)
+        and isinstance((loaded.get("hyper_parameters") or {}).get(group), Mapping)
+        for name, value in _renamed(loaded["hyper_parameters"][group]).items()
+        if name not in IMPLEMENTATION_ARGUMENTS
+        and _normalise(value) != _normalise(hyper_parameters[group].get(name))
+    ]
+    if differing:
+        return f"its model differs from this run's: {', '.join(differing)}"
+    expected = {n: v for n, v in module.state_dict().items() if not n.startswith(FROZEN_PREFIXES)}
+    stored = {n: v for n, v in state_dict.items() if not n.startswith(FROZEN_PREFIXES)}
+    unfit = sorted(set(expected) ^ set(stored)) + [
+        name for name in expected if name in stored and stored[name].shape != expected[name].shape
+    ]
+    if unfit:
+        return f"its weights do not fit this run's model ({len(unfit)} keys differ, e.g. {unfit[0]})"
+    non_finite = non_finite_tensors(stored)
+    if non_finite:  # training refuses to write such a file, so the file itself is damaged
+        return f"the file is damaged: {non_finite}; no run of this suite writes such weights"
+    return None
+
+
+def _renamed(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {_RENAMED_KEYS.get(k, k): v for k, v in config.items() if k not in _DROPPED_KEYS}
+
+
+def loadable_run_checkpoints(folder: Path, module: nn.Module, exclude: Path | None = None) -> list[Path]:
+    """The checkpoints in ``folder`` (newest first) that ``module``'s run can resume from."""
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [
+        path
+        for path in candidates
+        if (exclude is None or path.resolve() != exclude.resolve())
+        and run_checkpoint_problem(path, module) is None
+    ]
+
+
+def check_run_checkpoint(path: str | Path, module: nn.Module, key: str = "ckpt_path") -> None:
+    """Refuses, in one line, a checkpoint that a run of ``module`` cannot resume from: the line names
+    the file, what is wrong with it, and the loadable checkpoints of its folder, if any."""
+    path = Path(path)
+    problem = run_checkpoint_problem(path, module)
+    if problem is None:
+        return
+    others = loadable_run_checkpoints(path.parent, module, exclude=path) if path.parent.is_dir() else []
+    hint = (
+        f"; loadable in {path.parent}: {', '.join(str(other) for other in others)}"
+        if others
+        else f"; no other loadable checkpoint in {path.parent}"
+    )
+    raise CheckpointError(f"{key}={path}: {problem}{hint}")

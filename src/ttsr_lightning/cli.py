@@ -5,8 +5,12 @@ missing or mismatched checkpoint, a dataset that is not laid out as expected, ..
 ``error: <what, naming the key or file>`` on stderr and exits with status 2. A run stopped by a
 non-finite loss prints its one line and exits with status 1; one stopped by SIGTERM (after writing the
 checkpoint it resumes from) with status 143, as a process killed by SIGTERM, so that no scheduler takes
-it for a finished job. Anything else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows
-the traceback of every error.
+it for a finished job. An operating-system error (a path that cannot be read, created or written:
+missing, permission denied, a file where a folder should be, a full disk) prints one line naming the
+path and exits with status 2, or 1 when the machine failed (disk full, I/O error). Anything else is a
+bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every error. The commands
+that parse their own arguments (``official convert``, ``data.prepare``) report through
+:func:`reported_errors` the same way.
 
 How: Hydra is told to re-raise (``HYDRA_FULL_ERROR=1`` inside the process; the user's own setting is
 remembered in ``TTSR_SHOW_TRACEBACK`` so DDP child processes, which inherit the environment, decide the
@@ -15,11 +19,13 @@ same way), and :func:`hydra_entry_point` reports the exception itself.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import hydra
@@ -40,7 +46,9 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
     HydraException,
     OmegaConfBaseException,
 )
-REPORTED_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, Preempted, *USAGE_ERRORS)
+REPORTED_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, Preempted, OSError, *USAGE_ERRORS)
+# operating-system errors that are the machine's failure, not a wrong path (exit status 1)
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.ENOMEM})
 USAGE_EXIT_CODE = 2
 FAILURE_EXIT_CODE = 1
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
@@ -58,6 +66,9 @@ def one_line(exc: BaseException) -> str:
         key = re.search(r"full_key: (\S+)", str(exc))
         cause = one_line(exc.__cause__)
         return f"{key.group(1)}: {cause}" if key else cause
+    if isinstance(exc, OSError) and exc.filename is not None:
+        target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+        return f"{target}: {exc.strerror or type(exc).__name__}"
     message = str(exc) or type(exc).__name__
     if isinstance(exc, OmegaConfBaseException):
         message = message.splitlines()[0]  # the rest repeats the key and the object type
@@ -80,16 +91,32 @@ def one_line(exc: BaseException) -> str:
     return text
 
 
+def exit_code(exc: BaseException) -> int:
+    """The exit status of a run ended by ``exc``: 143 when stopped by SIGTERM, 2 for a usage error (a wrong
+    path included), 1 for a run that failed (non-finite loss, the machine's own error, anything else)."""
+    if isinstance(exc, Preempted):
+        return PREEMPTED_EXIT_CODE
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        return FAILURE_EXIT_CODE if exc.errno in MACHINE_ERRNOS else USAGE_EXIT_CODE
+    return USAGE_EXIT_CODE if isinstance(exc, USAGE_ERRORS) else FAILURE_EXIT_CODE
+
+
 def _report(exc: BaseException) -> NoReturn:
     print(f"error: {one_line(exc)}", file=sys.stderr)
     raise SystemExit(exit_code(exc)) from None
 
 
-def exit_code(exc: BaseException) -> int:
-    """The exit status of a run ended by ``exc`` (one of ``REPORTED_ERRORS``, or anything else: 1)."""
-    if isinstance(exc, Preempted):
-        return PREEMPTED_EXIT_CODE
-    return USAGE_EXIT_CODE if isinstance(exc, USAGE_ERRORS) else FAILURE_EXIT_CODE
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """For entry points with their own argument parser: the errors of the module docstring become one
+    line and an exit status (``HYDRA_FULL_ERROR=1``: the traceback)."""
+    os.environ.setdefault(_TRACEBACK_SETTING, os.environ.get("HYDRA_FULL_ERROR", "0"))
+    try:
+        yield
+    except REPORTED_ERRORS as exc:
+        if _show_traceback():
+            raise
+        _report(exc)
 
 
 def hydra_entry_point(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], None]:

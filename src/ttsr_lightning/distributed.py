@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, TypeVar
 
 import torch.distributed as dist
@@ -11,6 +12,14 @@ T = TypeVar("T")
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is the first of its run, read from the launchers' environment (so it works
+    before any process group exists): Lightning's DDP launcher starts the other ranks with
+    ``LOCAL_RANK`` >= 1, torchrun and SLURM set ``RANK`` / ``SLURM_PROCID``, other nodes ``NODE_RANK``."""
+    ranks = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
+    return all(os.environ.get(name, "0").strip() in ("", "0") for name in ranks)
 
 
 def gather_lists(items: list[T]) -> list[T]:

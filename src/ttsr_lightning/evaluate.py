@@ -19,6 +19,7 @@ every image of every set exactly once whatever the number of processes: ``test_p
 ``test_per_set.csv``, ``results.md`` (also printed), ``results.json`` (with how the numbers were
 obtained: checkpoint, its kind, the run it came from, protocol, commit), ``images/<set>/<image>.png``
 with ``save_images=true``, and the image panels of the first images of each set under ``panels/``.
+A folder that already holds results is refused unless ``overwrite=true``.
 With the W&B logger the metrics and a table of every image go to the run as well.
 """
 
@@ -40,12 +41,14 @@ from ttsr_lightning.callbacks import EvaluationResults, ImagePanelLogger
 from ttsr_lightning.checkpoints import load_generator
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.eval_sets import plain, validate_eval_set_specs
+from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluation import EvaluationModule
+from ttsr_lightning.files import check_new_output, run_folder_lock
 from ttsr_lightning.models.tiled_forward import parse_memory_setting
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
-from ttsr_lightning.results import write_table_layout
+from ttsr_lightning.results import RESULT_FILES, write_table_layout
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,19 @@ def source_run(ckpt: Path) -> tuple[str, str] | None:
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Load ``cfg.ckpt``, test it on the chosen sets, write the results; returns the per-set results."""
+    """Load ``cfg.ckpt``, test it on the chosen sets, write the results; returns the per-set results.
+
+    An earlier result in the run folder is never replaced without ``overwrite=true``, and the folder
+    is locked while the evaluation runs."""
+    output_dir = Path(cfg.paths.output_dir)
+    earlier = [output_dir / name for name in RESULT_FILES]
+    check_new_output(earlier, "hydra.run.dir", bool(cfg.overwrite))
+    with run_folder_lock(output_dir, enabled=launched_as_rank_zero()):
+        return evaluate_checkpoint(cfg)
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
+    """:func:`evaluate` once its run folder is checked and locked."""
     if cfg.ckpt is None:
         raise ConfigError("ckpt: give the checkpoint to evaluate, e.g. ckpt=TTSR-rec.pt")
     generator, description = load_generator(cfg.ckpt, cfg.search_transfer)
@@ -144,7 +159,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         if cfg.get("table"):
             layout = OmegaConf.to_container(cfg.table, resolve=True)
             print(write_table_layout(results.set_results, layout, protocols[0].name, output_dir))  # type: ignore[arg-type]
-        log.info("results in %s", output_dir)
+        print(f"results written to {output_dir}")
     return results.set_results
 
 

@@ -49,9 +49,9 @@ from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.data.image_io import (
     IMAGE_SUFFIXES,
     RGBImageReader,
-    image_size,
     list_images,
     require_unique_stems,
+    save_image,
 )
 from ttsr_lightning.data.preprocessing import (
     SCALE,
@@ -61,6 +61,7 @@ from ttsr_lightning.data.preprocessing import (
     to_tensor,
 )
 from ttsr_lightning.errors import ConfigError
+from ttsr_lightning.files import check_output_folder
 from ttsr_lightning.models import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
 from ttsr_lightning.models.tiled_forward import (
     ForwardPlan,
@@ -112,6 +113,9 @@ def plan_jobs(lr: str | Path, ref: str | Path | Sequence[str | Path], out: str |
     image the file with its stem or, when there is none, the subfolder with its stem (all its images
     are that LR's references).
     """
+    for key, value in (("lr", lr), ("out", out)):
+        if not str(value).strip():
+            raise ConfigError(f"{key}: empty; expected the path of an image file or a folder")
     lr, out = Path(lr), Path(out)
     if lr.is_dir():
         lr_images = list_images(lr)
@@ -142,11 +146,18 @@ def plan_jobs(lr: str | Path, ref: str | Path | Sequence[str | Path], out: str |
 def _match_references(lr_images: Sequence[Path], ref: str | Path | list[str]) -> list[tuple[Path, ...]]:
     if isinstance(ref, list) or "," in str(ref):
         parts = ref if isinstance(ref, list) else str(ref).split(",")
-        files = tuple(Path(part.strip()) for part in parts if part.strip())
+        if not parts or not all(str(part).strip() for part in parts):
+            problem = "has an empty entry" if parts else "names no reference"
+            raise ConfigError(
+                f"ref: {ref!r} {problem}; expected an image file, a folder, or a list of image files"
+            )
+        files = tuple(Path(str(part).strip()) for part in parts)
         missing = [str(path) for path in files if not path.is_file()]
         if missing:
             raise FileNotFoundError(f"ref: no image file at {', '.join(missing)}")
         return [files] * len(lr_images)
+    if not str(ref).strip():  # Path("") is the current folder: never a reference by accident
+        raise ConfigError("ref: empty; expected an image file, a folder, or a list of image files")
     folder = Path(ref)
     if folder.is_file():
         return [(folder,)] * len(lr_images)
@@ -176,15 +187,25 @@ def attention_path(out: Path) -> Path:
 
 
 def check_image_sizes(jobs: Sequence[InferenceJob]) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
-    """Fails before any work for unreadable images and references under 4x4; returns per job the LR
-    size and the reference sizes as the generator sees them ((height, width), references cropped to
-    multiples of 4)."""
+    """Fails before any work for images that do not decode whole (each is decoded, not only its
+    header), references under 4x4 and outputs that cannot be created; returns per job the LR size and
+    the reference sizes as the generator sees them ((height, width), references cropped to multiples
+    of 4)."""
+    reader = RGBImageReader("infer")
+    decoded: dict[Path, tuple[int, int]] = {}
+
+    def size(path: Path) -> tuple[int, int]:
+        if path not in decoded:
+            decoded[path] = reader.read(path).size
+        return decoded[path]
+
     sizes = []
     for job in jobs:
-        width, height = image_size(job.lr)
+        check_output_folder(job.out.parent, "out")
+        width, height = size(job.lr)
         ref_sizes = []
         for path in job.refs:
-            ref_width, ref_height = image_size(path)
+            ref_width, ref_height = size(path)
             if ref_width < SCALE or ref_height < SCALE:
                 raise ImageError(
                     f"{path}: reference is {ref_width}x{ref_height} px; expected at least {SCALE}x{SCALE}"
@@ -263,6 +284,8 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as exc:
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from exc
+    if device.type not in ("cpu", "cuda"):  # meta, mps, ...: no pixels come back, or untested
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name}: CUDA is not available on this machine; use device=cpu")
     return device
@@ -295,8 +318,7 @@ def run_jobs(
             logged.add(plan.tiled)
             log.info("%s: %s", job.lr.name, plan.describe())
         output = super_resolve(generator, inputs, device, plan)
-        job.out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(to_uint8_image(output.sr[0])).save(job.out)
+        save_image(Image.fromarray(to_uint8_image(output.sr[0])), job.out)
         written.append(job.out)
         if save_attention:
             assert output.soft_attention is not None and output.hard_index is not None
@@ -309,7 +331,7 @@ def run_jobs(
                 panel = reference_choice_panel(
                     output.sr[0], refs, output.soft_attention[0], output.hard_index[0]
                 )
-            Image.fromarray(panel).save(attention_path(job.out))
+            save_image(Image.fromarray(panel), attention_path(job.out))
             written.append(attention_path(job.out))
     return written
 
@@ -320,7 +342,7 @@ def infer(cfg: DictConfig) -> list[Path]:
         memory_setting = parse_memory_setting(cfg.max_memory)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    ref = cfg.ref if isinstance(cfg.ref, str) else list(cfg.ref)
+    ref = cfg.ref if isinstance(cfg.ref, str) else list(cfg.ref or [])
     jobs = plan_jobs(cfg.lr, ref, cfg.out)
     sizes = check_image_sizes(jobs)
     device = resolve_device(str(cfg.device))

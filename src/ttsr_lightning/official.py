@@ -10,9 +10,9 @@ that ``evaluate``, ``infer`` and ``init_weights`` read. Formats are owned by
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ttsr_lightning.checkpoints import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, CheckpointError, convert
+from ttsr_lightning.checkpoints import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, convert
+from ttsr_lightning.cli import reported_errors
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,11 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     command.add_argument("output", help="generator file to write (e.g. TTSR.ckpt)")
     args = parser.parse_args(argv)
-    try:
+    with reported_errors():
         weights, generator = convert(args.input, args.output)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(f"{args.input}: {weights.description}")
     for note in weights.notes:
         print(f"  {note}")

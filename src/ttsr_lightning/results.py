@@ -17,11 +17,11 @@ columns are absent and the provenance's ``lpips`` says why). Files written into 
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ttsr_lightning.files import atomic_write, write_csv, write_json, write_text
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
 # measured when the LPIPS weights are present (lower is better)
@@ -33,6 +33,10 @@ def measures_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """The measures the rows hold: :data:`MEASURES`, then :data:`LPIPS_MEASURES` when measured."""
     extra = tuple(measure for measure in LPIPS_MEASURES if rows and measure in rows[0])
     return (*MEASURES, *extra)
+
+
+# the files write_results writes (protocols.png only with several protocols)
+RESULT_FILES = ("test_per_image.csv", "test_per_set.csv", "results.md", "results.json", "protocols.png")
 
 
 def sort_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -212,7 +216,7 @@ def plot_protocols(
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_write(path, lambda file: fig.savefig(file, format="png"))
     plt.close(fig)
 
 
@@ -240,7 +244,7 @@ def write_results(
             summary, set_results, output_dir / "protocols.png", "PSNR of one checkpoint under every protocol"
         )
     sources = "\n".join(f"- {protocol['name']}: {protocol['source']}" for protocol in protocols)
-    (output_dir / "results.md").write_text(f"{markdown}\n\n{described}\n\n{sources}\n")
+    write_text(output_dir / "results.md", f"{markdown}\n\n{described}\n\n{sources}\n")
     document = {
         "provenance": dict(provenance),
         "sets": set_results,
@@ -248,7 +252,7 @@ def write_results(
         "protocols": summary,
         "images": ordered,
     }
-    (output_dir / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    write_json(output_dir / "results.json", document)  # an infinite PSNR (SR = HR) becomes null
     return set_results
 
 
@@ -291,7 +295,7 @@ def write_table_layout(
     ]
     markdown = "\n".join(lines) + "\n"
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "table.md").write_text(markdown)
+    write_text(output_dir / "table.md", markdown)
 
     import matplotlib
 
@@ -321,9 +325,5 @@ def write_table_layout(
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    if not rows:
-        return
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    if rows:
+        write_csv(path, rows)

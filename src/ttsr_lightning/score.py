@@ -17,17 +17,16 @@ files.
 (AlexNet v0.1 on the 8-bit RGB images, whole, lower is better; the same for every protocol) when its
 weights are found; without them the column is absent and the summary's ``lpips`` says why.
 
-Writes ``out``: one row per image and protocol (``image``, ``protocol``, ``psnr``, ``ssim``, ``lpips``
-when measured, the ``width`` and ``height`` measured, ``hr_cropped``, ``sr_file``, ``hr_file``),
-``<out stem>.summary.json`` (the mean per protocol, with each protocol's source, and what LPIPS used)
-and prints the means as a Markdown table.
+Writes ``out`` (an existing one only with ``overwrite=true``): one row per image and protocol
+(``image``, ``protocol``, ``psnr``, ``ssim``, ``lpips`` when measured, the ``width`` and ``height``
+measured, ``hr_cropped``, ``sr_file``, ``hr_file``), ``<out stem>.summary.json`` (the mean per protocol,
+with each protocol's source and what LPIPS used; strict JSON: an infinite PSNR, an SR identical to its
+HR, is ``null`` with a note) and prints the means as a Markdown table. SR images sharing a stem
+(``a.png`` and ``a.jpg``) and an SR folder scored against itself are refused.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +40,9 @@ from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images, require_unique_stems
 from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.errors import ConfigError
+from ttsr_lightning.files import check_new_output, write_csv, write_json
 from ttsr_lightning.models.lpips import LPIPS, load_lpips
 from ttsr_lightning.protocols import Protocol, protocols_from_config
-
-log = logging.getLogger(__name__)
 
 
 def pair_images(sr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
@@ -54,9 +52,12 @@ def pair_images(sr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
             raise ConfigError(
                 f"{key}: no folder at {folder}; expected a folder of images ({', '.join(IMAGE_SUFFIXES)})"
             )
+    if sr_dir.resolve() == hr_dir.resolve():
+        raise ConfigError(f"sr: {sr_dir} is the hr folder; score the SR images against another folder")
     sr_images = list_images(sr_dir)
     if not sr_images:
         raise ConfigError(f"sr: no images ({', '.join(IMAGE_SUFFIXES)}) in {sr_dir}")
+    require_unique_stems(sr_images, "sr")
     hr_images = list_images(hr_dir)
     require_unique_stems(hr_images, "hr")
     hr_by_stem = {path.stem: path for path in hr_images}
@@ -136,9 +137,13 @@ def summarise(rows: list[dict[str, Any]], protocols: list[Protocol]) -> list[dic
 
 def score(cfg: DictConfig) -> list[dict[str, Any]]:
     """The whole command; returns the per-protocol summary."""
+    if not str(cfg.out).strip():
+        raise ConfigError("out: empty; expected the path of a .csv file")
     out = Path(cfg.out)
     if out.suffix.lower() != ".csv":
         raise ConfigError(f"out: {out} must end with .csv")
+    summary_file = out.with_name(f"{out.stem}.summary.json")
+    check_new_output([out, summary_file], "out", bool(cfg.overwrite))
     protocols = protocols_from_config(OmegaConf.to_container(cfg.protocol, resolve=True))  # type: ignore[arg-type]
     pairs = pair_images(Path(cfg.sr), Path(cfg.hr))
     lpips, lpips_description = load_lpips(cfg.lpips)
@@ -146,20 +151,15 @@ def score(cfg: DictConfig) -> list[dict[str, Any]]:
     rows = []
     for sr_file, hr_file in tqdm(pairs, desc="scoring", unit="image"):
         rows += score_pair(sr_file, hr_file, protocols, reader, lpips)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out, rows)
     summary = summarise(rows, protocols)
-    summary_file = out.with_name(f"{out.stem}.summary.json")
     document = {
         "sr": str(Path(cfg.sr).resolve()),
         "hr": str(Path(cfg.hr).resolve()),
         "lpips": lpips_description,
         "protocols": summary,
     }
-    summary_file.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(summary_file, document)  # an SR equal to its HR (infinite PSNR) becomes null, with a note
     with_lpips = lpips is not None
     lines = [
         "| protocol | images | PSNR | SSIM |" + (" LPIPS ↓ |" if with_lpips else "") + " what |",
@@ -173,7 +173,7 @@ def score(cfg: DictConfig) -> list[dict[str, Any]]:
     ]
     print("\n".join(lines))
     print(f"LPIPS: {lpips_description}")
-    log.info("wrote %s and %s", out, summary_file)
+    print(f"wrote {out} and {summary_file}")
     return summary
 
 

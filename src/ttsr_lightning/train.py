@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -18,10 +17,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ttsr_lightning.builders import finish_loggers, instantiate_group
-from ttsr_lightning.callbacks import EvaluationResults, ResumeCheckpoint
-from ttsr_lightning.checkpoints import load_generator_weights
+from ttsr_lightning.callbacks import AtomicCheckpointIO, EvaluationResults, ResumeCheckpoint
+from ttsr_lightning.checkpoints import check_run_checkpoint, load_generator_weights
 from ttsr_lightning.cli import exit_code
+from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import Preempted
+from ttsr_lightning.files import remove_stale_temporaries, run_folder_lock, write_json
 from ttsr_lightning.provenance import git_commit, parameter_counts
 from ttsr_lightning.results import margins
 from ttsr_lightning.run_folder import resume_checkpoint, wandb_run_id
@@ -54,8 +55,17 @@ def build_system(cfg: DictConfig) -> TTSRSystem:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (unless ``train=false``) and test (unless ``test=false``); returns the final metrics."""
+    """Fit (unless ``train=false``) and test (unless ``test=false``); returns the final metrics.
+
+    Every config value is checked first; the run folder is locked while the run lives (a second live
+    run into it is refused; the other ranks of a DDP run share their rank 0's lock)."""
     check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    with run_folder_lock(Path(cfg.paths.output_dir), enabled=launched_as_rank_zero()):
+        return fit_and_test(cfg)
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, float]:
+    """:func:`train` once its config is checked and its run folder locked."""
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
@@ -71,9 +81,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.init_weights is not None and ckpt_path in (None, "last"):
         weights = load_generator_weights(system.generator, cfg.init_weights)
         log.info("generator initialised from %s (%s)", cfg.init_weights, weights.description)
+    if ckpt_path not in (None, "last"):
+        check_run_checkpoint(ckpt_path, system)
+    for folder in {output_dir, *(Path(getattr(c, "dirpath", None) or output_dir) for c in callbacks)}:
+        for leftover in remove_stale_temporaries(folder):
+            log.info("removed %s, the unfinished write of a killed run", leftover)
     _continue_wandb_run(cfg.get("logger"), output_dir)
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
-    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # checkpoints are written atomically, next to their destination (see AtomicCheckpointIO)
+    plugins = [AtomicCheckpointIO(), *(instantiate(cfg.trainer.get("plugins")) or [])]
+    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
 
     run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()}
     run_info.update(parameter_counts(system.generator, system.discriminator))
@@ -197,5 +214,4 @@ def write_run_summary(
         "protocol": next(iter(cfg.protocol)) if cfg.get("protocol") else "ttsr_official",
         "metrics": metrics,
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "run.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_json(output_dir / "run.json", summary, sort_keys=True)

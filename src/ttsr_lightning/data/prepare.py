@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ttsr_lightning.cli import reported_errors
 from ttsr_lightning.data.cufed import CUFEDTrainDataset
 from ttsr_lightning.data.cufed5 import CUFED5Dataset, find_cufed5_groups
 from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
@@ -97,17 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     checks: list[tuple[str, Path, int | None]]
     if args.dataset == "sample":
-        try:
-            root = build_sample_dataset(args.folder)
-        except DatasetLayoutError as exc:
-            print(exc, file=sys.stderr)
-            return 1
+        with reported_errors():  # e.g. a read-only folder: one line naming it
+            try:
+                root = build_sample_dataset(args.folder)
+            except DatasetLayoutError as exc:
+                print(exc, file=sys.stderr)
+                return 1
         checks = [("cufed", root / "train", None), ("cufed5", root / "test" / "CUFED5", None)]
     else:
         checks = [(args.dataset, args.folder, EXPECTED_COUNTS[args.dataset])]
     status = 0
     for dataset, folder, expected in checks:
-        problems = check(dataset, folder, args.pattern, expected)
+        with reported_errors():
+            problems = check(dataset, folder, args.pattern, expected)
         if problems:
             status = 1
             print(f"{dataset} at {folder}: {len(problems)} problem(s):", file=sys.stderr)

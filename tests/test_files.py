@@ -1,0 +1,172 @@
+"""files.py: atomic writes (a full disk or a kill leaves the previous file whole and no temporary file),
+strict JSON, the run-folder lock, and outputs refused before they would overwrite an earlier result."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ttsr_lightning import files
+from ttsr_lightning.distributed import launched_as_rank_zero
+from ttsr_lightning.errors import ConfigError
+from ttsr_lightning.files import (
+    RunFolderLock,
+    atomic_write,
+    check_new_output,
+    check_output_folder,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left: the write that crosses it fails with ENOSPC."""
+
+    room = 0
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        if self.tell() + len(data) > self.room:
+            super().write(data[: max(0, self.room - self.tell())])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def fill_disk_after(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
+    """Every atomic write from now on runs out of space after ``room`` bytes (an injected ENOSPC)."""
+    monkeypatch.setattr(FullDisk, "room", room)
+    monkeypatch.setattr(files, "open", lambda path, mode: FullDisk(path, mode), raising=False)
+
+
+def test_a_full_disk_leaves_the_previous_file_whole_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "results.json"
+    write_text(target, "the earlier result\n")
+    fill_disk_after(monkeypatch, room=5)
+    with pytest.raises(OSError) as error:
+        write_text(target, "a longer, newer result\n")
+    assert error.value.errno == errno.ENOSPC
+    assert error.value.filename == str(target)  # the one-line report names the destination
+    assert target.read_text() == "the earlier result\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_an_exception_inside_the_writer_leaves_nothing_behind(tmp_path: Path) -> None:
+    def failing(file: Any) -> None:
+        file.write(b"half")
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "a.bin", failing)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_temporary_file_is_a_sibling_of_its_destination_whatever_tmpdir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "elsewhere"))
+    seen: list[Path] = []
+    atomic_write(tmp_path / "out" / "x.bin", lambda file: seen.append(Path(file.name)))
+    assert seen[0].parent == tmp_path / "out" and seen[0].name.startswith(".x.bin.")
+    assert (tmp_path / "out" / "x.bin").read_bytes() == b""
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".last.ckpt.{dead_pid}.0123abcd.partial"
+    live = tmp_path / f".last.ckpt.{os.getppid()}.0123abcd.partial"
+    unrelated = tmp_path / "notes.partial"
+    for path in (stale, live, unrelated):
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
+
+
+def test_json_is_strict_nonfinite_numbers_become_null_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    replaced = write_json(path, {"psnr": float("inf"), "rows": [{"ssim": float("nan")}, {"ssim": 1.0}]})
+    assert replaced == ["psnr", "rows[0].ssim"]
+    document = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"not strict: {name}"))
+    assert document["psnr"] is None and document["rows"][1]["ssim"] == 1.0
+    assert document["notes"] == ["null where the value is not finite (NaN or infinity): psnr, rows[0].ssim"]
+
+
+def test_a_run_folder_is_locked_while_its_run_lives_and_free_once_it_is_killed(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"""
+import sys, time
+sys.path.insert(0, {str(SRC)!r})
+from ttsr_lightning.files import RunFolderLock
+lock = RunFolderLock({str(tmp_path)!r}).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        expected = rf"hydra.run.dir: the run folder {tmp_path} is in use"
+        with pytest.raises(ConfigError, match=expected) as error:
+            RunFolderLock(tmp_path).acquire()
+        assert f"pid {holder.pid}" in str(error.value)
+    finally:
+        holder.kill()  # SIGKILL: nothing of the holder runs any more
+        holder.wait()
+    # the OS dropped the dead run's lock; one live run per folder, also within a process
+    with RunFolderLock(tmp_path), pytest.raises(ConfigError, match="in use by a live run"):
+        RunFolderLock(tmp_path).acquire()
+    RunFolderLock(tmp_path).acquire().release()
+
+
+def test_only_the_first_process_of_a_run_takes_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert launched_as_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a rank started by Lightning's DDP launcher
+    assert not launched_as_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert not launched_as_rank_zero()
+
+
+def test_outputs_that_exist_are_refused_unless_overwrite(tmp_path: Path) -> None:
+    earlier = tmp_path / "scores.csv"
+    earlier.write_text("earlier\n")
+    with pytest.raises(ConfigError, match=r"out: .*scores.csv already holds an earlier result; pass ov"):
+        check_new_output([earlier], "out", overwrite=False)
+    check_new_output([earlier], "out", overwrite=True)
+    (tmp_path / "x.csv").mkdir()
+    with pytest.raises(ConfigError, match=r"out: .*x.csv is a folder; give a file path"):
+        check_new_output([tmp_path / "x.csv"], "out", overwrite=True)
+    with pytest.raises(ConfigError, match=r"out: cannot write into /dev/null/x: /dev/null is a file"):
+        check_output_folder(Path("/dev/null/x"), "out")
+    assert earlier.read_text() == "earlier\n"
+
+
+def test_a_slow_writer_does_not_block_a_reader_of_the_previous_file(tmp_path: Path) -> None:
+    """While a new version is being written, the destination still holds the previous one."""
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"previous")
+
+    def slow(file: Any) -> None:
+        file.write(b"new")
+        assert target.read_bytes() == b"previous"
+        time.sleep(0.01)
+
+    atomic_write(target, slow)
+    assert target.read_bytes() == b"new"
