@@ -5,15 +5,20 @@
     python benchmarks/gpu_suite.py --phases train_step inference --budget-s 200 --out DIR
 
 On a lent H200 (15 minutes of device time; measured there on 2026-11-30: the benchmark phases take
-~4 minutes plus what compiling takes, the GPU tests ~5 minutes, ~100 s of it for each of the two
-compiling tests), two calls on one warm lease, the second sent as soon as the first returns (the
-machine stays warm 30 s); the benchmarks first, so that ours and the official code share a run:
+~4 minutes plus what compiling takes, the GPU tests ~5 minutes, ~100 s of it for each compiling
+test), two calls on one warm lease, the second sent as soon as the first returns (the machine stays
+warm 30 s). The official code's step and inference were measured on 2026-11-30 (RESULTS.md) and its
+code has not changed, so the next lease spends its time on what changed: the sync-free and compiled
+training steps (the compiling cases come last in their phase and may be cut short by its budget) and
+the search's size switch and fused pass, then the GPU tests:
 
     run(command="bash benchmarks/gpu_suite.sh --phases environment train_step search_transfer "
-                "inference official projection --budget-s 420", carry=[".whl", "third_party/TTSR"],
-        timeout_s=460)
-    run(command="bash benchmarks/gpu_suite.sh --phases gpu_tests --budget-s 330",
-        carry=[".whl", "third_party/TTSR"], timeout_s=360)
+                "projection --budget-s 500", carry=[".whl"], timeout_s=540)
+    run(command="bash benchmarks/gpu_suite.sh --phases gpu_tests --budget-s 300", carry=[".whl"],
+        timeout_s=330)
+
+(Add ``official inference`` to the first call's phases, and ``third_party/TTSR`` to carry, where the
+time allows.)
 
 Before that call, here: ``benchmarks/prepare_gpu_wheels.sh`` (hydra-core, omegaconf, antlr4 into
 ``.whl/``), the official code copied into ``third_party/TTSR`` (see ``official_harness.py``), and
@@ -32,14 +37,20 @@ phase after it; cases left when a budget is spent are recorded as skipped, with 
    bf16, fp32 and TF32.
 2. ``gpu_tests`` (300): ``pytest -m gpu tests/gpu`` (JUnit XML + log): a tiny training run with each
    speed option and all together, a resume restoring the CUDA RNG state, the lean search's tiles sized
-   from free memory and its results against the CPU's.
+   from free memory and its results against the CPU's, the fused Triton pass against its torch
+   oracle, no synchronising call in a steady training step (``torch.cuda.set_sync_debug_mode``), and
+   the compiled step (default and CUDA graphs) against the eager one.
 3. ``train_step`` (240): the paper's step (batch 9, LR 40x40, HR/Ref 160, n_feats 64, 16+16+8+4, all
    losses, random VGG, synthetic data) with ``train_step.measure_step``: fp32 eager, each speed
-   option alone, all together (the compiling cases last), and the reconstruction-only warm-up step
-   (fp32 eager, all together); samples/s (median of 20 steps after 5 warm-up steps, synchronised)
-   and peak ``max_memory_allocated``.
-4. ``search_transfer`` (45): lean and straightforward search-transfer at LR 40x40, 125x83, 256x192,
-   480x270 and 960x540 with a same-size reference; the straightforward one where its estimate fits.
+   option alone, all together, compiled with CUDA graphs in fp32 and with every option (the
+   compiling cases last), and the reconstruction-only warm-up step; samples/s (median of 20 steps
+   after 5 warm-up steps, synchronised), peak ``max_memory_allocated``, the warm-up's time
+   (compilation) and the graphs compiled while timed (none expected).
+4. ``search_transfer`` (90): lean (as the model runs it) and straightforward search-transfer at LR
+   40x40, 125x83, 256x192, 480x270 and 960x540 with a same-size reference (the straightforward one
+   where its estimate fits); the tiled path with and without the fused Triton pass at 256x192 and
+   480x270; and the direct / tiled crossover ladder (LR 48x48 to 96x96, and batch 9) that places
+   ``lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS["cuda"]``.
 5. ``inference`` (80): the paper-size generator under no_grad at HR 500x332 (CUFED5), 1920x1080 and
    3840x2160; lean everywhere (an out-of-memory error is a result), straightforward where it fits.
 6. ``official`` (40): the official researchmm/TTSR code on the same card (``official_harness.py``):
@@ -78,6 +89,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import train_step
 from gpu_suite_cases import run_worker
 from gpu_suite_report import outcome_counts, project_recipe, summary_markdown
 
@@ -88,7 +100,7 @@ PHASE_BUDGETS_S = {
     "environment": 15,
     "gpu_tests": 300,
     "train_step": 240,
-    "search_transfer": 45,
+    "search_transfer": 90,
     "inference": 80,
     "official": 40,
     "projection": 1,
@@ -111,11 +123,17 @@ TRAIN_OPTION_SETS = [
     ("cudnn benchmark", "cudnn benchmark", False),
     ("all eager options", "all eager options", False),
     ("all eager options, warm-up step", "all eager options", True),
+    # the step compiled with CUDA graphs: the paper's fp32 numerics, then with every option (bf16)
+    ("fp32, torch.compile, CUDA graphs", "fp32, torch.compile, CUDA graphs", False),
+    ("all of the above, CUDA graphs", "all of the above, CUDA graphs", False),
+    ("all of the above, CUDA graphs, warm-up step", "all of the above, CUDA graphs", True),
+    ("torch.compile, CUDA graphs", "torch.compile, CUDA graphs", False),
     ("all of the above", "all of the above", False),
-    ("all of the above, warm-up step", "all of the above", True),  # reuses the compiled graphs' caches
     ("torch.compile", "torch.compile", False),
 ]
-COMPILING = {"torch.compile", "all of the above"}
+COMPILING = {
+    name for name in train_step.OPTION_SETS if "compile" in name or name.startswith("all of the above")
+}
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class Sizes:
     steps: int
     warmup: int
     search_sizes: tuple[str, ...]  # LR W x H, same-size reference
+    crossover_sizes: tuple[str, ...]  # LR W x H (bB: batch B): the direct / tiled search switch
+    fused_sizes: tuple[str, ...]  # the tiled search with the Triton pass against its torch passes
     inference_sizes: tuple[str, ...]  # HR W x H, same-size reference
     inference_budget_bytes: int  # max_memory of the budgeted (infer) case at the largest size
     matmul_size: int
@@ -146,12 +166,14 @@ PAPER = Sizes(
     steps=20,
     warmup=5,
     search_sizes=("40x40", "125x83", "256x192", "480x270", "960x540"),
+    crossover_sizes=("48x48", "56x56", "64x64", "72x72", "80x80", "96x96", "40x40b9", "64x64b9"),
+    fused_sizes=("256x192", "480x270"),
     inference_sizes=("500x332", "1920x1080", "3840x2160"),
     inference_budget_bytes=8 * 2**30,
     matmul_size=8192,
     copy_bytes=2 * 2**30,
     case_timeout_s=75,
-    compile_timeout_s=150,
+    compile_timeout_s=240,
 )
 DRY_RUN = Sizes(
     batch=2,
@@ -161,6 +183,8 @@ DRY_RUN = Sizes(
     steps=1,
     warmup=0,
     search_sizes=("16x12",),
+    crossover_sizes=("8x8b2",),
+    fused_sizes=("16x12",),
     inference_sizes=("32x24",),
     inference_budget_bytes=3 * 2**20,
     matmul_size=256,
@@ -205,6 +229,19 @@ def phase_cases(phase: str, sizes: Sizes, official_dir: Path) -> list[dict[str, 
             for name, option_set, reconstruction_only in TRAIN_OPTION_SETS
         ]
     if phase == "search_transfer":
+        pairs = [
+            (implementation, size)
+            for size in sizes.search_sizes
+            for implementation in ("lean", "straightforward")
+        ]
+        pairs += [
+            (implementation, size)
+            for size in sizes.fused_sizes
+            for implementation in ("tiled", "tiled, torch passes")
+        ]
+        pairs += [
+            (implementation, size) for size in sizes.crossover_sizes for implementation in ("direct", "tiled")
+        ]
         return [
             {
                 "name": f"{implementation} {size}",
@@ -212,8 +249,7 @@ def phase_cases(phase: str, sizes: Sizes, official_dir: Path) -> list[dict[str, 
                 "params": {"implementation": implementation, "size": size},
                 "timeout_s": sizes.case_timeout_s,
             }
-            for size in sizes.search_sizes
-            for implementation in ("lean", "straightforward")
+            for implementation, size in pairs
         ]
     if phase == "inference":
         cases = [

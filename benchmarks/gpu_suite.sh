@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The device call's command: benchmarks/gpu_suite.py on the lent GPU machine (see its header).
 #
-#   bash benchmarks/gpu_suite.sh --phases environment train_step search_transfer inference official \
-#       projection --budget-s 420                             # first call (timeout_s 460)
-#   bash benchmarks/gpu_suite.sh --phases gpu_tests --budget-s 330      # second call (timeout_s 360)
+#   bash benchmarks/gpu_suite.sh --phases environment train_step search_transfer projection \
+#       --budget-s 500                                        # first call (timeout_s 540)
+#   bash benchmarks/gpu_suite.sh --phases gpu_tests --budget-s 300      # second call (timeout_s 330)
 #
 # That machine has Python 3.12 with torch, lightning, torchmetrics and pytest, but not hydra-core,
 # omegaconf or antlr4: the carried wheels (benchmarks/prepare_gpu_wheels.sh) go to /tmp/site. The

@@ -100,11 +100,14 @@ def _free_bytes(device: str) -> int:
 def _search_case(implementation: str, size: str, device: str) -> dict[str, Any]:
     import search_transfer
 
-    width, height = search_transfer.parse_size(size)
-    estimate = search_transfer.estimated_bytes(implementation, width * height)
-    record: dict[str, Any] = {"positions": width * height, "estimated_bytes": estimate}
+    width, height, batch = search_transfer.parse_batched_size(size)
+    straightforward = implementation in ("straightforward", "direct")
+    estimate = batch * search_transfer.estimated_bytes(
+        "straightforward" if straightforward else "lean", width * height
+    )
+    record: dict[str, Any] = {"positions": width * height, "batch": batch, "estimated_bytes": estimate}
     free = _free_bytes(device)
-    if implementation == "straightforward" and estimate > free:
+    if straightforward and estimate > free:
         return {**record, "status": "skipped", "reason": _does_not_fit(estimate, free)}
     return {**record, **search_transfer.run_worker(implementation, size, device)}
 

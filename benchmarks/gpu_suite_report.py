@@ -175,19 +175,26 @@ def _train_lines(phases: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "## Training step (batch, LR size and model of the sizes above; median step)",
-        "| option set | step | samples/s | vs fp32 eager | peak memory | memory vs fp32 eager |",
-        "|---|---|---|---|---|---|",
+        "| option set | step | samples/s | vs fp32 eager | peak memory | memory vs fp32 eager "
+        "| warm-up (compile) | graphs compiled while timed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case in [*cases, *official]:
         if case.get("status") != "ok":
-            lines.append(f"| {case['name']} | {_outcome(case, '')} | | | | |")
+            lines.append(f"| {case['name']} | {_outcome(case, '')} | | | | | | |")
             continue
+        warmup = case.get("warmup_seconds")
         lines.append(
             f"| {case['name']} | {case['step_seconds'] * 1000:.1f} ms | {case['samples_per_second']:.2f} | "
             f"{_ratio(case['samples_per_second'], base_speed)} | {_gib(case['peak_bytes'])} | "
-            f"{_ratio(case['peak_bytes'], base_peak)} |"
+            f"{_ratio(case['peak_bytes'], base_peak)} | {'-' if warmup is None else f'{warmup:.1f} s'} "
+            f"| {case.get('graphs_compiled_while_timed', '-')} |"
         )
     return lines
+
+
+# search-transfer implementations, as the search phase names its cases ("<implementation> <size>")
+SEARCH_COLUMNS = ("lean", "tiled", "tiled, torch passes", "direct", "straightforward")
 
 
 def _search_lines(phases: dict[str, Any]) -> list[str]:
@@ -196,31 +203,28 @@ def _search_lines(phases: dict[str, Any]) -> list[str]:
         return []
     env = (phases.get("environment", {}).get("cases") or [{}])[0]
     rate = env.get("matmul_flops_per_second", {}).get("fp32")
+    columns = [name for name in SEARCH_COLUMNS if any(c["name"].rsplit(" ", 1)[0] == name for c in cases)]
     lines = [
         "",
         "## Search-transfer (forward, same-size reference; floor = relevance FLOPs / fp32 matmul rate)",
-        "| LR | lean | straightforward | speed-up | lean peak | straightforward peak "
-        "| floor lean / straightforward |",
-        "|---|---|---|---|---|---|---|",
+        "lean: as the model runs it (straightforward below its size threshold); tiled: the chunked path "
+        "(the fused Triton pass on CUDA); direct: the straightforward path inside the lean module",
+        f"| LR | {' | '.join(columns)} | lean peak | floor lean / straightforward | lean / lean floor |",
+        f"|---|{'---|' * len(columns)}---|---|---|",
     ]
     for size in dict.fromkeys(case["name"].split()[-1] for case in cases):
-        lean = _case_any(cases, f"lean {size}")
-        plain = _case_any(cases, f"straightforward {size}")
-        positions = (lean or plain or {}).get("positions")
-        floor = "-"
+        found = {name: _case_any(cases, f"{name} {size}") for name in columns}
+        lean = found.get("lean")
+        positions = next((case.get("positions") for case in found.values() if case), None)
+        batch = next((case.get("batch", 1) for case in found.values() if case), 1)
+        floor, to_floor = "-", "-"
         if rate and positions:
             # relevance FLOPs: 256-channel pixel products (lean), 2304-long unfolded patches (straightforward)
-            floors = [2 * length * positions**2 / rate * 1000 for length in (256, 2304)]
-            floor = f"{floors[0]:.2f} / {floors[1]:.2f} ms"
-        cells = [
-            size,
-            _outcome(lean, _ms(lean)),
-            _outcome(plain, _ms(plain)),
-            _ratio(_ok(plain, "seconds"), _ok(lean, "seconds")),
-            _outcome(lean, _gib(_ok(lean, "peak_bytes"))),
-            _outcome(plain, _gib(_ok(plain, "peak_bytes"))),
-            floor,
-        ]
+            floors = [2 * length * batch * positions**2 / rate for length in (256, 2304)]
+            floor = f"{floors[0] * 1000:.2f} / {floors[1] * 1000:.2f} ms"
+            to_floor = _ratio(_ok(lean, "seconds"), floors[0])
+        cells = [size, *(_outcome(case, _ms(case)) for case in found.values())]
+        cells += [_outcome(lean, _gib(_ok(lean, "peak_bytes"))), floor, to_floor]
         lines.append(f"| {' | '.join(cells)} |")
     return lines
 

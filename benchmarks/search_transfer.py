@@ -4,6 +4,13 @@
     python benchmarks/search_transfer.py --device cuda    # adds 480x270 and 960x540 (1080p, 4K outputs)
     python benchmarks/search_transfer.py --sizes 64x48 --curve 32x24 64x48   # a quick look
     python benchmarks/search_transfer.py --threads 1      # every case on one torch thread
+    python benchmarks/search_transfer.py --crossover      # where the straightforward path stops winning
+
+``--crossover [SIZES]`` times, per size (``WxH`` or ``WxHbB`` for batch B), the two paths
+LeanSearchTransfer switches between: "direct" (the straightforward formulation, a handful of large
+kernels) and "tiled" (the lean chunked search, 9x fewer FLOPs, ~60 small kernels), and reports the
+relevance size (B x LR positions x Ref positions) where tiled starts to win: the source of
+``lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS``. Writes <out>/search_transfer_crossover.json.
 
 Inputs: random LTE-like features (post-ReLU; 256/128/64 channels at lv3/lv2/lv1), batch 1, for an
 LR image of W x H lv3 positions and a same-size reference (Ref = 4x the LR pixels). Sizes are LR
@@ -12,9 +19,9 @@ width x height: 125x83 is a CUFED5 image (500x332 HR), 256x192 an Urban100-like 
 
 Every case runs in a fresh Python process (see ``_measure.py``): the time of one forward under
 torch.no_grad() after a warm-up on a tiny input (the best of up to five runs where one takes under a
-second), and its peak memory (CPU: peak RSS growth; GPU: max_memory_allocated growth), outputs
-(~7 KiB per LR position) included. A case whose estimated footprint exceeds the budget is not run:
-"does not fit".
+second; at least seven where one takes under two), and its peak memory (CPU: peak RSS growth; GPU:
+max_memory_allocated growth), outputs (~7 KiB per LR position) included. A case whose estimated
+footprint exceeds the budget is not run: "does not fit".
 
 The floor is the FLOPs of the relevance matmul divided by the device's measured fp32 matmul rate:
 2 * 2304 * N * Nk for the straightforward formulation (unfolded 3x3x256 patches) and 2 * 256 * N * Nk
@@ -30,6 +37,7 @@ import argparse
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,6 +56,7 @@ from _measure import (
     write_record,
 )
 
+from ttsr_lightning.models import lean_search_transfer
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.search_transfer import SearchTransfer
 
@@ -55,7 +64,26 @@ CPU_TABLE_SIZES = ["40x40", "125x83", "256x192"]
 GPU_TABLE_SIZES = [*CPU_TABLE_SIZES, "480x270", "960x540"]
 CPU_CURVE_SIZES = ["40x40", "80x45", "125x83", "160x90", "256x192", "320x180"]
 GPU_CURVE_SIZES = [*CPU_CURVE_SIZES, "480x270", "640x360", "960x540"]
-IMPLEMENTATIONS = {"straightforward": SearchTransfer, "lean": LeanSearchTransfer}
+IMPLEMENTATIONS: dict[str, Callable[[], torch.nn.Module]] = {
+    "straightforward": SearchTransfer,
+    "lean": LeanSearchTransfer,  # as the model runs it: the straightforward path below its threshold
+    "direct": lambda: LeanSearchTransfer(direct_max_elements=2**62),
+    "tiled": lambda: LeanSearchTransfer(direct_max_elements=0),
+    "tiled, torch passes": lambda: LeanSearchTransfer(direct_max_elements=0),  # no Triton kernel
+}
+CPU_CROSSOVER_SIZES = ["4x4", "6x6", "8x8", "12x12", "16x16", "24x24", "40x40", "8x8b9", "16x16b9", "40x40b9"]
+GPU_CROSSOVER_SIZES = [
+    "40x40",
+    "48x48",
+    "56x56",
+    "64x64",
+    "72x72",
+    "80x80",
+    "96x96",
+    "125x83",
+    "40x40b9",
+    "64x64b9",
+]
 
 _FLOAT_BYTES = 4
 _PATCH_LENGTH = 9 * 256  # an unfolded 3x3 lv3 patch
@@ -63,6 +91,10 @@ _VALUE_PATCH_LENGTHS = (256 * 9, 128 * 36, 64 * 144)  # unfolded value patches a
 _OUTPUT_PER_POSITION = 256 + 128 * 4 + 64 * 16  # t_lv3 + t_lv2 + t_lv1 values per LR position
 _REPEAT_BELOW_SECONDS = 1.0
 _MAX_REPEATS = 5
+# short runs are repeated this many times at least (best of): one preemption on a shared box would
+# otherwise decide a millisecond case
+_SHORT_RUN_SECONDS = 2.0
+_SHORT_RUN_REPEATS = 7
 
 
 @dataclass
@@ -79,19 +111,26 @@ class Case:
 
 
 def parse_size(size: str) -> tuple[int, int]:
-    """'125x83' -> (width 125, height 83) in LR (lv3) positions."""
-    match = re.fullmatch(r"(\d+)x(\d+)", size)
+    """'125x83' -> (width 125, height 83) in LR (lv3) positions ('125x83b9': the same, batch 9)."""
+    return parse_batched_size(size)[:2]
+
+
+def parse_batched_size(size: str) -> tuple[int, int, int]:
+    """'125x83' -> (125, 83, 1); '40x40b9' -> (40, 40, 9): LR width, height, batch."""
+    match = re.fullmatch(r"(\d+)x(\d+)(?:b(\d+))?", size)
     if match is None:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT in LR pixels, e.g. 125x83; got {size!r}")
-    return int(match.group(1)), int(match.group(2))
+        raise argparse.ArgumentTypeError(
+            f"size must be WIDTHxHEIGHT in LR pixels, e.g. 125x83, or with a batch, 40x40b9; got {size!r}"
+        )
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 1)
 
 
-def lte_like_features(width: int, height: int, device: str) -> tuple[torch.Tensor, ...]:
+def lte_like_features(width: int, height: int, device: str, batch: int = 1) -> tuple[torch.Tensor, ...]:
     """query, key, value lv1, lv2, lv3 for an LR of width x height and a same-size Ref, all >= 0."""
     generator = torch.Generator(device=device).manual_seed(0)
 
     def relu_noise(channels: int, scale: int) -> torch.Tensor:
-        shape = (1, channels, scale * height, scale * width)
+        shape = (batch, channels, scale * height, scale * width)
         return torch.randn(shape, generator=generator, device=device).relu_()
 
     return relu_noise(256, 1), relu_noise(256, 1), relu_noise(64, 4), relu_noise(128, 2), relu_noise(256, 1)
@@ -114,14 +153,18 @@ def estimated_bytes(implementation: str, positions: int) -> int:
 
 def run_worker(implementation: str, size: str, device: str) -> dict[str, float | int]:
     """Runs one case in this process: seconds (best of the repeats) and peak bytes (first run)."""
-    width, height = parse_size(size)
+    width, height, batch = parse_batched_size(size)
+    lean_search_transfer.USE_TRITON_RELEVANCE = implementation != "tiled, torch passes"
     module = IMPLEMENTATIONS[implementation]()
     with torch.no_grad():
         module(*lte_like_features(8, 6, device))  # warm-up: thread pools, allocator, kernels
-        features = lte_like_features(width, height, device)
+        module(*lte_like_features(width, height, device, batch))  # and this size's kernels (Triton's JIT)
+        features = lte_like_features(width, height, device, batch)
         elapsed, peak = timed_peak(lambda: module(*features), device)
         timings = [elapsed]
-        while len(timings) < _MAX_REPEATS and sum(timings) < _REPEAT_BELOW_SECONDS:
+        while (len(timings) < _MAX_REPEATS and sum(timings) < _REPEAT_BELOW_SECONDS) or (
+            len(timings) < _SHORT_RUN_REPEATS and min(timings) < _SHORT_RUN_SECONDS
+        ):
             timings.append(timed_peak(lambda: module(*features), device)[0])
     return {"seconds": min(timings), "peak_bytes": peak}
 
@@ -237,12 +280,57 @@ def plot_curve(curve: list[Case], reference: list[Case], intercept: float, slope
     plt.close(figure)
 
 
+def relevance_elements(size: str) -> int:
+    """B x LR positions x Ref positions of a same-size search: what the switch compares."""
+    width, height, batch = parse_batched_size(size)
+    return batch * (width * height) ** 2
+
+
+def crossover(args: argparse.Namespace, sizes: list[str]) -> dict[str, object]:
+    """Times "direct" and "tiled" per size; the relevance sizes bracketing where tiled starts to win."""
+    rows = []
+    for size in sorted(sizes, key=relevance_elements):
+        timings = {name: run_case(__file__, args, name, size) for name in ("direct", "tiled")}
+        direct, tiled = (t["seconds"] if isinstance(t, dict) else None for t in timings.values())
+        rows.append({"size": size, "elements": relevance_elements(size), "direct": direct, "tiled": tiled})
+        print(f"  {size:>9} ({relevance_elements(size):>12,} elements): direct {seconds(direct)}, "
+              f"tiled {seconds(tiled)}", flush=True)  # fmt: skip
+    direct_wins = [r["elements"] for r in rows if r["direct"] and r["tiled"] and r["direct"] < r["tiled"]]
+    tiled_wins = [r["elements"] for r in rows if r["direct"] and r["tiled"] and r["direct"] >= r["tiled"]]
+    print("\n| LR (WxH, batch) | relevance elements | direct | tiled | tiled / direct |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} | {r['elements']:,} | {seconds(r['direct'])} | {seconds(r['tiled'])} "
+              f"| {ratio(r['tiled'], r['direct'])} |")  # fmt: skip
+    largest_direct_win = max(direct_wins, default=0)
+    smallest_tiled_win = min((e for e in tiled_wins if e > largest_direct_win), default=None)
+    print(
+        f"\ndirect wins up to {largest_direct_win:,} elements; "
+        f"tiled from {smallest_tiled_win or 'none measured'}"
+        f" (lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS[{args.device!r}] = "
+        f"{lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS.get(args.device)})"
+    )
+    return {"rows": rows, "largest_direct_win": largest_direct_win, "smallest_tiled_win": smallest_tiled_win}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", help="LR sizes WxH compared side by side")
     parser.add_argument("--curve", nargs="*", help="LR sizes WxH for the lean memory curve")
+    parser.add_argument("--crossover", nargs="*", help="only the direct/tiled crossover, at these sizes")
     args = parse_arguments(parser)
     if run_worker_if_asked(args, run_worker):
+        return
+    if args.crossover is not None:
+        sizes = args.crossover or (GPU_CROSSOVER_SIZES if args.device == "cuda" else CPU_CROSSOVER_SIZES)
+        for size in sizes:
+            parse_batched_size(size)
+        print(
+            f"Machine: {machine_description()}; device {args.device}; load average {os.getloadavg()[0]:.1f}"
+        )
+        record = {"machine": machine_description(), "device": args.device, "load_average": os.getloadavg()[0],
+                  **crossover(args, sizes)}  # fmt: skip
+        write_record(args.out, "search_transfer_crossover.json", record)
         return
     on_gpu = args.device == "cuda"
     sizes = args.sizes or (GPU_TABLE_SIZES if on_gpu else CPU_TABLE_SIZES)

@@ -7,7 +7,9 @@ One TTSR training step at the paper's size (batch 9, LR 40x40, HR/Ref 160x160, n
 random VGG weights, synthetic images. Each option set runs in a fresh process: a Lightning fit of
 ``warmup + steps`` batches; the warm-up batches (compilation, cuDNN autotuning) are not timed.
 Prints samples/s, step time and peak memory (CPU: peak RSS growth; GPU: max allocated), each with
-its ratio to fp32 eager, and writes the table to benchmarks/results/train_step_<device>.json.
+its ratio to fp32 eager, and the warm-up's time apart (compilation, CUDA-graph recording and cuDNN
+autotuning happen there; with ``torch.compile`` also the graphs compiled during the timed steps, which
+must be none), and writes the table to benchmarks/results/train_step_<device>.json.
 
 "fp32 eager" runs with PyTorch's default numerics: on a GPU that means TF32 cuDNN convolutions and
 fp32 (not TF32) matrix products. "fp32 strict" turns TF32 convolutions off as well; "TF32 matmul"
@@ -43,6 +45,7 @@ OPTION_SETS: dict[str, dict[str, dict[str, Any]]] = {
     "channels_last": {"system": {"channels_last": True}},
     "batched LTE pass": {"generator": {"batched_extractor": True}},
     "torch.compile": {"system": {"compile": True}},
+    "torch.compile, CUDA graphs": {"system": {"compile": True, "compile_mode": "reduce-overhead"}},
     "bf16 autocast": {"trainer": {"precision": "bf16-mixed"}},
     "fused Adam": {"optim": {"fused": True}},
     "cudnn benchmark": {"trainer": {"benchmark": True}},
@@ -58,6 +61,16 @@ OPTION_SETS: dict[str, dict[str, dict[str, Any]]] = {
         "trainer": {"precision": "bf16-mixed", "benchmark": True},
         "optim": {"fused": True},
     },
+    "all of the above, CUDA graphs": {
+        "system": {"channels_last": True, "compile": True, "compile_mode": "reduce-overhead"},
+        "generator": {"batched_extractor": True},
+        "trainer": {"precision": "bf16-mixed", "benchmark": True},
+        "optim": {"fused": True},
+    },
+    "fp32, torch.compile, CUDA graphs": {  # the paper's numerics (TF32 convolutions as by default)
+        "system": {"compile": True, "compile_mode": "reduce-overhead"},
+        "trainer": {"benchmark": True},
+    },
 }
 GPU_ONLY = {
     "bf16 autocast",
@@ -66,6 +79,9 @@ GPU_ONLY = {
     "fp32 strict (no TF32 convolutions)",
     "TF32 matmul",
     "all eager options",
+    "torch.compile, CUDA graphs",
+    "all of the above, CUDA graphs",
+    "fp32, torch.compile, CUDA graphs",
 }
 # PyTorch's defaults: TF32 in cuDNN convolutions, full fp32 in matrix products
 DEFAULT_BACKENDS = {"conv_tf32": True, "matmul_tf32": False}
@@ -156,6 +172,8 @@ def measure_step(
     class StepTimer(Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
+            self.warmup_times: list[float] = []
+            self.graphs_at_timing = 0
             self.start = 0.0
             self.baseline = 0
             self.phases: set[bool] = set()  # in_warmup of the timed batches
@@ -164,6 +182,7 @@ def measure_step(
             if batch_idx >= warmup:
                 self.phases.add(pl_module.in_warmup)
             if batch_idx == warmup:
+                self.graphs_at_timing = _compiled_graphs()
                 if device == "cuda":
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
@@ -180,8 +199,9 @@ def measure_step(
         ) -> None:
             if device == "cuda":
                 torch.cuda.synchronize()
-            if batch_idx >= warmup:
-                self.times.append(time.perf_counter() - self.start)
+            (self.times if batch_idx >= warmup else self.warmup_times).append(
+                time.perf_counter() - self.start
+            )
 
     timer = StepTimer()
     trainer_options = {"precision": "32-true", "benchmark": False, **options.get("trainer", {})}
@@ -210,8 +230,18 @@ def measure_step(
         "step_seconds": step,
         "samples_per_second": batch / step,
         "peak_bytes": float(peak),
+        "warmup_seconds": sum(timer.warmup_times),  # compiling, recording CUDA graphs, autotuning
+        "first_step_seconds": timer.warmup_times[0] if timer.warmup_times else step,
+        "graphs_compiled_while_timed": _compiled_graphs() - timer.graphs_at_timing,
         "backends": backends,
     }
+
+
+def _compiled_graphs() -> int:
+    """Graphs Dynamo has compiled in this process (0 where nothing imported it)."""
+    if "torch._dynamo" not in sys.modules:
+        return 0
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
 def measure(option_set: str, steps_and_warmup: str, device: str) -> dict[str, float]:
@@ -243,17 +273,19 @@ def main() -> None:
         print(f"  measured {name}: {results[name]}", file=sys.stderr)
     base = results["fp32 eager"]
     base_ok = base if isinstance(base, dict) else None
-    rows = ["| option set | step time | samples/s | vs fp32 eager | peak memory | memory vs fp32 eager |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| option set | step time | samples/s | vs fp32 eager | peak memory | memory vs fp32 eager "
+            "| warm-up (compile) | graphs compiled while timed |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, result in results.items():
         if isinstance(result, str):
-            rows.append(f"| {name} | {result} | | | | |")
+            rows.append(f"| {name} | {result} | | | | | | |")
             continue
         speed = ratio(result["samples_per_second"], base_ok and base_ok["samples_per_second"])
         memory = ratio(result["peak_bytes"], base_ok and base_ok["peak_bytes"])
         rows.append(
             f"| {name} | {result['step_seconds']:.3f} s | {result['samples_per_second']:.2f} | {speed} | "
-            f"{gib(int(result['peak_bytes']))} | {memory} |"
+            f"{gib(int(result['peak_bytes']))} | {memory} | {result['warmup_seconds']:.1f} s "
+            f"| {result['graphs_compiled_while_timed']} |"
         )
     print("\n".join(rows))
     if args.device == "cpu":

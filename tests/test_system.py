@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader
 
+from helpers.host_reads import HostReads
 from helpers.lpips_reference import seeded_alexnet_state_dict
 from ttsr_lightning.errors import NonFiniteError
 from ttsr_lightning.models import lpips as lpips_module
@@ -87,7 +88,11 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 
 
 def fit(
-    system: TTSRSystem, epochs: int, batch_count: int = 1, nan_batches: tuple[int, ...] = ()
+    system: TTSRSystem,
+    epochs: int,
+    batch_count: int = 1,
+    nan_batches: tuple[int, ...] = (),
+    callbacks: list[Callback] | None = None,
 ) -> Snapshots:
     snapshots = Snapshots()
     trainer = Trainer(
@@ -97,7 +102,7 @@ def fit(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[snapshots],
+        callbacks=[snapshots, *(callbacks or [])],
     )
     trainer.fit(system, train_dataloaders=batches(batch_count, nan_batches))
     return snapshots
@@ -200,6 +205,49 @@ def test_checkpoints_leave_out_the_frozen_vgg_and_lte_copy_and_still_load(tmp_pa
         assert torch.equal(value, restored.generator.state_dict()[key])
 
 
+class ReadsPerBatch(Callback):
+    """Host reads from the start of each training batch to the start of the next (or the end)."""
+
+    def __init__(self, reads: HostReads) -> None:
+        self.reads = reads
+        self.marks: list[int] = []
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, idx: int
+    ) -> None:
+        self.marks.append(len(self.reads.reads))
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.marks.append(len(self.reads.reads))
+
+    def batch(self, number: int) -> dict[str, int]:
+        return dict(self.reads.since(self.marks[number]) - self.reads.since(self.marks[number + 1]))
+
+
+def test_a_training_step_reads_nothing_on_the_host_but_the_checks_of_two_batches_back() -> None:
+    """Every host read the whole loop makes per batch, counted (see helpers.host_reads): none but the
+    non-finite checks of the batch two back (on a GPU: from page-locked memory, finished long ago).
+    Not counted: the optimisers' step counts (CPU tensors here; on the device on CUDA, where Adam is
+    capturable) and the loggers (none here; they read every trainer.log_every_n_steps steps)."""
+    with HostReads() as probe:  # the counter sees what it must
+        torch.ones(2).sum().item(), bool(torch.ones(())), torch.tensor([1.0]), torch.ones(2).tolist()
+    assert len(probe.reads) == 4, probe.reads
+
+    system = make_system(warmup_epochs=1, gan_k=2)
+    reads = HostReads(ignore=lambda filename: "/torch/optim/" in filename)
+    per_batch = ReadsPerBatch(reads)
+    with reads:
+        fit(system, epochs=2, batch_count=4, callbacks=[per_batch])
+    lagged = "Tensor.tolist at src/ttsr_lightning/nonfinite.py"
+    # batches 0-3: warm-up epoch, 4-7: all losses. The first batch of each phase creates optimiser
+    # state and logged metrics; the last one ends the epoch (its checks are read then, and the next
+    # epoch's learning rates go to the device). Batches 2 and 6 read the checks of batches 0 and 4.
+    expected = {1: {}, 2: {lagged: 1}, 5: {}, 6: {lagged: 1}}
+    for number, reads_expected in expected.items():
+        found = {key.rsplit(":", 1)[0]: count for key, count in per_batch.batch(number).items()}
+        assert found == reads_expected, (number, per_batch.batch(number))
+
+
 def test_a_nonfinite_loss_stops_the_run_naming_term_epoch_and_batch_before_any_step() -> None:
     system = make_system(warmup_epochs=2)
     before = copy.deepcopy(system.generator.state_dict())
@@ -258,3 +306,68 @@ def test_checkpoints_leave_out_the_lpips_network_and_still_load(tmp_path, monkey
     assert restored.lpips is not None
     for key, value in system.lpips.state_dict().items():
         assert torch.equal(value, restored.lpips.state_dict()[key])
+
+
+class GraphsPerBatch(Callback):
+    """Dynamo's count of compiled graphs at the start of each training batch and at the end."""
+
+    def __init__(self) -> None:
+        self.graphs: list[int] = []
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, idx: int
+    ) -> None:
+        self.graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+@pytest.fixture
+def fresh_dynamo() -> Any:
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def test_a_compiled_step_compiles_in_the_first_batch_of_each_phase_only(
+    monkeypatch: pytest.MonkeyPatch, fresh_dynamo: Any
+) -> None:
+    """system.compile: the warm-up's first batch compiles the generator and the reconstruction loss,
+    the adversarial phase's first batch the critic and the other terms; nothing compiles again (static
+    shapes, guards that hold). Dynamo's AOT-eager backend: the same graphs and guards as inductor,
+    without code generation (seconds instead of minutes on a CPU)."""
+    compile_eager = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: compile_eager(*a, backend="aot_eager", **k))
+    torch.manual_seed(0)
+    system = TTSRSystem(GENERATOR, DISCRIMINATOR, LOSSES, {"warmup_epochs": 1, "gan_k": 2}, compile=True)
+    graphs = GraphsPerBatch()
+    snapshots = fit(system, epochs=2, batch_count=3, callbacks=[graphs])
+    # batch starts 0..5, then the end
+    assert graphs.graphs[1] > 0 and graphs.graphs[1] == graphs.graphs[2] == graphs.graphs[3], graphs.graphs
+    assert graphs.graphs[4] > graphs.graphs[3] and graphs.graphs[4] == graphs.graphs[5] == graphs.graphs[6]
+    assert not [key for key in system.state_dict() if "_orig_mod" in key]
+    logged = snapshots.logged[1]
+    assert all(torch.isfinite(system.trainer.callback_metrics[key]) for key in logged)
+    with pytest.raises(ValueError, match="system.compile_mode must be one of"):
+        TTSRSystem(GENERATOR, DISCRIMINATOR, LOSSES, {}, compile=True, compile_mode="fast")
+
+
+@pytest.mark.slow
+def test_a_compiled_step_equals_the_eager_one_within_fp32_rounding(fresh_dynamo: Any) -> None:
+    """Inductor on the CPU (C++ code generation: minutes on two cores): the first batch of the
+    adversarial phase (two critic steps, then the generator's) logs the same loss terms and critic
+    statistics as the eager step within fp32 rounding (Adam turns rounding into sign-level updates only
+    where a gradient is ~0, so the critic's second step and the generator's terms stay within 1e-4)."""
+    logged = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        system = TTSRSystem(
+            GENERATOR, DISCRIMINATOR, LOSSES, {"warmup_epochs": 0, "gan_k": 2}, compile=compiled
+        )
+        snapshots = fit(system, epochs=1, batch_count=1)
+        logged[compiled] = {key: system.trainer.callback_metrics[key] for key in snapshots.logged[0]}
+    assert set(logged[True]) == set(logged[False]) and "train/loss_adversarial" in logged[True]
+    for key, eager in logged[False].items():
+        torch.testing.assert_close(logged[True][key], eager, rtol=1e-4, atol=1e-6, msg=key)

@@ -10,10 +10,15 @@ What it does, per training batch (manual optimisation, as the official ``trainer
 4. one Adam step for the generator: two parameter groups, main network ``generator_lr`` and LTE ``lte_lr``.
 
 A loss term is on iff its weight (``loss.weights.<term>``) is > 0; terms that are off are not built
-(no VGG19, no critic for TTSR-rec). Before every optimiser step the loss terms and the gradients are
-checked: a NaN or infinity stops the run with :class:`NonFiniteError` naming the term, the epoch and
-the batch (all ranks decide together), so no optimiser step and no checkpoint ever sees it;
-``optim.max_nonfinite_skips`` lets a run skip up to that many such batches with a warning each.
+(no VGG19, no critic for TTSR-rec). Every optimiser step checks its loss terms and gradients on the
+device (:mod:`ttsr_lightning.nonfinite`): after a NaN or infinity, that step and the rest of the batch
+are skipped on the device (all ranks together), so no parameter, optimiser state or checkpoint ever
+sees it, and the step never waits for the host. The host reads the checks two batches later (or before
+the next checkpoint, or at the epoch's end): a bad batch then stops the run with
+:class:`NonFiniteError` naming the term, the epoch and the batch; ``optim.max_nonfinite_skips`` lets a
+run skip up to that many such batches with a warning each. Nothing else in a training step reads a
+device value on the host: the losses are logged as device tensors (the loggers read them every
+``trainer.log_every_n_steps`` steps) and the learning rates once per epoch.
 
 Hyper-parameters are plain values (dicts with ``_target_``), so a checkpoint reloads under torch's
 weights-only loading and rebuilds every module by itself. Config validation lives in
@@ -24,7 +29,7 @@ counter and RNG states in the ``ResumeCheckpoint`` callback.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -38,8 +43,12 @@ from ttsr_lightning.errors import ConfigError, NonFiniteError
 from ttsr_lightning.evaluation import EvaluationModule
 from ttsr_lightning.losses import WGANGPLoss
 from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.settings import OptimSettings, loss_weights
+
+# torch.compile's modes (system.compile_mode); "reduce-overhead" records CUDA graphs
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class TTSRSystem(EvaluationModule):
@@ -59,8 +68,15 @@ class TTSRSystem(EvaluationModule):
             AlexNet weights file (see :class:`EvaluationModule`).
         channels_last: keep weights and image batches in channels-last memory format (faster
             convolutions on tensor cores; same results up to rounding).
-        compile: ``torch.compile`` the main network, the LTE and the perceptual VGG in place (keys
-            unchanged). The critic stays eager: its gradient penalty needs double backward.
+        compile: ``torch.compile`` what a training step runs, with static shapes: the generator,
+            every loss term (the frozen LTE copy and VGG included) and the critic's objective, its
+            gradient penalty's double backward included (Dynamo traces ``torch.autograd.grad``).
+            Validation, test and checkpoints use the modules themselves (eager; keys unchanged), so
+            evaluation images of any size compile nothing. The random mixing weights are drawn eagerly:
+            compiled and eager steps draw the same numbers.
+        compile_mode: ``torch.compile``'s mode with ``compile``: ``default``, ``reduce-overhead``
+            (CUDA graphs on a GPU: each compiled graph replays without per-kernel launches),
+            ``max-autotune`` or ``max-autotune-no-cudagraphs``.
     """
 
     def __init__(
@@ -74,7 +90,12 @@ class TTSRSystem(EvaluationModule):
         channels_last: bool = False,
         compile: bool = False,
         lpips: bool | str = "auto",
+        compile_mode: str = "default",
     ) -> None:
+        if compile_mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"system.compile_mode must be one of {list(COMPILE_MODES)}, got {compile_mode!r}"
+            )
         optim_settings = OptimSettings.from_dict(dict(optim))
         weights = loss_weights(losses)
         built_generator = _build(generator, "model.generator")
@@ -110,20 +131,53 @@ class TTSRSystem(EvaluationModule):
         self.lazy_lte_copy_sync = lazy_lte_copy_sync
         self.channels_last = channels_last
         self.compile_modules = compile
+        self.compile_mode = compile_mode
+        # the training step's callables, by name, where compiled (configure_model); else the modules
+        self._compiled: dict[str, Callable[..., Any]] = {}
         # batches skipped for a non-finite loss or gradient (optim.max_nonfinite_skips); checkpointed
         self.nonfinite_skips = 0
+        self._nonfinite = NonFiniteGuard()
+        # this epoch's "train/warmup" and learning rates, on the device (logged every step, read never)
+        self._epoch_scalars: Tensor | None = None
 
     # ------------------------------------------------------------------ set-up
     def configure_model(self) -> None:
         """Speed options, applied once the module is on its device."""
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
-        if self.compile_modules:
-            self.generator.main_net.compile()
-            if self.generator.lte is not None:
-                self.generator.lte.compile()
-            if "perceptual" in self.loss_terms:
-                self.loss_terms["perceptual"].compile()
+        if self.compile_modules and not self._compiled:
+            self._compiled = self._compile_training_step()
+
+    def _compile_training_step(self) -> dict[str, Callable[..., Any]]:
+        """The compiled callables of a training step (``system.compile``), by name; modules unchanged."""
+        mode = None if self.compile_mode == "default" else self.compile_mode
+        compiled: dict[str, Callable[..., Any]] = {
+            "generator": torch.compile(self.generator, dynamic=False, mode=mode)
+        }
+        for term, module in self.loss_terms.items():
+            if term != "adversarial":
+                compiled[term] = torch.compile(module, dynamic=False, mode=mode)
+        if self.lte_copy is not None:
+            compiled["lte_copy"] = torch.compile(self.lte_copy, dynamic=False, mode=mode)
+        if self.discriminator is not None:
+            compiled["adversarial"] = torch.compile(
+                self._adversarial.generator_loss, dynamic=False, mode=mode
+            )
+            critic_objective = torch.compile(self._adversarial.critic_objective, dynamic=False, mode=mode)
+
+            def critic_with_penalty(*args: Any) -> Any:
+                # Dynamo traces the penalty's torch.autograd.grad into the graph only when asked (read
+                # while tracing); otherwise the graph breaks there and the compiled critic cannot be
+                # differentiated twice.
+                with torch._dynamo.config.patch(trace_autograd_ops=True):
+                    return critic_objective(*args)
+
+            compiled["critic_objective"] = critic_with_penalty
+        return compiled
+
+    def _step_function(self, name: str, eager: Callable[..., Any]) -> Callable[..., Any]:
+        """The training step's callable ``name``: compiled with ``system.compile``, else ``eager``."""
+        return self._compiled.get(name, eager)
 
     def configure_optimizers(self) -> Any:
         s = self.optim_settings
@@ -134,7 +188,10 @@ class TTSRSystem(EvaluationModule):
         groups = [{"params": main_params, "lr": s.generator_lr, "name": "generator"}]
         if lte_params:
             groups.append({"params": lte_params, "lr": s.lte_lr, "name": "lte"})
-        fused = {"fused": True} if s.fused else {}
+        fused: dict[str, bool] = {"fused": True} if s.fused else {}
+        if not s.fused and self.device.type == "cuda":
+            # step counts on the device: the non-finite guard's skip is a select there (step_where)
+            fused = {"capturable": True}
         generator_opt = torch.optim.Adam(groups, betas=s.generator_betas, eps=s.eps, **fused)
         configs: list[dict[str, Any]] = [
             {
@@ -171,28 +228,33 @@ class TTSRSystem(EvaluationModule):
                 **batch,
                 **{key: _channels_last(batch[key]) for key in ("lr", "lr_up", "ref", "ref_down_up")},
             }
+        if self.training:  # the training step's generator: compiled with system.compile
+            generator = self._step_function("generator", self.generator)
+            return generator(batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
         return super().forward(batch)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self._settle_nonfinite(self._run_batch() - LAG_BATCHES)
+        if self._compiled and "reduce-overhead" in self.compile_mode:
+            torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         generator_opt = optimizers[0]
         hr = batch["hr"]
         out = self(batch)
-        terms: dict[str, Tensor] = {"reconstruction": self.loss_terms["reconstruction"](out.sr, hr)}
+        reconstruction = self._step_function("reconstruction", self.loss_terms["reconstruction"])
+        terms: dict[str, Tensor] = {"reconstruction": reconstruction(out.sr, hr)}
         logs: dict[str, Tensor] = {}
         if not self.in_warmup:
             if self.discriminator is not None:
-                critic_logs = self._critic_steps(
-                    optimizers[1], real=hr, fake=out.sr.detach(), batch_idx=batch_idx
-                )
-                if critic_logs is None:
-                    return None  # a non-finite critic step was skipped: skip the whole batch
-                logs.update(critic_logs)
+                logs.update(self._critic_steps(optimizers[1], real=hr, fake=out.sr.detach()))
+                adversarial = self._step_function("adversarial", self._adversarial.generator_loss)
                 with _frozen(self.discriminator):
-                    terms["adversarial"] = self._adversarial.generator_loss(self.discriminator, out.sr)
+                    terms["adversarial"] = adversarial(self.discriminator, out.sr)
             if "perceptual" in self.loss_terms:
-                terms["perceptual"] = self.loss_terms["perceptual"](out.sr, hr)
+                terms["perceptual"] = self._step_function("perceptual", self.loss_terms["perceptual"])(
+                    out.sr, hr
+                )
             if "transferal_perceptual" in self.loss_terms:
                 terms["transferal_perceptual"] = self._transferal_perceptual(out)
         total = sum(self.loss_weights[term] * value for term, value in terms.items())
@@ -200,92 +262,77 @@ class TTSRSystem(EvaluationModule):
 
         generator_opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
-        generator_params = [p for group in generator_opt.param_groups for p in group["params"]]
-        if not self._finite_or_skip(batch_idx, "loss", terms, generator_params, "generator gradient"):
-            generator_opt.zero_grad(set_to_none=True)
-            return None
+        keep = self._nonfinite.check("loss", terms, "generator gradient", _gradients(generator_opt))
         if self.optim_settings.gradient_clip_val is not None:
             self.clip_gradients(
                 cast(Any, generator_opt),
                 gradient_clip_val=self.optim_settings.gradient_clip_val,
                 gradient_clip_algorithm="norm",
             )
-        generator_opt.step()
+        step_where(generator_opt, keep)
         self._lte_copy_stale = True
+        self._nonfinite.end_batch(self.current_epoch, batch_idx, self._run_batch())
 
+        # device tensors only (a progress-bar value would be read on the host every step)
         batch_size = hr.shape[0]
-        self.log("train/loss", total.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/loss", total.detach(), batch_size=batch_size)
         for term, value in terms.items():
-            self.log(
-                f"train/loss_{term}", value.detach(), prog_bar=term != "reconstruction", batch_size=batch_size
-            )
+            self.log(f"train/loss_{term}", value.detach(), batch_size=batch_size)
         for key, value in logs.items():
             self.log(key, value, batch_size=batch_size)
-        self.log("train/warmup", float(self.in_warmup), batch_size=batch_size)
-        for group in generator_opt.param_groups:
-            self.log(f"lr/{group['name']}", group["lr"], batch_size=batch_size)
+        assert self._epoch_scalars is not None
+        self.log("train/warmup", self._epoch_scalars[0], batch_size=batch_size)
+        for number, group in enumerate(generator_opt.param_groups, start=1):
+            self.log(f"lr/{group['name']}", self._epoch_scalars[number], batch_size=batch_size)
         return total.detach()
 
-    def _critic_steps(
-        self, critic_opt: Any, real: Tensor, fake: Tensor, batch_idx: int
-    ) -> dict[str, Tensor] | None:
-        """``gan_k`` WGAN-GP critic updates on (real, fake); the last step's statistics, or None when a
-        non-finite step was skipped (``optim.max_nonfinite_skips``)."""
+    def _critic_steps(self, critic_opt: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """``gan_k`` WGAN-GP critic updates on (real, fake) (skipped on the device after a non-finite
+        check); the last step's statistics."""
         assert self.discriminator is not None
         stats: dict[str, Tensor] = {}
-        critic_params = list(self.discriminator.parameters())
+        objective = self._step_function("critic_objective", self._adversarial.critic_objective)
         for _ in range(self.optim_settings.gan_k):
-            critic_loss, step_stats = self._adversarial.critic_loss(self.discriminator, real, fake)
+            eps = self._adversarial.mixing_weights(real)
+            critic_loss, step_stats = objective(self.discriminator, real, fake, eps)
             critic_opt.zero_grad(set_to_none=True)
             self.manual_backward(critic_loss)
-            if not self._finite_or_skip(
-                batch_idx, "critic loss", {"critic": critic_loss}, critic_params, "critic gradient"
-            ):
-                critic_opt.zero_grad(set_to_none=True)
-                return None
-            critic_opt.step()
+            keep = self._nonfinite.check(
+                "critic loss", {"critic": critic_loss}, "critic gradient", _gradients(critic_opt)
+            )
+            step_where(critic_opt, keep)
             stats = {
                 "critic/loss": critic_loss.detach(),
                 **{f"critic/{k}": v.detach() for k, v in step_stats.items()},
             }
         return stats
 
-    def _finite_or_skip(
-        self,
-        batch_idx: int,
-        kind: str,
-        terms: dict[str, Tensor],
-        params: Sequence[Tensor],
-        gradient_name: str,
-    ) -> bool:
-        """True when every term and the gradient norm are finite on every rank. Otherwise skips the batch
-        (False, with a warning) while ``optim.max_nonfinite_skips`` allows, else raises NonFiniteError."""
-        grads = [p.grad for p in params if p.grad is not None]
-        gradient_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
-        values = {
-            **{name: value.detach() for name, value in terms.items()},
-            gradient_name: gradient_norm.detach(),
-        }
-        local_bad = not bool(torch.stack([v.float().isfinite().all() for v in values.values()]).all())
-        if not self.trainer.strategy.reduce_boolean_decision(local_bad, all=False):
-            return True
-        bad = [f"{name}={float(v):.4g}" for name, v in values.items() if not bool(v.float().isfinite().all())]
-        where = (
-            f"epoch {self.current_epoch}, batch {batch_idx} of the epoch "
-            f"(training batch {self.trainer.fit_loop.epoch_loop.total_batch_idx + 1} of the run)"
-        )
-        problem = f"non-finite {kind} or gradient at {where}: {', '.join(bad) or 'on another rank'}"
-        limit = self.optim_settings.max_nonfinite_skips
-        if self.nonfinite_skips < limit:
-            self.nonfinite_skips += 1
-            rank_zero_warn(
-                f"{problem}; batch skipped ({self.nonfinite_skips} of optim.max_nonfinite_skips={limit})"
+    def _run_batch(self) -> int:
+        """This training batch's 1-based number in the run."""
+        return self.trainer.fit_loop.epoch_loop.total_batch_idx + 1
+
+    def _settle_nonfinite(self, up_to_run_batch: int | None = None) -> None:
+        """Reads the non-finite checks of the batches up to ``up_to_run_batch`` (None: all, waiting for
+        the device): a bad batch was skipped; counts it while ``optim.max_nonfinite_skips`` allows (with
+        a warning), else raises NonFiniteError. Every rank reads the same batches at the same point."""
+        for finding in self._nonfinite.settle(up_to_run_batch):
+            bad = ", ".join(f"{name}={value:.4g}" for name, value in finding.bad) or "on another rank"
+            where = (
+                f"epoch {finding.epoch}, batch {finding.batch_idx} of the epoch "
+                f"(training batch {finding.run_batch} of the run)"
             )
-            return False
-        raise NonFiniteError(
-            f"{problem}; the run stops, its last checkpoint intact (optim.max_nonfinite_skips={limit}; "
-            "a larger value skips that many such batches)"
-        )
+            problem = f"non-finite {finding.kind} or gradient at {where}: {bad}"
+            limit = self.optim_settings.max_nonfinite_skips
+            if self.nonfinite_skips < limit:
+                self.nonfinite_skips += 1
+                rank_zero_warn(
+                    f"{problem}; batch skipped ({self.nonfinite_skips} of optim.max_nonfinite_skips={limit})"
+                )
+                continue
+            raise NonFiniteError(
+                f"{problem}; the run stops, its last checkpoint intact (optim.max_nonfinite_skips={limit}; "
+                "a larger value skips that many such batches)"
+            )
 
     def _transferal_perceptual(self, out: GeneratorOutput) -> Tensor:
         """Texture features of sr from the frozen LTE copy against the transferred textures T."""
@@ -298,19 +345,31 @@ class TTSRSystem(EvaluationModule):
                 ):
                     target.copy_(source)
             self._lte_copy_stale = False
-        sr_features = self.lte_copy(out.sr)
-        return self.loss_terms["transferal_perceptual"](
-            sr_features, out.t_lv3, out.t_lv2, out.t_lv1, out.soft_attention
+        sr_features = self._step_function("lte_copy", self.lte_copy)(out.sr)
+        transferal_perceptual = self._step_function(
+            "transferal_perceptual", self.loss_terms["transferal_perceptual"]
         )
+        return transferal_perceptual(sr_features, out.t_lv3, out.t_lv2, out.t_lv1, out.soft_attention)
 
     def on_train_start(self) -> None:
+        self._nonfinite.clear()
         # A run resumed from a checkpoint written after an epoch's last batch but before this module's
         # on_train_epoch_end (the mid-epoch checkpoint of that batch, or ModelCheckpoint's saves at
         # validation end) never gets that hook: Lightning counts the epoch as finished. Catch up.
         self._step_lr_schedules_to(self.current_epoch)
 
+    def on_train_epoch_start(self) -> None:
+        optimizers = self.optimizers()
+        generator_opt = optimizers[0] if isinstance(optimizers, list) else optimizers
+        rates = [float(self.in_warmup), *(group["lr"] for group in generator_opt.param_groups)]
+        self._epoch_scalars = torch.tensor(rates, device=self.device)
+
     def on_train_epoch_end(self) -> None:
+        self._settle_nonfinite()
         self._step_lr_schedules_to(self.current_epoch + 1)
+
+    def on_train_end(self) -> None:
+        self._settle_nonfinite()
 
     def _step_lr_schedules_to(self, epoch: int) -> None:
         """Step the schedulers once per finished epoch after the warm-up (as the official StepLR),
@@ -322,6 +381,7 @@ class TTSRSystem(EvaluationModule):
                 scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._settle_nonfinite()  # a batch that stops the run stops it before this checkpoint
         strip_frozen_weights(checkpoint)
         checkpoint["nonfinite_skips"] = self.nonfinite_skips
 
@@ -329,6 +389,10 @@ class TTSRSystem(EvaluationModule):
         restore_frozen_weights(checkpoint, self.state_dict())
         self.nonfinite_skips = int(checkpoint.get("nonfinite_skips", 0))
         self._lte_copy_stale = True
+
+
+def _gradients(optimizer: Any) -> list[Tensor]:
+    return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
 
 
 def _build(config: dict[str, Any] | None, key: str) -> Any:

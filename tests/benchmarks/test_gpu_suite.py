@@ -96,10 +96,13 @@ def test_measurements_are_finite_and_positive(dry_run: tuple[Path, dict[str, Any
             assert _finite_positive(case["samples_per_second"]) and case["peak_bytes"] >= 0
         else:
             assert case["status"] == "skipped" and case["reason"] == gpu_suite.DRY_RUN_SKIPPED
-    # lean and straightforward at every size; infer's budgeted path once more at the largest
-    for phase, sizes, extra in (("search_transfer", "search_sizes", 0), ("inference", "inference_sizes", 1)):
+    # lean and straightforward at every size (the search: also the tiled path with and without the
+    # fused pass, and direct / tiled on the crossover ladder); infer's budgeted path at the largest
+    dry = gpu_suite.DRY_RUN
+    search_cases = 2 * (len(dry.search_sizes) + len(dry.fused_sizes) + len(dry.crossover_sizes))
+    for phase, count in (("search_transfer", search_cases), ("inference", 2 * len(dry.inference_sizes) + 1)):
         cases = phases[phase]["cases"]
-        assert len(cases) == 2 * len(getattr(gpu_suite.DRY_RUN, sizes)) + extra
+        assert len(cases) == count
         for case in cases:
             assert case["status"] == "ok", case
             assert _finite_positive(case["seconds"]) and case["peak_bytes"] >= 0

@@ -1,6 +1,8 @@
 """On a CUDA GPU (marker ``gpu``; skipped without one): the speed options in a real training run, a
 resume that restores the CUDA random state (in process, and after a real SIGKILL of the CLI), the lean
-search's tiles sized from free GPU memory, and the inference path within a memory budget.
+search's tiles sized from free GPU memory and its fused Triton pass against the torch passes, the
+inference path within a memory budget, a training step that never synchronises with the host, and
+the compiled step (with and without CUDA graphs) against the eager one.
 
     pytest -m gpu tests/gpu          # benchmarks/gpu_suite.py runs them in its gpu_tests phase
 
@@ -27,9 +29,10 @@ from helpers.config import compose_config
 from helpers.interrupt import SimulatedKill
 from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
 from ttsr_lightning.callbacks import ResumeCheckpoint
-from ttsr_lightning.models import TTSRGenerator
+from ttsr_lightning.models import TTSRGenerator, lean_search_transfer
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.tiled_forward import budgeted_forward, main_net_receptive_field, plan_forward
+from ttsr_lightning.system import TTSRSystem
 from ttsr_lightning.train import train
 
 pytestmark = [
@@ -54,6 +57,7 @@ SPEED_OPTIONS = {
     "fused_adam": ["optim.fused=true"],
     "cudnn_benchmark": ["trainer.benchmark=true"],
     "compile": ["system.compile=true"],
+    "compile_cuda_graphs": ["system.compile=true", "system.compile_mode=reduce-overhead"],
     "all": ALL_OPTIONS,
 }
 NONDETERMINISTIC = "does not have a deterministic implementation"
@@ -302,6 +306,174 @@ def test_budgeted_inference_on_gpu_stays_within_its_budget() -> None:
     assert error < 1e-4, (
         f"tiled SR differs from the untiled one by {error:.3g} with the halo at the receptive field"
     )
+
+
+def test_fused_relevance_pass_equals_its_torch_oracle_on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Triton kernel (models/relevance_triton.py) against the torch passes it replaces, on the same
+    CUDA tensors: bit-identical maxima and positions (two blocks of Ref positions, a ragged last one);
+    and the whole lean search with and without it: identical outputs."""
+    pytest.importorskip("triton")
+    from ttsr_lightning.models import relevance_triton
+
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    rows, cols, ref_height, ref_width = 9, 13, 30, 41  # 1,230 Ref positions: two blocks of 1,024
+    pixel_dots = torch.randn(
+        3, (rows + 2) * (cols + 2), (ref_height + 2) * (ref_width + 2), generator=generator, device="cuda"
+    )
+    key_scale = torch.rand(3, ref_height * ref_width, generator=generator, device="cuda")
+    key_scale[2] = 0  # all ties: the first position
+    shape = ((rows, cols), (ref_height, ref_width))
+    expected = lean_search_transfer.relevance_max(pixel_dots, key_scale, *shape)
+    best, index = relevance_triton.relevance_max(pixel_dots, key_scale, *shape)
+    assert torch.equal(best, expected[0]) and torch.equal(index, expected[1])
+
+    features = [tensor.cuda() for tensor in _lte_like((48, 64), seed=4)]
+    with torch.no_grad():
+        fused = LeanSearchTransfer(direct_max_elements=0)(*features)
+        monkeypatch.setattr(lean_search_transfer, "USE_TRITON_RELEVANCE", False)
+        unfused = LeanSearchTransfer(direct_max_elements=0)(*features)
+    for name in fused._fields:
+        assert torch.equal(getattr(fused, name), getattr(unfused, name)), name
+
+
+GPU_SYSTEM = {
+    "generator": {
+        "_target_": "ttsr_lightning.models.TTSRGenerator",
+        "n_feats": 16,
+        "num_res_blocks": [2, 2, 2, 2],
+        "vgg_weights": "random",
+    },
+    "discriminator": {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 64},
+    "losses": {
+        "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
+        "perceptual": {"_target_": "ttsr_lightning.losses.PerceptualLoss", "vgg_weights": "random"},
+        "transferal_perceptual": {"_target_": "ttsr_lightning.losses.TransferalPerceptualLoss"},
+        "adversarial": {"_target_": "ttsr_lightning.losses.WGANGPLoss"},
+        "weights": {
+            "reconstruction": 1.0,
+            "perceptual": 1e-2,
+            "transferal_perceptual": 1e-2,
+            "adversarial": 1e-3,
+        },
+    },
+}
+
+
+def _synthetic_batches(count: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(5)
+
+    def image(size: int) -> torch.Tensor:
+        return torch.rand(4, 3, size, size, generator=generator) * 2 - 1
+
+    return [
+        {"lr": image(16), "lr_up": image(64), "hr": image(64), "ref": image(64), "ref_down_up": image(64)}
+        for _ in range(count)
+    ]
+
+
+def _fit_on_gpu(system: TTSRSystem, batches: int, callbacks: list[Callback]) -> Trainer:
+    trainer = Trainer(
+        accelerator="gpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+    loader = torch.utils.data.DataLoader(_synthetic_batches(batches), batch_size=None, pin_memory=True)
+    trainer.fit(system, train_dataloaders=loader)
+    return trainer
+
+
+class SyncsPerBatch(Callback):
+    """CUDA's synchronising calls per training batch after the first two, as torch reports them
+    (``torch.cuda.set_sync_debug_mode("warn")``): from a batch's start to the next one's."""
+
+    def __init__(self) -> None:
+        self.caught: list[list[str]] = []
+        self._catcher: Any = None
+        self._records: list[Any] = []
+
+    def _close(self) -> None:
+        if self._catcher is not None:
+            torch.cuda.set_sync_debug_mode("default")
+            self._catcher.__exit__(None, None, None)
+            self.caught.append([str(w.message).splitlines()[0] for w in self._records])
+            self._catcher = None
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, idx: int
+    ) -> None:
+        self._close()
+        if idx >= 2:
+            self._catcher = warnings.catch_warnings(record=True)
+            self._records = self._catcher.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._close()  # the epoch's end reads the last checks on purpose
+
+
+def test_a_training_step_never_synchronises_with_the_host() -> None:
+    """The all-losses step (two critic steps, the generator's, logging) with pinned batches: torch's
+    sync debug mode reports no synchronising call in steady state. (The non-finite checks of the batch
+    two back are read from page-locked memory after waiting on a CUDA event recorded then.)"""
+    torch.manual_seed(0)
+    system = TTSRSystem(**GPU_SYSTEM, optim={"warmup_epochs": 0, "gan_k": 2})
+    syncs = SyncsPerBatch()
+    _fit_on_gpu(system, batches=6, callbacks=[syncs])
+    print(f"synchronising calls per batch from the third: {[len(c) for c in syncs.caught]}: {syncs.caught}")
+    assert syncs.caught == [[]] * 4, syncs.caught  # batches 2 to 5
+
+
+class FirstBatchAndGraphs(Callback):
+    """The metrics logged by the first training batch, and Dynamo's graph count at each batch start."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, float] = {}
+        self.graphs: list[int] = []
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, idx: int
+    ) -> None:
+        self.graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        if idx == 0:
+            self.first = {key: float(value) for key, value in trainer.callback_metrics.items()}
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_step_equals_the_eager_one_on_gpu(mode: str) -> None:
+    """system.compile on the GPU (inductor; ``reduce-overhead``: CUDA graphs): the first all-losses
+    batch logs the eager step's terms within TF32/fp32 rounding, and no graph is compiled after the
+    first two batches."""
+    runs = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        torch.manual_seed(0)
+        system = TTSRSystem(
+            **GPU_SYSTEM, optim={"warmup_epochs": 0, "gan_k": 2}, compile=compiled, compile_mode=mode
+        )
+        runs[compiled] = FirstBatchAndGraphs()
+        _fit_on_gpu(system, batches=4, callbacks=[runs[compiled]])
+    eager, compiled_run = runs[False].first, runs[True].first
+    print(f"{mode}: graphs at batch starts {runs[True].graphs}; eager {eager}; compiled {compiled_run}")
+    graphs = runs[True].graphs
+    assert graphs[2] == graphs[3], f"graphs compiled after the first two batches: {graphs}"
+    assert set(compiled_run) == set(eager) and "train/loss_adversarial" in eager
+    for key, value in eager.items():
+        assert math.isclose(compiled_run[key], value, rel_tol=2e-3, abs_tol=1e-5), (
+            key,
+            compiled_run[key],
+            value,
+        )
 
 
 class RecordRun(Callback):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ttsr_lightning.models import lean_search_transfer
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.search_transfer import SearchTransfer, TransferredTextures
 
@@ -135,15 +140,79 @@ def test_soft_attention_is_the_same_with_and_without_autograd() -> None:
     assert torch.equal(with_graph.hard_index, without_graph.hard_index)
 
 
-def test_search_runs_in_fp32_under_bf16_autocast() -> None:
+@pytest.mark.parametrize("direct_max_elements", [0, 10**9], ids=["lean", "direct"])
+def test_search_runs_in_fp32_under_bf16_autocast(direct_max_elements: int) -> None:
     features = _lte_like_features(2, (9, 7), (8, 10), seed=5)
+    search = LeanSearchTransfer(direct_max_elements=direct_max_elements)
     with torch.no_grad():
-        reference = LeanSearchTransfer()(*features)
+        reference = search(*features)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            autocast = LeanSearchTransfer()(*features)
+            autocast = search(*features)
     assert torch.equal(autocast.hard_index, reference.hard_index)
     assert autocast.soft_attention.dtype == torch.float32
     torch.testing.assert_close(autocast.soft_attention, reference.soft_attention, rtol=0, atol=0)
+
+
+def test_small_searches_take_the_straightforward_path_with_its_results() -> None:
+    """Below the device's threshold (relevance elements B x h*w x Hr*Wr) the module is SearchTransfer,
+    bit for bit; above it, or with several references or an explicit chunk size, the tiled path."""
+    limit = lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS["cpu"]
+    side = 1
+    while (side + 1) ** 4 <= limit:  # the largest square LR with a same-size Ref under the threshold
+        side += 1
+    small = _lte_like_features(1, (side, side), (side, side), seed=6)
+    large = _lte_like_features(1, (side + 1, side + 1), (side + 1, side + 1), seed=6)
+    module = LeanSearchTransfer()
+    for name, expected in zip(TransferredTextures._fields, SearchTransfer()(*small), strict=True):
+        assert torch.equal(getattr(module(*small), name), expected), name
+    for name, expected in zip(
+        TransferredTextures._fields, LeanSearchTransfer(direct_max_elements=0)(*large), strict=True
+    ):
+        assert torch.equal(getattr(module(*large), name), expected), name
+    query, key = small[0], small[1]
+    assert module._direct(query, [key])
+    assert not module._direct(query, [key, key]) and not LeanSearchTransfer(chunk_size=3)._direct(
+        query, [key]
+    )
+    with pytest.raises(ValueError, match="direct_max_elements"):
+        LeanSearchTransfer(direct_max_elements=-1)
+
+
+_FUSED_AGAINST_ORACLE = """
+import torch
+from ttsr_lightning.models import lean_search_transfer, relevance_triton
+
+generator = torch.Generator().manual_seed(7)
+rows, cols, ref_height, ref_width = 3, 4, 5, 7
+pixel_dots = torch.randn(2, (rows + 2) * (cols + 2), (ref_height + 2) * (ref_width + 2), generator=generator)
+key_scale = torch.rand(2, ref_height * ref_width, generator=generator)
+key_scale[1, :] = 0  # every relevance of item 1 is 0: the first position wins
+key_scale[0, 30:] = key_scale[0, :5]  # equal scales in the last of three blocks of 16 positions
+shape = ((rows, cols), (ref_height, ref_width))
+expected = lean_search_transfer.relevance_max(pixel_dots, key_scale, *shape)
+best, index = relevance_triton.relevance_max(pixel_dots, key_scale, *shape, block=16)
+assert torch.equal(best, expected[0]), (best, expected[0])
+assert torch.equal(index, expected[1]), (index, expected[1])
+assert (index[1] == 0).all()
+print("equal")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package")
+def test_the_fused_pass_and_its_torch_oracle_agree_bit_for_bit() -> None:
+    """models/relevance_triton.py against lean_search_transfer.relevance_max in Triton's interpreter on
+    the CPU (TRITON_INTERPRET=1, read when triton is imported: a fresh process). Ragged Ref blocks,
+    several batch items, and ties (zero Ref norms) resolved to the first position. Needs the triton
+    package (a ~290 MB wheel; not a dev dependency): skipped without it."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _FUSED_AGAINST_ORACLE],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=dict(os.environ, TRITON_INTERPRET="1"),
+    )
+    assert completed.stdout.strip() == "equal", completed.stderr[-3000:]
 
 
 def test_rejects_inconsistent_shapes_and_chunk_sizes() -> None:

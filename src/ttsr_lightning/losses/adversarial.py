@@ -41,11 +41,22 @@ class WGANGPLoss(nn.Module):
         over all pixels and channels of each sample. Returns ``(loss, stats)``; stats holds detached
         scalars ``real_score``, ``fake_score`` (mean critic scores) and ``gradient_penalty`` (unweighted).
         """
+        return self.critic_objective(critic, real, fake, self.mixing_weights(real, generator))
+
+    @staticmethod
+    def mixing_weights(real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The interpolation weights eps ~ U[0, 1) of :meth:`critic_loss`, one per sample: (B, 1, 1, 1)."""
+        return torch.rand(real.size(0), 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
+
+    def critic_objective(
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`critic_loss` with given interpolation weights ``eps`` (B, 1, 1, 1): no random draw
+        inside, so a compiled objective draws exactly what the eager one does."""
         real, fake = real.detach(), fake.detach()
         real_score = critic(real).mean()
         fake_score = critic(fake).mean()
 
-        eps = torch.rand(real.size(0), 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
         mixed = (fake * (1 - eps) + real * eps).requires_grad_(True)
         # create_graph: the penalty is itself differentiated with respect to the critic's weights.
         (gradient,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)

@@ -39,16 +39,18 @@ a differentiable cosine at the chosen positions, and the transfer is differentia
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ttsr_lightning.models.search_transfer import TransferredTextures
+from ttsr_lightning.models.search_transfer import SearchTransfer, TransferredTextures
 
 # One reference's features (a tensor) or several references' (a sequence, one tensor each).
 ReferenceFeatures: TypeAlias = torch.Tensor | Sequence[torch.Tensor]
@@ -64,6 +66,17 @@ _CPU_TILE_BYTES = 256 * 2**20
 _CUDA_TILE_BYTES_MAX = 2 * 2**30
 # The search computes in float32 (see LeanSearchTransfer.forward).
 _SEARCH_ELEMENT_BYTES = 4
+# Largest relevance (B x LR positions x Ref positions, one reference) searched and transferred the
+# straightforward way (SearchTransfer: one matmul over unfolded patches, a handful of kernels) instead of
+# in tiles: below it the lean path's fixed cost (~60 small kernels) outweighs its 9x fewer FLOPs.
+# Measured by `benchmarks/search_transfer.py --crossover` (benchmarks/RESULTS.md): on this project's CPU
+# the lean path wins from LR 8x8 on; on an H200 the straightforward one won at LR 40x40 (1.3 against
+# 3.2 ms, 2.6 M elements) and lost at 125x83 (13.5 against 8.4 ms, 108 M): the linear interpolation of
+# those two points crosses at ~29 M elements; the GPU suite's crossover ladder refines it.
+DIRECT_SEARCH_MAX_ELEMENTS = {"cpu": 4_096, "cuda": 29_000_000}
+# The fused Triton pass over relevance tiles on CUDA (models/relevance_triton.py) where Triton is
+# installed; False keeps the torch passes (its oracle), e.g. to compare the two.
+USE_TRITON_RELEVANCE = True
 
 
 class LeanSearchTransfer(nn.Module):
@@ -74,6 +87,10 @@ class LeanSearchTransfer(nn.Module):
             its memory is about 2 * B * Hr*Wr * chunk_size floats for a reference of Hr x Wr lv3
             positions). None chooses it, per reference, from a memory budget: 256 MiB on CPU; on
             CUDA a quarter of the free memory, at most 2 GiB.
+        direct_max_elements: one reference whose relevance (B x h*w x Hr*Wr elements) is at most this
+            is searched and transferred as :class:`SearchTransfer` does (fewer, larger kernels; same
+            results); None: :data:`DIRECT_SEARCH_MAX_ELEMENTS` of the device; 0: never. Only when
+            ``chunk_size`` is None.
 
     ``forward(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)``, as :class:`SearchTransfer`:
         query_lv3: (B, 256, h, w) LTE lv3 of ``lr_up`` (Q);
@@ -89,13 +106,16 @@ class LeanSearchTransfer(nn.Module):
     exactly the one-reference result. Returns :class:`TransferredTextures`.
     """
 
-    def __init__(self, chunk_size: int | None = None) -> None:
+    def __init__(self, chunk_size: int | None = None, direct_max_elements: int | None = None) -> None:
         super().__init__()
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(
                 f"chunk_size must be a positive number of LR positions or None, got {chunk_size}"
             )
+        if direct_max_elements is not None and direct_max_elements < 0:
+            raise ValueError(f"direct_max_elements must be >= 0 or None, got {direct_max_elements}")
         self.chunk_size = chunk_size
+        self.direct_max_elements = direct_max_elements
 
     def forward(
         self,
@@ -115,6 +135,12 @@ class LeanSearchTransfer(nn.Module):
             numbered=not isinstance(key_lv3, torch.Tensor),
         )
         batch, _, height, width = query_lv3.shape
+        if self._direct(query_lv3, keys):
+            # the search in fp32 even under autocast, as the lean one (see search())
+            with torch.autocast(query_lv3.device.type, enabled=False):
+                return SearchTransfer()(
+                    query_lv3.float(), keys[0].float(), values_lv1[0], values_lv2[0], values_lv3[0]
+                )
         ref_sizes = [(key.size(2), key.size(3)) for key in keys]
         best_relevance, hard_index = search(query_lv3, keys, chunk_size=self.chunk_size)
         if torch.is_grad_enabled() and (query_lv3.requires_grad or any(key.requires_grad for key in keys)):
@@ -135,6 +161,16 @@ class LeanSearchTransfer(nn.Module):
             t_lv2=_transfer(values_lv2, rows, ref_sizes, (height, width), block=2),
             t_lv1=_transfer(values_lv1, rows, ref_sizes, (height, width), block=4),
         )
+
+    def _direct(self, query_lv3: torch.Tensor, keys: Sequence[torch.Tensor]) -> bool:
+        """Whether this search is small enough for the straightforward formulation."""
+        if self.chunk_size is not None or len(keys) != 1:
+            return False
+        limit = self.direct_max_elements
+        if limit is None:
+            limit = DIRECT_SEARCH_MAX_ELEMENTS.get(query_lv3.device.type, 0)
+        batch, _, height, width = query_lv3.shape
+        return batch * height * width * keys[0].size(2) * keys[0].size(3) <= limit
 
 
 def split_hard_index(
@@ -164,10 +200,21 @@ def _split(
     hard_index: torch.Tensor, ref_sizes: Sequence[tuple[int, int]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`split_hard_index` without the range check (for indices this module made)."""
-    counts = torch.tensor([height * width for height, width in ref_sizes], device=hard_index.device)
+    if len(ref_sizes) == 1:
+        return torch.zeros_like(hard_index), hard_index
+    counts = _device_ints([height * width for height, width in ref_sizes], hard_index.device)
     ends = counts.cumsum(0)
     reference = torch.searchsorted(ends, hard_index, right=True)
     return reference, hard_index - (ends - counts)[reference]
+
+
+def _device_ints(values: Sequence[int], device: torch.device) -> torch.Tensor:
+    """A small int64 tensor of ``values`` on ``device``, copied without waiting for the device's queue
+    (a plain ``torch.tensor(values, device="cuda")`` is a synchronous copy)."""
+    host = torch.tensor(values, dtype=torch.int64)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 def _reference_lists(
@@ -295,6 +342,7 @@ def _patch_norms(features: torch.Tensor) -> torch.Tensor:
     return F.conv2d(squared, squared.new_ones(1, 1, 3, 3), padding=1).sqrt().flatten(1)
 
 
+@torch.compiler.disable  # tile loops sized from free memory: nothing for a static graph
 def search(
     query_lv3: torch.Tensor,
     keys: Sequence[torch.Tensor],
@@ -350,10 +398,7 @@ def _search(
             for left in range(0, width, tile_cols):
                 cols = min(tile_cols, width - left)
                 tile = padded_query[:, :, top : top + rows + 2, left : left + cols + 2]
-                relevance = _tile_relevance(tile, padded_key, (ref_height, ref_width))
-                relevance *= key_scale.unsqueeze(1)
-                best, index = relevance.max(dim=2)
-                del relevance  # before the next tile's is made: one tile alive at a time
+                best, index = _tile_best(tile, padded_key, key_scale, (ref_height, ref_width))
                 best, index = best.view(batch, rows, cols), index.view(batch, rows, cols) + first_position
                 region = (slice(None), slice(top, top + rows), slice(left, left + cols))
                 if number == 0:
@@ -368,19 +413,39 @@ def _search(
     return best_relevance.flatten(1) * query_scale, hard_index.flatten(1)
 
 
-def _tile_relevance(tile: torch.Tensor, padded_key: torch.Tensor, ref_size: tuple[int, int]) -> torch.Tensor:
-    """Patch dot products of a tile of LR positions against every position of one reference.
+def _tile_best(
+    tile: torch.Tensor, padded_key: torch.Tensor, key_scale: torch.Tensor, ref_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best scaled patch relevance of each LR position of a tile over one reference, and where.
 
     tile: (B, C, rows+2, cols+2) the zero-bordered LR features around the tile; padded_key:
-    (B, C, (Hr+2)*(Wr+2)) the zero-bordered Ref features, flattened; returns (B, rows*cols, Hr*Wr),
-    not yet divided by any norm.
+    (B, C, (Hr+2)*(Wr+2)) the zero-bordered Ref features, flattened; key_scale: (B, Hr*Wr) the
+    reciprocal Ref patch norms. Returns (B, rows*cols) maxima and their int64 Ref positions (the first
+    of equal maxima). One matmul over the C channels gives every pixel pair; on CUDA one Triton pass
+    makes the patch sums, the scaling and the max (:mod:`relevance_triton`), else :func:`relevance_max`.
     """
     batch, channels, bordered_rows, bordered_cols = tile.shape
-    rows, cols = bordered_rows - 2, bordered_cols - 2
-    ref_height, ref_width = ref_size
+    tile_size = (bordered_rows - 2, bordered_cols - 2)
     # (B, (rows+2)*(cols+2), (Hr+2)*(Wr+2)): every pixel of the bordered tile against the Ref.
     pixel_dots = torch.bmm(tile.reshape(batch, channels, -1).transpose(1, 2), padded_key)
+    fused = _triton_relevance_max() if pixel_dots.is_cuda else None
+    if fused is not None:
+        return fused(pixel_dots, key_scale, tile_size, ref_size)
+    return relevance_max(pixel_dots, key_scale, tile_size, ref_size)
 
+
+def relevance_max(
+    pixel_dots: torch.Tensor, key_scale: torch.Tensor, tile_size: tuple[int, int], ref_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The patch sums, scaling and max of :func:`_tile_best` in torch (the Triton kernel's oracle).
+
+    pixel_dots: (B, (rows+2)*(cols+2), (Hr+2)*(Wr+2)) dot products of every pixel of the bordered
+    tile with every pixel of the bordered Ref; key_scale (B, Hr*Wr); returns (B, rows*cols) float and
+    int64.
+    """
+    batch = pixel_dots.size(0)
+    rows, cols = tile_size
+    ref_height, ref_width = ref_size
     # pixel_dots seen as (B, rows+2, cols+2, Hr+2, Wr+2); shifted[dy + 1, dx + 1] is the view
     # pairing LR pixel p + d with Ref pixel r + d, for p, r over the tile and the Ref.
     stride_b, stride_qx = pixel_dots.stride(0), pixel_dots.stride(1)
@@ -392,7 +457,24 @@ def _tile_relevance(tile: torch.Tensor, padded_key: torch.Tensor, ref_size: tupl
     patch_dots = shifted[0, 0] + shifted[0, 1]
     for neighbour in range(2, 9):
         patch_dots += shifted[neighbour // 3, neighbour % 3]
-    return patch_dots.view(batch, rows * cols, ref_height * ref_width)
+    relevance = patch_dots.view(batch, rows * cols, ref_height * ref_width)
+    relevance *= key_scale.unsqueeze(1)
+    best, index = relevance.max(dim=2)
+    return best, index
+
+
+def _triton_relevance_max() -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
+    """The Triton kernel's entry point where Triton is installed and not turned off, else None."""
+    return _triton_kernel() if USE_TRITON_RELEVANCE else None
+
+
+@functools.cache
+def _triton_kernel() -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
+    if importlib.util.find_spec("triton") is None:
+        return None
+    from ttsr_lightning.models.relevance_triton import relevance_max as fused
+
+    return fused
 
 
 def _relevance_at(
@@ -444,20 +526,21 @@ def chosen_blocks(
     height, width = lr_size
     device = reference.device
     grid_sizes, grid_starts = _grid_layout(ref_sizes)
-    ref_widths = torch.tensor([ref_width for _, ref_width in ref_sizes], device=device)
 
     # Row 0 of a batch item's table is the top-left border block of reference 0: always zero.
     zero_rows = torch.arange(batch, device=device).view(batch, 1, 1) * sum(grid_sizes)
     chosen = position.view(batch, height, width)
-    chosen_width = ref_widths[reference].view(batch, height, width)
+    if len(ref_sizes) == 1:
+        chosen_width = torch.full_like(chosen, ref_sizes[0][1])
+        grid_start = torch.zeros_like(chosen)
+    else:
+        widths = _device_ints([ref_width for _, ref_width in ref_sizes], device)
+        chosen_width = widths[reference].view(batch, height, width)
+        grid_start = _device_ints(grid_starts, device)[reference].view(batch, height, width)
     padded_width = chosen_width + 2
     # Row of the chosen Ref block for each LR position, on the LR grid bordered by -1.
     rows = F.pad(
-        zero_rows
-        + torch.tensor(grid_starts, device=device)[reference].view(batch, height, width)
-        + (chosen // chosen_width + 1) * padded_width
-        + chosen % chosen_width
-        + 1,
+        zero_rows + grid_start + (chosen // chosen_width + 1) * padded_width + chosen % chosen_width + 1,
         (1,) * 4,
         value=-1,
     )
