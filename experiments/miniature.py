@@ -252,7 +252,11 @@ def plot(lines: list[dict[str, Any]], path: Path) -> None:
             ax.axhline(statistics.fmean(bicubic), color="grey", linestyle="--", label="bicubic")
             ax.legend(fontsize=7)
         labels = [line["model"].replace("TTSR-rec, ", "") for line in rows]
-        ax.set_xticks(range(len(rows)), ["\n".join(textwrap.wrap(label, 14)) for label in labels], fontsize=7)
+        ax.set_xticks(
+            range(len(rows)),
+            ["\n".join(textwrap.wrap(label.replace("+", "+ "), 12)) for label in labels],
+            fontsize=7,
+        )
         values = [v for v in means if v] + bicubic
         if values:
             ax.set_ylim(min(values) - 0.5, max(values) + 0.3)
