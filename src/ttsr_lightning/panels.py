@@ -119,9 +119,9 @@ PANEL_CAPTION = "LR bicubic | Ref | SR | HR | soft attention"
 TRANSFER_CAPTION = (
     "LR bicubic | SR, LR as reference | SR, with the reference | HR | reference | what it added"
 )
-# |SR with the reference - SR with the LR as reference| of this size (in [-1, 1] units, i.e. 32/255 of
+# |SR with the reference - SR with the LR as reference| of this size (in [-1, 1] units, i.e. 13/255 of
 # the 8-bit range) or more is shown at the top of the colour map
-_ADDED_FULL_SCALE = 0.25
+_ADDED_FULL_SCALE = 0.1
 
 
 def make_transfer_panel(
