@@ -68,7 +68,7 @@ def test_sample_config_runs_with_no_download(tmp_path: Path) -> None:
     train.prepare_data()  # builds the sample set under data_dir/sample
     train.setup("fit")
     test.setup("test")
-    assert len(train.train_set) == 56 and len(train.val_datasets[0]) == 6
+    assert len(train.train_set) == 80 and len(train.val_datasets[0]) == 6
     assert [len(loader) for loader in test.test_dataloader()] == [6] * 9
     patch = cfg.data.train.patch_size
     batch = next(iter(train.train_dataloader()))

@@ -85,7 +85,7 @@ def test_sixteen_bit_images_are_refused(tmp_path: Path) -> None:
     Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(path)
     assert Image.open(path).mode.startswith("I")
     with pytest.raises(
-        ImageError, match=r"deep\.png: colour mode 'I;16' is not supported; expected 8-bit RGB"
+        ImageError, match=r"deep\.png: 16 bits per channel \(I;16\); expected 8 bits per channel"
     ):
         RGBImageReader("test").read(path)
 

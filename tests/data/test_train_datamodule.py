@@ -23,6 +23,7 @@ def test_sample_set_training_and_validation_loaders(sample_root: Path) -> None:
         str(cufed / "train"),
         [cufed5_spec(cufed / "test" / "CUFED5")],
         batch_size=4,
+        patch_size=64,  # the sample's training images are its patches (conf/data/sample.yaml)
         sample_root=str(sample_root),
     )
     module.prepare_data()  # already built: reused
@@ -32,11 +33,11 @@ def test_sample_set_training_and_validation_loaders(sample_root: Path) -> None:
     assert isinstance(train.sampler, EpochSampler) and len(train) == 20  # 80 pairs / 4
     batch = next(iter(train))
     assert {key: tuple(value.shape) for key, value in batch.items()} == {
-        "lr": (4, 3, 40, 40),
-        "lr_up": (4, 3, 160, 160),
-        "hr": (4, 3, 160, 160),
-        "ref": (4, 3, 160, 160),
-        "ref_down_up": (4, 3, 160, 160),
+        "lr": (4, 3, 16, 16),
+        "lr_up": (4, 3, 64, 64),
+        "hr": (4, 3, 64, 64),
+        "ref": (4, 3, 64, 64),
+        "ref_down_up": (4, 3, 64, 64),
     }
     (val,) = module.val_dataloader()
     items = list(val)

@@ -30,6 +30,7 @@ from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
 from ttsr_lightning.data.eval_dataset import EvalDataset
 from ttsr_lightning.data.image_io import RGBImageReader
 from ttsr_lightning.data.manga109 import Manga109Dataset
+from ttsr_lightning.data.sample import PATCH as SAMPLE_PATCH
 from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.sun80 import Sun80Dataset
 from ttsr_lightning.data.urban100 import Urban100Dataset
@@ -38,12 +39,15 @@ from ttsr_lightning.data.wrsr import WRSRDataset
 # Sizes of the real datasets: training pairs, CUFED5 groups, test images.
 EXPECTED_COUNTS = {"cufed": 11871, "cufed5": 126, "sun80": 80, "urban100": 100, "manga109": 109, "wrsr": 80}
 DATASETS = (*EXPECTED_COUNTS, "sample")
+CUFED_PATCH = 160  # the official training patch: CUFED's training images are 160x160
 
 
-def _open(dataset: str, folder: Path, pattern: str) -> tuple[CUFEDTrainDataset | EvalDataset, list[Path]]:
+def _open(
+    dataset: str, folder: Path, pattern: str, patch_size: int
+) -> tuple[CUFEDTrainDataset | EvalDataset, list[Path]]:
     """The dataset (layout validated) and the files none of its items reads (checked by decoding only)."""
     if dataset == "cufed":
-        return CUFEDTrainDataset(folder, augment=False), []
+        return CUFEDTrainDataset(folder, patch_size=patch_size, augment=False), []
     if dataset == "cufed5":
         cufed5 = CUFED5Dataset(folder, ref_level=1)
         levels_2_to_5 = [members[k] for members in find_cufed5_groups(folder).values() for k in range(2, 6)]
@@ -59,10 +63,17 @@ def _open(dataset: str, folder: Path, pattern: str) -> tuple[CUFEDTrainDataset |
     return Manga109Dataset(folder, pattern=pattern), []
 
 
-def check(dataset: str, folder: Path, pattern: str = "*.png", expected: int | None = None) -> list[str]:
-    """Every problem of ``dataset`` at ``folder`` (empty when it is ready to use); reads, never writes."""
+def check(
+    dataset: str,
+    folder: Path,
+    pattern: str = "*.png",
+    expected: int | None = None,
+    patch_size: int = CUFED_PATCH,
+) -> list[str]:
+    """Every problem of ``dataset`` at ``folder`` (empty when it is ready to use); reads, never writes.
+    ``patch_size``: the training patch a CUFED-shaped training set must hold (the sample's is smaller)."""
     try:
-        items, other_files = _open(dataset, folder, pattern)
+        items, other_files = _open(dataset, folder, pattern, patch_size)
     except DatasetLayoutError as exc:
         return exc.problems
     count = len(items)
@@ -96,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.epilog = __doc__.split("\n\n")[1]
     args = parser.parse_args(argv)
 
-    checks: list[tuple[str, Path, int | None]]
+    checks: list[tuple[str, Path, int | None, int]]
     if args.dataset == "sample":
         with reported_errors():  # e.g. a read-only folder: one line naming it
             try:
@@ -104,13 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             except DatasetLayoutError as exc:
                 print(exc, file=sys.stderr)
                 return 1
-        checks = [("cufed", root / "train", None), ("cufed5", root / "test" / "CUFED5", None)]
+        checks = [
+            ("cufed", root / "train", None, SAMPLE_PATCH),
+            ("cufed5", root / "test" / "CUFED5", None, CUFED_PATCH),
+        ]
     else:
-        checks = [(args.dataset, args.folder, EXPECTED_COUNTS[args.dataset])]
+        checks = [(args.dataset, args.folder, EXPECTED_COUNTS[args.dataset], CUFED_PATCH)]
     status = 0
-    for dataset, folder, expected in checks:
+    for dataset, folder, expected, patch_size in checks:
         with reported_errors():
-            problems = check(dataset, folder, args.pattern, expected)
+            problems = check(dataset, folder, args.pattern, expected, patch_size)
         if problems:
             status = 1
             print(f"{dataset} at {folder}: {len(problems)} problem(s):", file=sys.stderr)
