@@ -135,9 +135,9 @@ _register(
         key="table3_csfi",
         title="Table 3: CSFI vs. a wider network on CUFED5 (reconstruction loss)",
         command=(
-            "python -m ttsr_lightning --multirun "
-            "+experiment=ablation_tt,ablation_csfi,ablation_tt_c80,ablation_tt_c96 "
-            "(ablation_csfi trains the ttsr_rec model; a ttsr_rec run of Table 1 fills its row as well)"
+            "python -m ttsr_lightning --multirun +experiment=ablation_tt_c80,ablation_tt_c96 "
+            "(with the ablation_tt run of Table 2 and the ttsr_rec run of Table 1, or "
+            "+experiment=ablation_csfi: the same model)"
         ),
         with_params=True,
         rows=(

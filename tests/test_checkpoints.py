@@ -99,7 +99,11 @@ def test_default_size_official_layout_loads(tmp_path: Path) -> None:
     }
     torch.save({f"module.{key}": value for key, value in state_dict.items()}, tmp_path / "TTSR.pt")
     weights = read_generator_weights(tmp_path / "TTSR.pt")
-    assert weights.kind == "official" and weights.config == {"n_feats": 64, "num_res_blocks": [16, 16, 8, 4]}
+    assert weights.kind == "official" and weights.config == {
+        "n_feats": 64,
+        "num_res_blocks": [16, 16, 8, 4],
+        "bicubic_residual": False,  # the official MainNet has no global skip
+    }
     assert any(note.startswith("stripped 'module.' from") for note in weights.notes)
     generator = load_generator(tmp_path / "TTSR.pt").generator
     for key, value in source.state_dict().items():
