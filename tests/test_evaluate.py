@@ -222,9 +222,12 @@ def test_evaluation_writes_per_image_rows_means_and_images(
     assert f"| CUFED5_L1 | L1 | ttsr_official | 3 | {set_results[0]['psnr']:.3f} |" in table
     assert markdown_table(set_results) in capsys.readouterr().out
     # panels of the first images of each set, labelled by set and image
-    assert {path.name for path in (tmp_path / "panels" / "test").rglob("*.png")} == {
+    assert {path.name for path in (tmp_path / "panels" / "test").glob("epoch_*/*.png")} == {
         f"{s}_{g}_0.png" for s in SETS for g in GROUPS
     }
+    # and what the L1 reference brings over the LR as reference, image by image
+    transfer = tmp_path / "panels" / "test" / "transfer"
+    assert {path.name for path in transfer.glob("*.png")} == {f"CUFED5_{g}_0.png" for g in GROUPS}
 
 
 def test_sets_subset_and_unknown_names() -> None:
