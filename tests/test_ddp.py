@@ -19,6 +19,7 @@ from ttsr_lightning.metrics import y_psnr
 from ttsr_lightning.system import TTSRSystem
 
 
+@pytest.mark.slow  # two processes: minutes on 2 cores
 def test_two_process_ddp_trains_and_reduces_metrics_over_both_ranks(
     tmp_path: Path, sample_data_dir: Path
 ) -> None:

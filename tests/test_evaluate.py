@@ -318,6 +318,7 @@ def test_command_line_prints_the_markdown_table(
     assert "official TTSR state dict" in (tmp_path / "evaluate.log").read_text()
 
 
+@pytest.mark.slow  # two processes: minutes on 2 cores
 def test_two_processes_write_every_image_once_with_the_values_of_one(
     tmp_path: Path, data_dir: Path, lightning_checkpoint: Path, alexnet_file: Path
 ) -> None:
