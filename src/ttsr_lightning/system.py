@@ -47,8 +47,9 @@ from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.settings import OptimSettings, loss_weights
 
-# torch.compile's modes (system.compile_mode); "reduce-overhead" records CUDA graphs
+# torch.compile's modes (system.compile_mode); those that record CUDA graphs on a GPU
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 class TTSRSystem(EvaluationModule):
@@ -226,7 +227,7 @@ class TTSRSystem(EvaluationModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         self._settle_nonfinite(self._run_batch() - LAG_BATCHES)
-        if self._compiled and "reduce-overhead" in self.compile_mode:
+        if self._compiled and self.compile_mode in CUDA_GRAPH_MODES:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
