@@ -286,6 +286,10 @@ def relevance_elements(size: str) -> int:
     return batch * (width * height) ** 2
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.2f} ms"
+
+
 def crossover(args: argparse.Namespace, sizes: list[str]) -> dict[str, object]:
     """Times "direct" and "tiled" per size; the relevance sizes bracketing where tiled starts to win."""
     rows = []
@@ -293,14 +297,14 @@ def crossover(args: argparse.Namespace, sizes: list[str]) -> dict[str, object]:
         timings = {name: run_case(__file__, args, name, size) for name in ("direct", "tiled")}
         direct, tiled = (t["seconds"] if isinstance(t, dict) else None for t in timings.values())
         rows.append({"size": size, "elements": relevance_elements(size), "direct": direct, "tiled": tiled})
-        print(f"  {size:>9} ({relevance_elements(size):>12,} elements): direct {seconds(direct)}, "
-              f"tiled {seconds(tiled)}", flush=True)  # fmt: skip
+        print(f"  {size:>9} ({relevance_elements(size):>12,} elements): direct {_ms(direct)}, "
+              f"tiled {_ms(tiled)}", flush=True)  # fmt: skip
     direct_wins = [r["elements"] for r in rows if r["direct"] and r["tiled"] and r["direct"] < r["tiled"]]
     tiled_wins = [r["elements"] for r in rows if r["direct"] and r["tiled"] and r["direct"] >= r["tiled"]]
     print("\n| LR (WxH, batch) | relevance elements | direct | tiled | tiled / direct |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['elements']:,} | {seconds(r['direct'])} | {seconds(r['tiled'])} "
+        print(f"| {r['size']} | {r['elements']:,} | {_ms(r['direct'])} | {_ms(r['tiled'])} "
               f"| {ratio(r['tiled'], r['direct'])} |")  # fmt: skip
     largest_direct_win = max(direct_wins, default=0)
     smallest_tiled_win = min((e for e in tiled_wins if e > largest_direct_win), default=None)

@@ -1,6 +1,6 @@
 """Training-step speed of the paper's configuration: fp32 eager vs the speed options, side by side.
 
-    python benchmarks/train_step.py [--device cuda] [--steps 10] [--threads N]
+    python benchmarks/train_step.py [--device cuda] [--steps 10] [--threads N] [--sets "fp32 eager" ...]
 
 One TTSR training step at the paper's size (batch 9, LR 40x40, HR/Ref 160x160, n_feats 64, blocks
 16+16+8+4) with every loss on (L1, perceptual, transferal perceptual, WGAN-GP with 2 critic steps),
@@ -259,19 +259,20 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=int, default=None, help="untimed steps (default: 1 on CPU, 5 on GPU)"
     )
+    parser.add_argument("--sets", nargs="+", choices=list(OPTION_SETS), help="only these option sets")
     args = parse_arguments(parser)
     if run_worker_if_asked(args, measure):
         return
     steps = args.steps or (20 if args.device == "cuda" else 2)
     warmup = args.warmup if args.warmup is not None else (5 if args.device == "cuda" else 1)
-    sets = list(OPTION_SETS) if args.device == "cuda" else CPU_SETS
+    sets = args.sets or (list(OPTION_SETS) if args.device == "cuda" else CPU_SETS)
     print(f"# Training step, batch {BATCH}, LR {LR_SIZE}x{LR_SIZE}, all losses; {machine_description()}")
     print(f"# {warmup} warm-up + {steps} timed steps per option set (median), each in a fresh process\n")
     results: dict[str, dict[str, float] | str] = {}
     for name in sets:
         results[name] = run_case(__file__, args, name, f"{steps}+{warmup}")
         print(f"  measured {name}: {results[name]}", file=sys.stderr)
-    base = results["fp32 eager"]
+    base = results.get("fp32 eager")
     base_ok = base if isinstance(base, dict) else None
     rows = ["| option set | step time | samples/s | vs fp32 eager | peak memory | memory vs fp32 eager "
             "| warm-up (compile) | graphs compiled while timed |",

@@ -161,16 +161,17 @@ def step_where(optimizer: Any, keep: Tensor) -> None:
     parameters' device (on CUDA: Adam with ``capturable`` or ``fused``). Parameters without a gradient
     are not touched by the step and not snapshotted.
     """
-    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    stepped_before = [p for p in params if optimizer.state.get(p)]
-    before = [*params, *_state_tensors(optimizer, stepped_before)]
-    snapshot = _Snapshot.of(optimizer, before, keep.device)
+    inner = getattr(optimizer, "optimizer", optimizer)  # the torch optimiser behind a wrapper
+    params = [p for group in inner.param_groups for p in group["params"] if p.grad is not None]
+    stepped_before = [p for p in params if inner.state.get(p)]
+    before = [*params, *_state_tensors(inner, stepped_before)]
+    snapshot = _Snapshot.of(inner, before, keep.device)
     snapshot.save()
     optimizer.step()
     snapshot.restore_unless(keep)
     if len(stepped_before) < len(params):  # a parameter's first step: its new state returns to zeros
         first = [p for p in params if not any(p is q for q in stepped_before)]
-        for tensor in _state_tensors(optimizer, first):
+        for tensor in _state_tensors(inner, first):
             tensor.copy_(torch.where(keep, tensor, tensor.new_zeros(())))
 
 
@@ -210,15 +211,14 @@ class _Snapshot:
 
     @classmethod
     def of(cls, optimizer: Any, tensors: list[Tensor], device: torch.device) -> _Snapshot:
-        """The optimiser's buffers, rebuilt when its tensors changed (its first steps, a state load)."""
-        holder = getattr(optimizer, "optimizer", optimizer)  # the torch optimiser behind a wrapper
-        cached = _SNAPSHOTS.get(holder)
+        """A torch optimiser's buffers, rebuilt when its tensors changed (its first steps, a state load)."""
+        cached = _SNAPSHOTS.get(optimizer)
         if (
             cached is None
             or len(cached.tensors) != len(tensors)
             or any(a is not b for a, b in zip(cached.tensors, tensors, strict=True))
         ):
-            cached = _SNAPSHOTS[holder] = cls(tensors, device)
+            cached = _SNAPSHOTS[optimizer] = cls(tensors, device)
         return cached
 
     def save(self) -> None:

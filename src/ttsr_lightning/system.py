@@ -47,8 +47,9 @@ from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.settings import OptimSettings, loss_weights
 
-# torch.compile's modes (system.compile_mode); "reduce-overhead" records CUDA graphs
+# torch.compile's modes (system.compile_mode); those that record CUDA graphs on a GPU
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 class TTSRSystem(EvaluationModule):
@@ -137,8 +138,8 @@ class TTSRSystem(EvaluationModule):
         # batches skipped for a non-finite loss or gradient (optim.max_nonfinite_skips); checkpointed
         self.nonfinite_skips = 0
         self._nonfinite = NonFiniteGuard()
-        # this epoch's "train/warmup" and learning rates, on the device (logged every step, read never)
-        self._epoch_scalars: Tensor | None = None
+        # (epoch, its "train/warmup" and learning rates on the device): logged every step, read never
+        self._epoch_scalars: tuple[int, Tensor] | None = None
 
     # ------------------------------------------------------------------ set-up
     def configure_model(self) -> None:
@@ -235,7 +236,7 @@ class TTSRSystem(EvaluationModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         self._settle_nonfinite(self._run_batch() - LAG_BATCHES)
-        if self._compiled and "reduce-overhead" in self.compile_mode:
+        if self._compiled and self.compile_mode in CUDA_GRAPH_MODES:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
@@ -280,11 +281,19 @@ class TTSRSystem(EvaluationModule):
             self.log(f"train/loss_{term}", value.detach(), batch_size=batch_size)
         for key, value in logs.items():
             self.log(key, value, batch_size=batch_size)
-        assert self._epoch_scalars is not None
-        self.log("train/warmup", self._epoch_scalars[0], batch_size=batch_size)
+        scalars = self._epoch_scalars_on_device(generator_opt)
+        self.log("train/warmup", scalars[0], batch_size=batch_size)
         for number, group in enumerate(generator_opt.param_groups, start=1):
-            self.log(f"lr/{group['name']}", self._epoch_scalars[number], batch_size=batch_size)
+            self.log(f"lr/{group['name']}", scalars[number], batch_size=batch_size)
         return total.detach()
+
+    def _epoch_scalars_on_device(self, generator_opt: Any) -> Tensor:
+        """This epoch's warm-up flag and learning rates (they change only between epochs) on the device:
+        copied there once per epoch, logged every step without a host read."""
+        if self._epoch_scalars is None or self._epoch_scalars[0] != self.current_epoch:
+            rates = [float(self.in_warmup), *(group["lr"] for group in generator_opt.param_groups)]
+            self._epoch_scalars = (self.current_epoch, torch.tensor(rates, device=self.device))
+        return self._epoch_scalars[1]
 
     def _critic_steps(self, critic_opt: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """``gan_k`` WGAN-GP critic updates on (real, fake) (skipped on the device after a non-finite
@@ -353,16 +362,11 @@ class TTSRSystem(EvaluationModule):
 
     def on_train_start(self) -> None:
         self._nonfinite.clear()
+        self._epoch_scalars = None
         # A run resumed from a checkpoint written after an epoch's last batch but before this module's
         # on_train_epoch_end (the mid-epoch checkpoint of that batch, or ModelCheckpoint's saves at
         # validation end) never gets that hook: Lightning counts the epoch as finished. Catch up.
         self._step_lr_schedules_to(self.current_epoch)
-
-    def on_train_epoch_start(self) -> None:
-        optimizers = self.optimizers()
-        generator_opt = optimizers[0] if isinstance(optimizers, list) else optimizers
-        rates = [float(self.in_warmup), *(group["lr"] for group in generator_opt.param_groups)]
-        self._epoch_scalars = torch.tensor(rates, device=self.device)
 
     def on_train_epoch_end(self) -> None:
         self._settle_nonfinite()

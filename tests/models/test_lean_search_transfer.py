@@ -153,15 +153,15 @@ def test_search_runs_in_fp32_under_bf16_autocast(direct_max_elements: int) -> No
     torch.testing.assert_close(autocast.soft_attention, reference.soft_attention, rtol=0, atol=0)
 
 
-def test_small_searches_take_the_straightforward_path_with_its_results() -> None:
-    """Below the device's threshold (relevance elements B x h*w x Hr*Wr) the module is SearchTransfer,
-    bit for bit; above it, or with several references or an explicit chunk size, the tiled path."""
-    limit = lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS["cpu"]
-    side = 1
-    while (side + 1) ** 4 <= limit:  # the largest square LR with a same-size Ref under the threshold
-        side += 1
-    small = _lte_like_features(1, (side, side), (side, side), seed=6)
-    large = _lte_like_features(1, (side + 1, side + 1), (side + 1, side + 1), seed=6)
+def test_small_searches_take_the_straightforward_path_with_its_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At most the device's threshold of relevance elements (B x h*w x Hr*Wr) the module is
+    SearchTransfer, bit for bit; above it, or with several references or an explicit chunk size, the
+    tiled path. (On this CPU the threshold is 0: the tiled path wins at every size; set here.)"""
+    monkeypatch.setitem(lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS, "cpu", 5**4)
+    small = _lte_like_features(1, (5, 5), (5, 5), seed=6)
+    large = _lte_like_features(1, (6, 5), (5, 5), seed=6)
     module = LeanSearchTransfer()
     for name, expected in zip(TransferredTextures._fields, SearchTransfer()(*small), strict=True):
         assert torch.equal(getattr(module(*small), name), expected), name
@@ -170,10 +170,9 @@ def test_small_searches_take_the_straightforward_path_with_its_results() -> None
     ):
         assert torch.equal(getattr(module(*large), name), expected), name
     query, key = small[0], small[1]
-    assert module._direct(query, [key])
-    assert not module._direct(query, [key, key]) and not LeanSearchTransfer(chunk_size=3)._direct(
-        query, [key]
-    )
+    assert module._direct(query, [key]) and not module._direct(large[0], [large[1]])
+    assert not module._direct(query, [key, key])
+    assert not LeanSearchTransfer(chunk_size=3)._direct(query, [key])
     with pytest.raises(ValueError, match="direct_max_elements"):
         LeanSearchTransfer(direct_max_elements=-1)
 

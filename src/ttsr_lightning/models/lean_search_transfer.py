@@ -68,12 +68,14 @@ _CUDA_TILE_BYTES_MAX = 2 * 2**30
 _SEARCH_ELEMENT_BYTES = 4
 # Largest relevance (B x LR positions x Ref positions, one reference) searched and transferred the
 # straightforward way (SearchTransfer: one matmul over unfolded patches, a handful of kernels) instead of
-# in tiles: below it the lean path's fixed cost (~60 small kernels) outweighs its 9x fewer FLOPs.
-# Measured by `benchmarks/search_transfer.py --crossover` (benchmarks/RESULTS.md): on this project's CPU
-# the lean path wins from LR 8x8 on; on an H200 the straightforward one won at LR 40x40 (1.3 against
-# 3.2 ms, 2.6 M elements) and lost at 125x83 (13.5 against 8.4 ms, 108 M): the linear interpolation of
-# those two points crosses at ~29 M elements; the GPU suite's crossover ladder refines it.
-DIRECT_SEARCH_MAX_ELEMENTS = {"cpu": 4_096, "cuda": 29_000_000}
+# in tiles: below it the lean path's fixed cost (~60 small kernels) outweighs its 9x fewer FLOPs and
+# smaller tensors. Measured by `benchmarks/search_transfer.py --crossover` (benchmarks/RESULTS.md). On
+# this project's CPU the tiled path is as fast from LR 3x3 and faster from 6x6 on: never direct. On an
+# H200 the straightforward one won at LR 40x40 (1.3 against 3.2 ms; 2.6 M elements) and lost at 125x83
+# (13.5 against 8.4 ms; 108 M): the linear interpolation of those two points crosses at ~29 M elements,
+# which puts the training size (batch 9 at LR 40x40: 23 M) on the straightforward side; the GPU
+# suite's crossover ladder refines it.
+DIRECT_SEARCH_MAX_ELEMENTS = {"cpu": 0, "cuda": 29_000_000}
 # The fused Triton pass over relevance tiles on CUDA (models/relevance_triton.py) where Triton is
 # installed; False keeps the torch passes (its oracle), e.g. to compare the two.
 USE_TRITON_RELEVANCE = True
@@ -116,6 +118,7 @@ class LeanSearchTransfer(nn.Module):
             raise ValueError(f"direct_max_elements must be >= 0 or None, got {direct_max_elements}")
         self.chunk_size = chunk_size
         self.direct_max_elements = direct_max_elements
+        self.straightforward = SearchTransfer()  # no parameters: nothing in the state dict
 
     def forward(
         self,
@@ -138,7 +141,7 @@ class LeanSearchTransfer(nn.Module):
         if self._direct(query_lv3, keys):
             # the search in fp32 even under autocast, as the lean one (see search())
             with torch.autocast(query_lv3.device.type, enabled=False):
-                return SearchTransfer()(
+                return self.straightforward(
                     query_lv3.float(), keys[0].float(), values_lv1[0], values_lv2[0], values_lv3[0]
                 )
         ref_sizes = [(key.size(2), key.size(3)) for key in keys]
