@@ -23,8 +23,12 @@ def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sa
     cfg = compose_config(tmp_path, sample_data_dir, ["name=tiny", "logger=csv"])
     metrics = train(cfg)
     run = tmp_path / "run"
-    assert (run / "checkpoints" / "last.ckpt").is_file()
     assert any(p.name.startswith("epoch") for p in (run / "checkpoints").iterdir())
+    # last.ckpt holds the end of the last epoch, after its learning-rate step, although validation PSNR
+    # (the untrained tiny net's, equal to bicubic's) never rose above epoch 0's
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["callbacks"]["ResumeCheckpoint"]["batches_seen"]) == (1, 4)
+    assert [s["last_epoch"] for s in last["lr_schedulers"]] == [1]  # one epoch after the 1-epoch warm-up
     for level in ("L1", "L2", "L3", "L4", "L5", "LR", "stitched", "stitched_masa", "all5"):
         for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
             assert torch.isfinite(torch.tensor(metrics[f"test/CUFED5_{level}/{measure}"]))

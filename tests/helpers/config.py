@@ -38,6 +38,7 @@ TINY = [
     "data.train.patch_size=32",
     "data.train.batch_size=2",
     "trainer.max_epochs=2",
+    "trainer.check_val_every_n_epoch=1",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",

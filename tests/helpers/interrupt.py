@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Checkpoint
 
 
 class SimulatedKill(RuntimeError):
     pass
 
 
-class KillAfterBatch(Callback):
-    """Raises after training batch ``batch`` (1-based count over the whole run) has been checkpointed."""
+class KillAfterBatch(Checkpoint):
+    """Raises after training batch ``batch`` (1-based count over the whole run) has been checkpointed: a
+    ``Checkpoint`` added after ``ResumeCheckpoint``, so Lightning calls it after that batch's write."""
 
     def __init__(self, batch: int) -> None:
         self.batch = batch

@@ -5,8 +5,8 @@ starts, every data-loader worker) receives SIGKILL, so no ``finally``, teardown 
 
 Race-free by construction: ``PauseAt``, added to the run as a Hydra callback override, freezes every
 rank at the chosen point: after training batch ``batch`` (1-based count over the run), or at the end
-of epoch ``epoch``. It runs after the project's own
-callbacks, so the ``last.ckpt`` of that point is on disk (written atomically by rank 0; under DDP
+of epoch ``epoch``'s validation. It is a ``Checkpoint`` added after the project's own, so Lightning calls
+it after ``ResumeCheckpoint`` and the ``last.ckpt`` of a batch is on disk (written atomically by rank 0; under DDP
 ``save_checkpoint`` ends in a barrier, so rank 0 has finished writing when any rank gets there). Each
 rank then writes ``<marker_dir>/paused.rank<R>`` and sleeps; the parent kills the group once every
 rank's marker exists. The kill therefore hits the same state on any machine, while loader workers
@@ -36,15 +36,17 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import Checkpoint
 
 
-class PauseAt(Callback):
+class PauseAt(Checkpoint):
     """Freeze the run: write ``<marker_dir>/paused.rank<R>``, then sleep until killed.
 
     Give exactly one of ``batch`` (after training batch ``batch``, 1-based over the run, in
-    ``on_train_batch_end``, once that batch's ``ResumeCheckpoint`` is written) and ``epoch``
-    (in ``on_train_epoch_end`` of that 0-based epoch: after its validation and the ``ModelCheckpoint``
-    saves at validation end, before the LightningModule's own ``on_train_epoch_end``).
+    ``on_train_batch_end``, once that batch's ``ResumeCheckpoint`` is written: Lightning calls the
+    ``Checkpoint`` callbacks last, in the order given) and ``epoch`` (in ``on_validation_end`` of that
+    0-based epoch's validation: before the epoch-end hooks, so before the LightningModule's learning-rate
+    step and the epoch's checkpoints; the run must validate in that epoch).
     """
 
     def __init__(self, marker_dir: str, batch: int | None = None, epoch: int | None = None) -> None:
@@ -60,9 +62,9 @@ class PauseAt(Callback):
         if self.batch is not None and trainer.fit_loop.epoch_loop.total_batch_idx + 1 == self.batch:
             self._pause(trainer, f"batch_idx={batch_idx}")
 
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.epoch is not None and trainer.current_epoch == self.epoch:
-            self._pause(trainer, "train_epoch_end")
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.epoch is not None and trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            self._pause(trainer, "validation_end")
 
     def _pause(self, trainer: Trainer, where: str) -> None:
         write_marker(self.marker_dir, trainer, where)
@@ -229,6 +231,7 @@ TINY_CLI = [
     "trainer.limit_train_batches=4",
     "trainer.limit_val_batches=1",
     "trainer.max_epochs=3",
+    "trainer.check_val_every_n_epoch=1",
     "trainer.enable_progress_bar=false",
     "optim.warmup_epochs=1",
     "logger=none",
@@ -253,9 +256,8 @@ def assert_same_training_state(expected: dict, actual: dict) -> None:
         for param_id, state in theirs["state"].items():
             for name, tensor in state.items():
                 assert torch.equal(tensor, ours["state"][param_id][name]), (param_id, name)
-    assert [s["last_epoch"] for s in actual["lr_schedulers"]] == [
-        s["last_epoch"] for s in expected["lr_schedulers"]
-    ]
+    epochs = [[s["last_epoch"] for s in ckpt["lr_schedulers"]] for ckpt in (actual, expected)]
+    assert epochs[0] == epochs[1], f"scheduler epochs {epochs[0]} after the resume, {epochs[1]} uninterrupted"
 
 
 def whole_and_resumed(

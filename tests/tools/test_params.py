@@ -23,6 +23,7 @@ def test_settings_come_from_the_experiment_configs() -> None:
         "use_soft_attention": False,
         "learnable_extractor": False,
         "csfi": False,
+        "bicubic_residual": False,  # the paper's output: no bicubic skip
     }
     assert settings["Base+TT (C96)"]["n_feats"] == 96 and settings["Base+TT+CSFI = TTSR"]["csfi"] is True
 

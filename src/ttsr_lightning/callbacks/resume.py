@@ -9,7 +9,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -17,16 +18,22 @@ from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.rng import rng_states, set_rng_states
 
 
-class ResumeCheckpoint(Callback):
-    """Writes ``<dirpath>/last.ckpt`` every ``every_n_batches`` training batches and keeps, in every
-    checkpoint of the run, the training batches done and the random generators' states.
+class ResumeCheckpoint(Checkpoint):
+    """Owns ``<dirpath>/last.ckpt``: writes it every ``every_n_batches`` training batches and at the end of
+    every training epoch, and keeps, in every checkpoint of the run, the training batches done and the
+    random generators' states.
 
     Counts training batches, not Lightning's ``global_step`` (which counts optimiser steps: 1 per batch
     in the warm-up, 1 + gan_k afterwards). With the DataModule's position inside the epoch (which
     ``TrainDataModule.state_dict`` records) and the RNG states restored when training resumes, a run
-    killed mid-epoch continues with the batch after its last checkpoint, bit for bit. Pair it with
-    ``ModelCheckpoint(save_last=True, enable_version_counter=False)``: both keep one ``last.ckpt``, always
-    the newest state.
+    killed mid-epoch continues with the batch after its last checkpoint, bit for bit.
+
+    The epoch-end write comes after the LightningModule's ``on_train_epoch_end`` (its learning-rate
+    step): Lightning calls a ``Checkpoint``'s epoch-end hook after the module's. It is this callback's
+    and not ``ModelCheckpoint(save_last=True)``'s, which writes ``last.ckpt`` only at a step where the
+    monitored score entered its top k: a run whose validation PSNR stops improving would end with a
+    ``last.ckpt`` of an older epoch, and a resumed run (whose restored top-k state decides differently)
+    with another one.
 
     SIGTERM (a scheduler's time limit or preemption; SIGUSR1 too, SLURM's advance warning with
     ``--signal``, unless Lightning's SLURM auto-requeue owns it) stops training at the end of the
@@ -57,6 +64,10 @@ class ResumeCheckpoint(Callback):
     ) -> None:
         self.batches_seen += 1
         if self.batches_seen % self.every_n_batches == 0 or _stopping(trainer):
+            trainer.save_checkpoint(self.last_path, weights_only=False)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
             trainer.save_checkpoint(self.last_path, weights_only=False)
 
     def on_save_checkpoint(
