@@ -5,11 +5,11 @@ starts, every data-loader worker) receives SIGKILL, so no ``finally``, teardown 
 
 Race-free by construction: ``PauseAt``, added to the run as a Hydra callback override, freezes every
 rank at the chosen point: after training batch ``batch`` (1-based count over the run), or at the end
-of epoch ``epoch``'s validation. It is a ``Checkpoint`` added after the project's own, so Lightning calls
-it after ``ResumeCheckpoint`` and the ``last.ckpt`` of a batch is on disk (written atomically by rank 0; under DDP
-``save_checkpoint`` ends in a barrier, so rank 0 has finished writing when any rank gets there). Each
-rank then writes ``<marker_dir>/paused.rank<R>`` and sleeps; the parent kills the group once every
-rank's marker exists. The kill therefore hits the same state on any machine, while loader workers
+of epoch ``epoch``'s validation. It is a ``Checkpoint`` added after the project's own, so Lightning
+calls it after ``ResumeCheckpoint`` and the ``last.ckpt`` of a batch is on disk (written atomically by
+rank 0; under DDP ``save_checkpoint`` ends in a barrier, so rank 0 has finished writing when any rank
+gets there). Each rank then writes ``<marker_dir>/paused.rank<R>`` and sleeps; the parent kills the
+group once every rank's marker exists. The kill therefore hits the same state on any machine, while loader workers
 keep prefetching as they would in a real job.
 
 Usage::
