@@ -9,8 +9,8 @@ of epoch ``epoch``'s validation. It is a ``Checkpoint`` added after the project'
 calls it after ``ResumeCheckpoint`` and the ``last.ckpt`` of a batch is on disk (written atomically by
 rank 0; under DDP ``save_checkpoint`` ends in a barrier, so rank 0 has finished writing when any rank
 gets there). Each rank then writes ``<marker_dir>/paused.rank<R>`` and sleeps; the parent kills the
-group once every rank's marker exists. The kill therefore hits the same state on any machine, while loader workers
-keep prefetching as they would in a real job.
+group once every rank's marker exists. The kill therefore hits the same state on any machine, while
+loader workers keep prefetching as they would in a real job.
 
 Usage::
 
