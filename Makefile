@@ -37,7 +37,7 @@ study: install
 	$(PY) experiments/miniature.py
 
 test: install
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu" -q --durations=10
 
 test-all: install
 	$(PY) -m pytest -q
@@ -56,12 +56,12 @@ bench: install
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/data_loader.py
 
-bench-memory: install  # issue 13: the whole forward against the official one, 1080p within 4 GiB, the halo (~40 min)
+bench-memory: install  # the whole forward against the official one, 1080p within 4 GiB, the halo (~40 min)
 	$(PY) benchmarks/whole_forward.py compare
 	$(PY) benchmarks/whole_forward.py budget
 	$(PY) benchmarks/tiling.py
 
-bench-protocols: install  # issue 11: evaluate protocol=all against one run per protocol (~8 min)
+bench-protocols: install  # evaluate protocol=all against one run per protocol (~8 min)
 	$(PY) benchmarks/protocols.py
 
 gpu-suite: install

@@ -1,39 +1,31 @@
-"""The prepared GPU check (issue 12): every GPU measurement of the suite in one time-boxed run.
+"""Every GPU measurement of the suite in one run that stops by itself within a time budget.
 
     python benchmarks/gpu_suite.py --out DIR              # on a CUDA machine: 9.5 minutes at most (cut short)
     python benchmarks/gpu_suite.py --dry-run --out DIR    # the same phases, tiny sizes, CPU, 1-2 minutes
     python benchmarks/gpu_suite.py --phases train_step inference --budget-s 200 --out DIR
+    make gpu-suite / make gpu-suite-dry-run
 
-On a lent H200 (15 minutes of device time; measured there on 2026-11-30: the benchmark phases take
-~4 minutes plus what compiling takes, the GPU tests ~5 minutes, ~100 s of it for each compiling
-test), two calls on one warm lease, the second sent as soon as the first returns (the machine stays
-warm 30 s). The official code's step and inference were measured on 2026-11-30 (RESULTS.md) and its
-code has not changed, so the next lease spends its time on what changed: the sync-free and compiled
-training steps (the compiling cases come last in their phase and may be cut short by its budget) and
-the search's size switch and fused pass, then the GPU tests:
+On your own GPU: ``make install`` (a CUDA build of torch 2.13.0 from PyTorch's index, with Triton),
+``make gpu-suite-dry-run`` on the CPU first, then ``make gpu-suite``. To time the official code beside
+ours, copy researchmm/TTSR into ``third_party/TTSR`` (see ``official_harness.py``) and add
+``official`` to ``--phases``; ``benchmarks/gpu_suite.sh`` wraps the same run for a machine without
+internet (it installs the wheels that ``benchmarks/prepare_gpu_wheels.sh`` put in ``.whl/``).
+Measured on one H200 on 2026-11-30: the benchmark phases take ~4 minutes plus what compiling takes,
+the GPU tests ~5 minutes, ~100 s of it for each compiling test.
 
-    run(command="bash benchmarks/gpu_suite.sh --phases environment train_step search_transfer "
-                "projection --budget-s 500", carry=[".whl"], timeout_s=540)
-    run(command="bash benchmarks/gpu_suite.sh --phases gpu_tests --budget-s 300", carry=[".whl"],
-        timeout_s=330)
-
-(Add ``official inference`` to the first call's phases, and ``third_party/TTSR`` to carry, where the
-time allows.)
-
-Before that call, here: ``benchmarks/prepare_gpu_wheels.sh`` (hydra-core, omegaconf, antlr4 into
-``.whl/``), the official code copied into ``third_party/TTSR`` (see ``official_harness.py``), and
-``make gpu-suite-dry-run`` passing. The suite stops by itself after ``--budget-s`` (570 s without
-``--phases``: then the last phases are cut short) and writes, under $OUT: ``results.json`` (every
-number), ``summary.md`` (the tables, also printed last), ``pytest_junit.xml``, ``pytest.log`` and
-``pytest_reports.jsonl`` (the GPU tests; the last written test by test, so a failure's text survives
-a stopped session) and ``suite.log`` (every worker's output). A rerun of some tests:
+The suite stops by itself after ``--budget-s`` (570 s without ``--phases``: then the last phases are
+cut short) and writes, under ``--out``: ``results.json`` (every number), ``summary.md`` (the tables,
+also printed last), ``pytest_junit.xml``, ``pytest.log`` and ``pytest_reports.jsonl`` (the GPU tests;
+the last written test by test, so a failure's text survives a stopped run) and ``suite.log`` (every
+worker's output). A rerun of some tests:
 ``bash benchmarks/gpu_suite.sh --phases gpu_tests --tests "resumes" --budget-s 200``.
 
 Phases, in order, each with its own budget in seconds (a phase's deadline also keeps 15 s for every
 phase after it; cases left when a budget is spent are recorded as skipped, with the reason):
 
-1. ``environment`` (15): versions, the GPU, free memory, and the two ceilings of METHOD.md measured
-   on random data: device-to-device copy bandwidth (bytes read + written) and 8192^3 matmul rates in
+1. ``environment`` (15): versions, the GPU, free memory, and the two ceilings a step's time is judged
+   against, measured on random data: device-to-device copy bandwidth (bytes read + written) and
+   8192^3 matmul rates in
    bf16, fp32 and TF32.
 2. ``gpu_tests`` (300): ``pytest -m gpu tests/gpu`` (JUnit XML + log): a tiny training run with each
    speed option and all together, a resume restoring the CUDA RNG state, the lean search's tiles sized

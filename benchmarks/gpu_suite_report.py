@@ -10,7 +10,8 @@ CUFED_PAIRS = 11_871
 RECIPE_BATCH = 9
 TTSR_EPOCHS = (2, 50)  # (reconstruction-only warm-up, all losses)
 TTSR_REC_EPOCHS = 200
-OFFICIAL_V100_HOURS = 10.0  # the official code's TTSR recipe on a V100, as issue 12 reports it
+# the official code's TTSR recipe on one V100, as a third-party analysis of it reports
+OFFICIAL_V100_HOURS = 10.0
 
 
 def outcome_counts(tests: list[dict[str, Any]]) -> str:
@@ -82,7 +83,9 @@ def project_recipe(phases: dict[str, Any]) -> dict[str, Any]:
         "recipe": (
             f"TTSR: {TTSR_EPOCHS[0]} warm-up + {TTSR_EPOCHS[1]} epochs; TTSR-rec: {TTSR_REC_EPOCHS} epochs"
         ),
-        "reference": f"~{OFFICIAL_V100_HOURS:.0f} h for the official TTSR recipe on a V100 (issue 12)",
+        "reference": (
+            f"~{OFFICIAL_V100_HOURS:.0f} h for the official TTSR recipe on a V100 (a third-party report)"
+        ),
         "excludes": "data loading, validation every 10 epochs, checkpoint writing",
         "rows": rows,
     }

@@ -1,4 +1,4 @@
-"""Full TTSR generator inference with the straightforward and the lean search-transfer (issue 7).
+"""Full TTSR generator inference with the straightforward and the lean search-transfer.
 
     python benchmarks/inference.py                    # CPU: HR 500x332 (CUFED5), 1024x768, 1280x720
     python benchmarks/inference.py --device cuda      # adds 1920x1080 and 3840x2160

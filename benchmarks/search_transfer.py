@@ -1,4 +1,4 @@
-"""Search-transfer benchmark: the straightforward SearchTransfer against LeanSearchTransfer (issue 7).
+"""Search-transfer benchmark: the straightforward SearchTransfer against LeanSearchTransfer.
 
     python benchmarks/search_transfer.py                  # CPU: LR 40x40, 125x83, 256x192, and the curve
     python benchmarks/search_transfer.py --device cuda    # adds 480x270 and 960x540 (1080p, 4K outputs)

@@ -1,4 +1,4 @@
-"""Tiled main network against the whole image: the deviation as a function of the halo (issue 13).
+"""Tiled main network against the whole image: the deviation as a function of the halo.
 
     python benchmarks/tiling.py                          # paper network (random) + the official small one
     python benchmarks/tiling.py --ckpt TTSR.pt           # also a trained generator (any weights file)

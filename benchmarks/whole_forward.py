@@ -1,4 +1,4 @@
-"""The whole no-grad forward: ours (lean, untiled; budgeted) against the official TTSR forward (issue 13).
+"""The whole no-grad forward: ours (lean, untiled; budgeted) against the official TTSR forward.
 
     python benchmarks/whole_forward.py compare     # CUFED5 size, LR 96x128, LR 192x256, the largest official
     python benchmarks/whole_forward.py budget      # 1920x1080 SR: max_memory=4GiB against untiled

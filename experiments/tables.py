@@ -18,7 +18,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 @dataclass(frozen=True)
 class PaperValue:
-    """A paper cell; ``*_verified`` is False for numbers TTSR.md tags [M] (shown with a "?")."""
+    """A paper cell; ``*_verified`` is False for numbers recalled from the paper but not checked against
+    its PDF (shown with a "?")."""
 
     psnr: float | None
     ssim: float | None

@@ -1,6 +1,6 @@
 """Two-process CPU DDP (gloo) through the real CLI: finite losses, metrics reduced over both ranks,
 checkpoints written once. The CLI runs as a subprocess: Lightning's DDP launcher re-executes its
-command line, which must never be the pytest process itself (see ../shared/STACK_NOTES.md)."""
+command line, which must never be the pytest process itself (it would rerun the whole test session)."""
 
 from __future__ import annotations
 

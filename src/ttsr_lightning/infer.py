@@ -1,7 +1,7 @@
 """``python -m ttsr_lightning.infer lr=IMG ref=IMG out=IMG [ckpt=PATH]``: x4 super-resolution for users.
 
-Any LR size, any reference, on CPU or GPU. Preprocessing is the official demo's (``test.sh``,
-OFFICIAL_CODE.md section 7): the LR is used as it is and ``lr_up`` is its PIL bicubic x4; the
+Any LR size, any reference, on CPU or GPU. Preprocessing is the official demo's (researchmm/TTSR's
+``test.sh`` and ``dataset/`` code): the LR is used as it is and ``lr_up`` is its PIL bicubic x4; the
 reference is cropped top-left to multiples of 4 and ``ref_down_up`` is that crop PIL bicubic /4 then
 x4; the SR is saved as ``round((sr + 1) * 127.5)``.
 

@@ -1,6 +1,6 @@
 """Y-channel PSNR and SSIM exactly as the official TTSR evaluation (``utils.calc_psnr_and_ssim``).
 
-The protocol, step by step (see OFFICIAL_CODE.md section 8):
+The protocol, step by step (researchmm/TTSR ``utils.py``):
 
 1. images in [-1, 1] are mapped to [0, 255] with ``(x + 1) * 127.5`` in their own dtype and rounded
    half-to-even (``torch.round``), i.e. the uint8 values a saved PNG would hold (no clamping: the

@@ -47,7 +47,7 @@ def test_output_shape_and_range(csfi: bool, use_hard_attention: bool, use_soft_a
 ])  # fmt: skip
 def test_parameter_counts(n_feats: int, csfi_count: int, single_path_count: int) -> None:
     assert count(MainNet(n_feats)) == csfi_count  # official MainNet
-    assert count(MainNet(n_feats, csfi=False)) == single_path_count  # OFFICIAL_CODE.md 2.4 construction
+    assert count(MainNet(n_feats, csfi=False)) == single_path_count  # MainNet with the CSFI blocks left out
 
 
 def test_official_part_counts_at_64_channels() -> None:

@@ -12,10 +12,11 @@ Reference levels (``ref_level``):
 - ``1`` ... ``5``: the file ``NNN_<level>`` (the official evaluation uses level 1 only).
 - ``"lr"``: the LR input as its own reference (the "LR" row of the paper's reference-similarity
   table); see ``eval_dataset.py`` for the exact construction.
-- ``"stitched"``: the authors' protocol for the paper's main CUFED5 numbers (TTSR issues #3, #54):
-  each of the five references pasted, unresized, at the top-left of a black ``stitch_canvas`` x
-  ``stitch_canvas`` canvas (500 by default), the five canvases stacked vertically (``_1`` on top) into
-  one (5 * canvas) x canvas reference; that composite then goes through the ordinary reference
+- ``"stitched"``: the authors' protocol for the paper's main CUFED5 numbers (see
+  https://github.com/researchmm/TTSR/issues/3 and .../54): each of the five references pasted,
+  unresized, at the top-left of a black ``stitch_canvas`` x ``stitch_canvas`` canvas (500 by
+  default), the five canvases stacked vertically (``_1`` on top) into one (5 * canvas) x canvas
+  reference; that composite then goes through the ordinary reference
   preprocessing (its ``ref_down_up`` is the composite bicubic /4 then x4). A reference larger than the
   canvas is an error naming the file. ``stitch_padding="replicate_centred"`` is MASA-SR's variant
   (``TestSet_multi``): each reference centred on its canvas (512 there), the border replicating its

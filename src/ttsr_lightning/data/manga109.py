@@ -2,8 +2,9 @@
 
 Layout: a folder of the 109 HR images (``root``, e.g. ``<data_dir>/Manga109``), selected by ``pattern``.
 
-The paper says the reference is a random HR image of the same dataset; the authors' answer in TTSR
-issue #18 says the LR input. Both are offered, and ``reference_policy`` records which one ran:
+The paper says the reference is a random HR image of the same dataset; the authors' answer in
+https://github.com/researchmm/TTSR/issues/18 says the LR input. Both are offered, and
+``reference_policy`` records which one ran:
 - ``"random_hr"`` (default): another image of the dataset, drawn uniformly from the other 108 by a
   generator seeded with (``seed``, image index);
 - ``"lr"``: the LR input itself (construction in ``eval_dataset.py``).

@@ -10,8 +10,8 @@ MASA-SR and C2-Matching read as well)::
 
 References per image (``reference``):
 - ``"random"`` (default): one, drawn uniformly from the image's sorted references by a generator
-  seeded with (``seed``, image index), the authors' protocol (TTSR issue #19; MASA-SR draws one
-  unseeded) made reproducible.
+  seeded with (``seed``, image index), the authors' protocol
+  (https://github.com/researchmm/TTSR/issues/19; MASA-SR draws one unseeded) made reproducible.
 - an integer k: the k-th reference in sorted file-name order (0 = first) for every image.
 - a mapping {image stem: reference file name}: a named reference per image (every image needs one).
 - ``"all"``: every scene match, as a list the generator searches at once (native multi-reference), in

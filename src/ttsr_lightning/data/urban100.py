@@ -4,7 +4,8 @@ Layout: a folder of the 100 HR images (``root``, e.g. ``<data_dir>/Urban100``), 
 ``*.png`` for a plain folder of HR images (e.g. BasicSR's ``Urban100/GTmod12``), or ``*_HR.png`` to
 read the HR files straight out of the SelfExSR archive's ``image_SRF_4/`` folder.
 
-Reference: the LR input itself (the TTSR authors' protocol, TTSR issue #18); see ``eval_dataset.py``
+Reference: the LR input itself (the TTSR authors' protocol,
+https://github.com/researchmm/TTSR/issues/18); see ``eval_dataset.py``
 for the exact construction.
 """
 
