@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.util  # registers its exit handler before ours: ours runs first (atexit is LIFO)
 import signal
 from collections.abc import Iterator
 
@@ -62,6 +65,20 @@ def ignore_stop_signals(worker_id: int) -> None:
     once and the main process would fail on the lost worker before writing its checkpoint.)"""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+def _end_loader_workers() -> None:
+    """At interpreter exit, multiprocessing ends its daemonic children (loader workers among them) with
+    SIGTERM and then joins them; a worker that ignores SIGTERM (``ignore_stop_signals``) would never end,
+    and the process would wait for it forever. Persistent workers still alive then (their loader is
+    still referenced) are ended here first, with SIGKILL, which nothing ignores."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+            child.join(timeout=10)
+
+
+atexit.register(_end_loader_workers)
 
 
 def check_loader_arguments(key: str, batch_size: int, num_workers: int) -> None:
