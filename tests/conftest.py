@@ -41,3 +41,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(config.stash[_TORCH_HOME], ignore_errors=True)
+
+
+# The fast tier's promise: no unmarked test takes longer than this on a 2-core CPU (pyproject's `slow`).
+SLOW_SECONDS = 30.0
+_PHASES = pytest.StashKey[float]()
+_OVER_TIME = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Add up each test's setup, call and teardown; note the unmarked ones over ``SLOW_SECONDS``."""
+    yield
+    total = item.stash[_PHASES] = item.stash.get(_PHASES, 0.0) + call.duration
+    marked = item.get_closest_marker("slow") or item.get_closest_marker("gpu")
+    if call.when == "teardown" and total > SLOW_SECONDS and not marked:
+        item.config.stash.setdefault(_OVER_TIME, []).append((item.nodeid, total))
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Name the unmarked tests that took longer than the fast tier allows (to be marked ``slow``)."""
+    over = sorted(config.stash.get(_OVER_TIME, []), key=lambda entry: -entry[1])
+    if over:
+        terminalreporter.section(f"not marked slow, yet over {SLOW_SECONDS:.0f} s")
+        for nodeid, seconds in over:
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
