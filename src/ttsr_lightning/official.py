@@ -10,6 +10,7 @@ that ``evaluate``, ``infer`` and ``init_weights`` read. Formats are owned by
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ttsr_lightning.checkpoints import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, convert
 from ttsr_lightning.cli import reported_errors
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
         f"wrote {args.output} ({GENERATOR_FORMAT} v{GENERATOR_FORMAT_VERSION}, "
         f"{len(generator.state_dict())} tensors, {parameters:,} parameters)"
     )
+
+
+def convert_main(argv: list[str] | None = None) -> None:
+    """The ``ttsr-convert IN OUT`` console script: ``python -m ttsr_lightning.official convert IN OUT``."""
+    main(["convert", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
