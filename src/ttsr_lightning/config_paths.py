@@ -1,5 +1,7 @@
-"""Where the Hydra configs live (``conf/`` at the repository root, the package installed editable),
-and the config resolvers they use.
+"""Where the Hydra configs live, and the config resolvers they use.
+
+The configs ship inside the package (``ttsr_lightning/conf``), so a wheel, an editable install and a
+clone find them the same way; a clone's top-level ``conf/`` is a link to that folder.
 
 ``${ttsr.launch_dir:}``: the folder the command was started from. Inside a Hydra job that is
 ``hydra.runtime.cwd``; where Hydra resolves a config before any job exists (a ``--multirun`` sweeper
@@ -15,14 +17,15 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "conf"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "conf"
+# the clone this package runs from, whose git commit is recorded with every result (``src/`` layout);
+# an installed wheel runs from no clone (``RUNS_FROM_CLONE`` is False) and records its version instead
+REPO_ROOT = PACKAGE_DIR.parents[1]
+RUNS_FROM_CLONE = PACKAGE_DIR.parent.name == "src" and (REPO_ROOT / "pyproject.toml").is_file()
 
 if not (CONFIG_DIR / "config.yaml").is_file():  # pragma: no cover - a broken install
-    raise ImportError(
-        f"ttsr-lightning expects its Hydra configs at {CONFIG_DIR}; install the package from a clone "
-        "with `pip install -e .` (see README)"
-    )
+    raise ImportError(f"ttsr-lightning: its Hydra configs are missing from {CONFIG_DIR} (a broken install)")
 
 
 def launch_dir() -> str:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import subprocess
+from importlib import metadata
 
 from torch import nn
 
-from ttsr_lightning.config_paths import REPO_ROOT
+from ttsr_lightning.config_paths import REPO_ROOT, RUNS_FROM_CLONE
 
 
 def git_commit() -> str:
-    """The repository's commit, with ``-dirty`` when the work tree has changes; ``unknown`` outside git."""
+    """The repository's commit, with ``-dirty`` when the work tree has changes; ``unknown`` outside git;
+    for an installed package (no clone), ``unknown (ttsr-lightning <version>, installed)``."""
+    if not RUNS_FROM_CLONE:
+        try:
+            version = metadata.version("ttsr-lightning")
+        except metadata.PackageNotFoundError:
+            version = "?"
+        return f"unknown (ttsr-lightning {version}, installed)"
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -1,0 +1,3 @@
+"""ttsr-lightning: TTSR reproduced with PyTorch Lightning and Hydra."""
+
+__version__ = "0.1.0"

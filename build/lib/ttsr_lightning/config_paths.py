@@ -1,0 +1,38 @@
+"""Where the Hydra configs live, and the config resolvers they use.
+
+The configs ship inside the package (``ttsr_lightning/conf``), so a wheel, an editable install and a
+clone find them the same way; a clone's top-level ``conf/`` is a link to that folder.
+
+``${ttsr.launch_dir:}``: the folder the command was started from. Inside a Hydra job that is
+``hydra.runtime.cwd``; where Hydra resolves a config before any job exists (a ``--multirun`` sweeper
+computing ``hydra.sweep.dir``), it is the process's working directory, which then is the same folder.
+``${hydra:runtime.cwd}`` itself fails there ("HydraConfig was not set").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "conf"
+# the clone this package runs from, whose git commit is recorded with every result (``src/`` layout);
+# an installed wheel runs from no clone (``RUNS_FROM_CLONE`` is False) and records its version instead
+REPO_ROOT = PACKAGE_DIR.parents[1]
+RUNS_FROM_CLONE = PACKAGE_DIR.parent.name == "src" and (REPO_ROOT / "pyproject.toml").is_file()
+
+if not (CONFIG_DIR / "config.yaml").is_file():  # pragma: no cover - a broken install
+    raise ImportError(f"ttsr-lightning: its Hydra configs are missing from {CONFIG_DIR} (a broken install)")
+
+
+def launch_dir() -> str:
+    """The folder the command was started from (see the module docstring)."""
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.cwd)
+    return os.getcwd()
+
+
+OmegaConf.register_new_resolver("ttsr.launch_dir", launch_dir, replace=True)

@@ -1,0 +1,21 @@
+"""The errors a user can cause or meet, by kind; the command line maps each kind to one line and an exit
+status (see :mod:`ttsr_lightning.cli`). Dataset problems are :mod:`ttsr_lightning.data.errors`."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config value (or command-line argument) that cannot work; the message names its key."""
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used; the one-line message names the file and what is wrong."""
+
+
+class NonFiniteError(RuntimeError):
+    """A loss term, the critic loss or a gradient became NaN or infinite during training."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM (a scheduler's time limit, a preemption, a requeue) stopped training; the checkpoint to
+    resume from was written first. The message says where."""

@@ -1,0 +1,279 @@
+"""Config validation: every value that would only fail (or mislead) later is refused at start-up.
+
+One small module owns it, so the LightningModule keeps only the training policy and the entry points
+stay thin. Each check raises :class:`ConfigError` naming the config key and what was expected.
+
+- :class:`OptimSettings`: the ``optim`` group (learning rates, betas, the warm-up, the critic steps,
+  the non-finite policy), as a frozen dataclass;
+- :func:`loss_weights`: the ``loss`` group; a term is on iff its weight is > 0;
+- :func:`check_run_config`: the whole config of a training run, before any data or model is built:
+  the type of every value (``seed``, ``optim``, ``system``, and every argument of the ``_target_``
+  classes of ``model``, ``data``, ``loss``, ``trainer`` and ``callbacks``, read off their signatures:
+  :func:`check_arguments`), the ranges of the trainer's counts, ``ckpt_path``, ``init_weights`` and
+  ``trainer.max_epochs`` against the warm-up.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_object
+
+from ttsr_lightning.errors import ConfigError
+
+LOSS_TERMS = ("reconstruction", "perceptual", "transferal_perceptual", "adversarial")
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """The ``optim`` config group, validated (see conf/optim/default.yaml for each key's meaning)."""
+
+    generator_lr: float = 1e-4
+    lte_lr: float = 1e-5
+    generator_betas: tuple[float, float] = (0.9, 0.999)
+    discriminator_lr: float = 1e-4
+    discriminator_betas: tuple[float, float] = (0.0, 0.9)
+    eps: float = 1e-8
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.5
+    gan_k: int = 2
+    warmup_epochs: int = 2
+    gradient_clip_val: float | None = None
+    fused: bool = False
+    max_nonfinite_skips: int = 0
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> OptimSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"optim: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in values.items():
+            check_type(f"optim.{key}", value, hints[key])
+        converted: dict[str, Any] = dict(values)
+        for key in ("generator_betas", "discriminator_betas", "lr_milestones"):
+            if key in converted:
+                converted[key] = tuple(converted[key])
+        settings = cls(**converted)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for key in ("generator_lr", "lte_lr", "discriminator_lr", "eps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"optim.{key} must be >= 0, got {getattr(self, key)}")
+        if self.gan_k < 1:
+            raise ConfigError(f"optim.gan_k must be >= 1 (critic steps per generator step), got {self.gan_k}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"optim.lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(
+            m <= 0 for m in self.lr_milestones
+        ):
+            raise ConfigError(
+                f"optim.lr_milestones must be increasing positive epochs, got {list(self.lr_milestones)}"
+            )
+        if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
+            raise ConfigError(f"optim.gradient_clip_val must be > 0 or null, got {self.gradient_clip_val}")
+        for key in ("generator_betas", "discriminator_betas"):
+            betas = getattr(self, key)
+            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+                raise ConfigError(f"optim.{key} must be two numbers in [0, 1), got {list(betas)}")
+        if self.max_nonfinite_skips < 0:
+            raise ConfigError(f"optim.max_nonfinite_skips must be >= 0, got {self.max_nonfinite_skips}")
+
+
+def loss_weights(losses: Mapping[str, Any]) -> dict[str, float]:
+    """The ``loss`` group's weights, one per term of ``LOSS_TERMS``; a term is on iff its weight is > 0.
+
+    A term that is on needs its module config (``loss.<term>._target_``); errors name
+    ``loss.weights.<term>`` or ``loss.<term>``.
+    """
+    weights = dict(losses.get("weights") or {})
+    unknown = sorted(set(weights) - set(LOSS_TERMS))
+    if unknown:
+        raise ConfigError(f"loss.weights: unknown term(s) {unknown}; expected some of {list(LOSS_TERMS)}")
+    checked: dict[str, float] = {}
+    for term in LOSS_TERMS:
+        check_type(f"loss.weights.{term}", weights.get(term, 0.0), float)
+        weight = float(weights.get(term, 0.0))
+        if weight < 0:
+            raise ConfigError(f"loss.weights.{term} must be >= 0, got {weight}")
+        if weight > 0 and not isinstance(losses.get(term), Mapping):
+            raise ConfigError(f"loss.{term} must be configured (a _target_) when loss.weights.{term} > 0")
+        checked[term] = weight
+    if sum(checked.values()) == 0:
+        raise ConfigError("loss.weights: every weight is 0, nothing would be optimised")
+    return checked
+
+
+def check_run_config(cfg: Mapping[str, Any]) -> None:
+    """The whole config of a training run (resolved to plain values), as the module docstring says."""
+    if cfg.get("table") is not None or cfg.get("sets") is not None:
+        raise ConfigError(
+            f"+experiment={cfg.get('name')} is an evaluation, not a training run: "
+            f"python -m ttsr_lightning.evaluate +experiment={cfg.get('name')} ckpt=<checkpoint>"
+        )
+    if cfg.get("study") == "miniature" and (cfg.get("data") or {}).get("name") != "sample":
+        raise ConfigError(
+            "+scale=miniature must come after +experiment=... on the command line (Hydra merges them in "
+            "that order; here the experiment's paper-scale data and model won)"
+        )
+    seed = cfg.get("seed", 0)
+    check_type("seed", seed, int)
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
+    OptimSettings.from_dict(cfg.get("optim") or {})
+    if cfg.get("loss") is not None:
+        loss_weights(cfg["loss"])
+    check_arguments("system", {"_target_": "ttsr_lightning.system.TTSRSystem", **(cfg.get("system") or {})})
+    for group in ("model", "data", "loss", "trainer", "callbacks"):
+        check_arguments(group, cfg.get(group))
+    check_trainer_ranges(cfg.get("trainer") or {})
+    ckpt_path, init_weights = cfg.get("ckpt_path"), cfg.get("init_weights")
+    check_type("ckpt_path", ckpt_path, str | None)
+    check_type("init_weights", init_weights, str | None)
+    # `last`: the run folder's last.ckpt when there is one (then init_weights is not used), else nothing
+    explicit = ckpt_path not in (None, "last")
+    if explicit and not Path(str(ckpt_path)).is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint at {ckpt_path} (give the path to a .ckpt file, or last)")
+    if init_weights is not None and not Path(init_weights).is_file():
+        raise ConfigError(f"init_weights: no weights file at {init_weights}")
+    if explicit and init_weights is not None:
+        raise ConfigError("ckpt_path and init_weights are exclusive: a resumed run already has its weights")
+    max_epochs = cfg["trainer"].get("max_epochs")
+    warmup_epochs = cfg["optim"].get("warmup_epochs", OptimSettings.warmup_epochs)
+    if max_epochs is not None and max_epochs != -1 and max_epochs < warmup_epochs:
+        raise ConfigError(
+            f"trainer.max_epochs ({max_epochs}) is shorter than optim.warmup_epochs "
+            f"({warmup_epochs}): the adversarial/perceptual phase would never start"
+        )
+
+
+# ----------------------------------------------------------------------------------- value types
+# The trainer's counts and fractions: (lowest value, what is allowed). Fractions of batches (floats)
+# must also be <= 1.
+TRAINER_MINIMUMS: dict[str, tuple[float, str]] = {
+    "max_epochs": (-1, "an integer >= 0, or -1 for no limit"),
+    "min_epochs": (0, "an integer >= 0"),
+    "max_steps": (-1, "an integer >= 0, or -1 for no limit"),
+    "min_steps": (0, "an integer >= 0"),
+    "check_val_every_n_epoch": (1, "an integer >= 1, or null"),
+    "log_every_n_steps": (1, "an integer >= 1"),
+    "accumulate_grad_batches": (1, "an integer >= 1"),
+    "num_sanity_val_steps": (-1, "an integer >= 0, or -1 for all"),
+    "gradient_clip_val": (0, "a number >= 0, or null"),
+    "limit_train_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
+    "limit_val_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
+    "limit_test_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
+    "limit_predict_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
+}
+_HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def check_trainer_ranges(trainer: Mapping[str, Any]) -> None:
+    """ConfigError naming ``trainer.<key>`` for a count or fraction out of its range."""
+    for key, (lowest, allowed) in TRAINER_MINIMUMS.items():
+        value = trainer.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            fraction_too_big = isinstance(value, float) and key.startswith("limit_") and value > 1
+            if value < lowest or fraction_too_big:
+                raise ConfigError(f"trainer.{key}: expected {allowed}, got {value!r}")
+
+
+def check_arguments(key: str, node: Any) -> None:
+    """Checks every value of ``node`` (and of the mappings and lists below it) that is an argument of
+    a ``_target_`` against the type annotation of that argument; ConfigError naming the key, the value
+    and the type expected. Targets that cannot be imported are left to instantiation, which names them."""
+    if isinstance(node, list | tuple):
+        for index, item in enumerate(node):
+            check_arguments(f"{key}[{index}]", item)
+        return
+    if not isinstance(node, Mapping):
+        return
+    hints: dict[str, Any] = {}
+    target = node.get("_target_")
+    if isinstance(target, str):
+        try:
+            function = get_object(target)
+            hints = typing.get_type_hints(function.__init__ if inspect.isclass(function) else function)
+        except Exception:  # an unknown target, or annotations that cannot be evaluated: left to Hydra
+            hints = {}
+    for name, value in node.items():
+        if name in _HYDRA_KEYS:
+            continue
+        child = f"{key}.{name}"
+        if name in hints and not (isinstance(value, Mapping) and "_target_" in value):
+            check_type(child, value, hints[name])
+        check_arguments(child, value)
+
+
+def check_type(key: str, value: Any, hint: Any) -> None:
+    """ConfigError naming ``key`` when ``value`` (a plain config value) does not fit ``hint``."""
+    if not _fits(value, hint):
+        raise ConfigError(f"{key}: expected {_describe(hint)}, got {value!r}")
+
+
+def _members(hint: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits ``hint``; annotations this check cannot judge (classes, callables) fit."""
+    members = _members(hint)
+    if members is not None:
+        return any(_fits(value, member) for member in members)
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint is type(None) or hint is None:
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str or hint is Path:
+        return isinstance(value, str)
+    if origin is typing.Literal:
+        return value in arguments and type(value) in {type(argument) for argument in arguments}
+    if origin in (list, tuple, abc.Sequence):
+        if not isinstance(value, list | tuple):
+            return False
+        if origin is tuple and arguments and arguments[-1] is not Ellipsis:
+            return len(value) == len(arguments) and all(map(_fits, value, arguments))
+        return not arguments or all(_fits(item, arguments[0]) for item in value)
+    if origin in (dict, abc.Mapping) or hint in (dict, abc.Mapping):
+        return isinstance(value, Mapping)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    members = _members(hint)
+    if members is not None:
+        literals = [v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
+        others = [_describe(m) for m in members if typing.get_origin(m) is not typing.Literal]
+        return " or ".join(dict.fromkeys([f"one of {literals}"] * bool(literals) + others))
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return f"one of {list(arguments)}"
+    if origin in (list, tuple, abc.Sequence):
+        if origin is tuple and arguments and arguments[-1] is not Ellipsis:
+            return f"a list of {len(arguments)} ({', '.join(_describe(a) for a in arguments)})"
+        return f"a list of ({_describe(arguments[0])})" if arguments else "a list"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    if hint is type(None) or hint is None:
+        return "null"
+    if origin in (dict, abc.Mapping) or hint in (dict, abc.Mapping):
+        return "a mapping"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))

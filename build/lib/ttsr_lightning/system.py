@@ -1,0 +1,431 @@
+"""TTSRSystem: the training policy. Evaluation is inherited from :class:`EvaluationModule`.
+
+What it does, per training batch (manual optimisation, as the official ``trainer.py`` + ``loss/loss.py``):
+
+1. generator forward: ``sr, S, T = G(lr, lr_up, ref, ref_down_up)``;
+2. reconstruction loss ``L1(sr, hr)``;
+3. after ``optim.warmup_epochs`` epochs only (the official ``num_init_epochs``):
+   ``optim.gan_k`` WGAN-GP critic steps on ``(sr.detach(), hr)``, then the adversarial, perceptual and
+   transferal perceptual terms (the latter through a frozen copy of the current LTE);
+4. one Adam step for the generator: two parameter groups, main network ``generator_lr`` and LTE ``lte_lr``.
+
+A loss term is on iff its weight (``loss.weights.<term>``) is > 0; terms that are off are not built
+(no VGG19, no critic for TTSR-rec). Every optimiser step checks its loss terms and gradients on the
+device (:mod:`ttsr_lightning.nonfinite`): after a NaN or infinity, that step and the rest of the batch
+are skipped on the device (all ranks together), so no parameter, optimiser state or checkpoint ever
+sees it, and the step never waits for the host. The host reads the checks two batches later (or before
+the next checkpoint, or at the epoch's end): a bad batch then stops the run with
+:class:`NonFiniteError` naming the term, the epoch and the batch; ``optim.max_nonfinite_skips`` lets a
+run skip up to that many such batches with a warning each. Nothing else in a training step reads a
+device value on the host: the losses are logged as device tensors (the loggers read them every
+``trainer.log_every_n_steps`` steps) and the learning rates once per epoch.
+
+Hyper-parameters are plain values (dicts with ``_target_``), so a checkpoint reloads under torch's
+weights-only loading and rebuilds every module by itself. Config validation lives in
+:mod:`ttsr_lightning.settings`, checkpoint contents in :mod:`ttsr_lightning.checkpoints`, the batch
+counter and RNG states in the ``ResumeCheckpoint`` callback.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from ttsr_lightning.checkpoints import restore_frozen_weights, strip_frozen_weights
+from ttsr_lightning.errors import ConfigError, NonFiniteError
+from ttsr_lightning.evaluation import EvaluationModule
+from ttsr_lightning.losses import WGANGPLoss
+from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
+from ttsr_lightning.protocols import protocols_from_config
+from ttsr_lightning.settings import OptimSettings, loss_weights
+
+# torch.compile's modes (system.compile_mode); those that record CUDA graphs on a GPU
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+class TTSRSystem(EvaluationModule):
+    """TTSR training (validation and test as :class:`EvaluationModule`).
+
+    Args:
+        generator: config of the generator (``_target_`` + constructor args), e.g. ``conf/model/ttsr.yaml``.
+        discriminator: config of the WGAN-GP critic; built only when the adversarial weight is > 0.
+        losses: the ``loss`` group: one ``_target_`` config per term and ``weights`` (a term is on iff
+            its weight is > 0; see :func:`ttsr_lightning.settings.loss_weights`).
+        optim: the ``optim`` group (see :class:`ttsr_lightning.settings.OptimSettings`).
+        protocols: the ``protocol`` group ({name: fields}, conf/protocol/): how validation and test
+            measure; the first is the primary (validation, the monitored ``val/psnr``). Default: the
+            official TTSR evaluation.
+        lazy_lte_copy_sync: copy the LTE into its frozen twin only when the LTE changed since the last copy.
+        lpips: LPIPS in validation and test beside PSNR/SSIM: ``"auto"``, ``True``, ``False`` or the
+            AlexNet weights file (see :class:`EvaluationModule`).
+        channels_last: keep weights and image batches in channels-last memory format (faster
+            convolutions on tensor cores; same results up to rounding).
+        compile: ``torch.compile`` what a training step runs, with static shapes: the generator,
+            every loss term (the frozen LTE copy and VGG included) and the critic's objective, its
+            gradient penalty's double backward included (Dynamo traces ``torch.autograd.grad``).
+            Validation, test and checkpoints use the modules themselves (eager; keys unchanged), so
+            evaluation images of any size compile nothing. The random mixing weights are drawn eagerly:
+            compiled and eager steps draw the same numbers.
+        compile_mode: ``torch.compile``'s mode with ``compile``: ``default``, ``reduce-overhead``
+            (CUDA graphs on a GPU: each compiled graph replays without per-kernel launches),
+            ``max-autotune`` or ``max-autotune-no-cudagraphs``.
+    """
+
+    def __init__(
+        self,
+        generator: dict[str, Any],
+        discriminator: dict[str, Any] | None,
+        losses: dict[str, Any],
+        optim: dict[str, Any],
+        protocols: dict[str, dict[str, Any]] | None = None,
+        lazy_lte_copy_sync: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+        lpips: bool | str = "auto",
+        compile_mode: str = "default",
+    ) -> None:
+        if compile_mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"system.compile_mode must be one of {list(COMPILE_MODES)}, got {compile_mode!r}"
+            )
+        optim_settings = OptimSettings.from_dict(dict(optim))
+        weights = loss_weights(losses)
+        built_generator = _build(generator, "model.generator")
+        if not isinstance(built_generator, TTSRGenerator):
+            raise ConfigError(
+                f"model.generator: expected a TTSRGenerator config, got {type(built_generator).__name__}"
+            )
+        super().__init__(
+            built_generator, protocols_from_config(protocols) if protocols else None, lpips=lpips
+        )
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.optim_settings = optim_settings
+        self.loss_weights = weights
+
+        uses_adversarial = weights["adversarial"] > 0
+        if uses_adversarial and discriminator is None:
+            raise ConfigError("model.discriminator must be configured when loss.weights.adversarial > 0")
+        self.discriminator: Discriminator | None = instantiate(discriminator) if uses_adversarial else None
+        self.loss_terms = nn.ModuleDict(
+            {term: instantiate(losses[term]) for term, w in weights.items() if w > 0}
+        )
+        # Frozen twin of the LTE for the transferal perceptual loss (the official LTE_copy).
+        self.lte_copy: LTE | None = None
+        if "transferal_perceptual" in self.loss_terms:
+            if self.generator.lte is None:
+                raise ConfigError(
+                    "loss.weights.transferal_perceptual must be 0 for a generator without texture transfer "
+                    "(model.generator.use_hard_attention=false)"
+                )
+            self.lte_copy = copy.deepcopy(self.generator.lte).requires_grad_(False).eval()
+        self._lte_copy_stale = True
+        self.lazy_lte_copy_sync = lazy_lte_copy_sync
+        self.channels_last = channels_last
+        self.compile_modules = compile
+        self.compile_mode = compile_mode
+        # the training step's callables, by name, where compiled (configure_model); else the modules
+        self._compiled: dict[str, Callable[..., Any]] = {}
+        # batches skipped for a non-finite loss or gradient (optim.max_nonfinite_skips); checkpointed
+        self.nonfinite_skips = 0
+        self._nonfinite = NonFiniteGuard()
+        # (epoch, its "train/warmup" and learning rates on the device): logged every step, read never
+        self._epoch_scalars: tuple[int, Tensor] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def configure_model(self) -> None:
+        """Speed options, applied once the module is on its device."""
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile_modules and not self._compiled:
+            self._compiled = self._compile_training_step()
+
+    def _compile_training_step(self) -> dict[str, Callable[..., Any]]:
+        """The compiled callables of a training step (``system.compile``), by name; modules unchanged."""
+        mode = None if self.compile_mode == "default" else self.compile_mode
+        compiled: dict[str, Callable[..., Any]] = {
+            "generator": torch.compile(self.generator, dynamic=False, mode=mode)
+        }
+        for term, module in self.loss_terms.items():
+            if term != "adversarial":
+                compiled[term] = torch.compile(module, dynamic=False, mode=mode)
+        if self.lte_copy is not None:
+            compiled["lte_copy"] = torch.compile(self.lte_copy, dynamic=False, mode=mode)
+        if self.discriminator is not None:
+            compiled["adversarial"] = torch.compile(
+                self._adversarial.generator_loss, dynamic=False, mode=mode
+            )
+            critic_objective = torch.compile(self._adversarial.critic_objective, dynamic=False, mode=mode)
+
+            def critic_with_penalty(*args: Any) -> Any:
+                # Dynamo traces the penalty's torch.autograd.grad into the graph only when asked (read
+                # while tracing); otherwise the graph breaks there and the compiled critic cannot be
+                # differentiated twice.
+                with torch._dynamo.config.patch(trace_autograd_ops=True):
+                    return critic_objective(*args)
+
+            compiled["critic_objective"] = critic_with_penalty
+        return compiled
+
+    def _step_function(self, name: str, eager: Callable[..., Any]) -> Callable[..., Any]:
+        """The training step's callable ``name``: compiled with ``system.compile``, else ``eager``."""
+        return self._compiled.get(name, eager)
+
+    def configure_optimizers(self) -> Any:
+        s = self.optim_settings
+        lte = self.generator.lte
+        lte_params = [] if lte is None else [p for p in lte.parameters() if p.requires_grad]
+        lte_ids = {id(p) for p in lte_params}
+        main_params = [p for p in self.generator.parameters() if p.requires_grad and id(p) not in lte_ids]
+        groups = [{"params": main_params, "lr": s.generator_lr, "name": "generator"}]
+        if lte_params:
+            groups.append({"params": lte_params, "lr": s.lte_lr, "name": "lte"})
+        fused: dict[str, bool] = {"fused": True} if s.fused else {}
+        if not s.fused and self.device.type == "cuda":
+            # step counts on the device: the non-finite guard's skip is a select there (step_where)
+            fused = {"capturable": True}
+        generator_opt = torch.optim.Adam(groups, betas=s.generator_betas, eps=s.eps, **fused)
+        configs: list[dict[str, Any]] = [
+            {
+                "optimizer": generator_opt,
+                "lr_scheduler": torch.optim.lr_scheduler.MultiStepLR(
+                    generator_opt, milestones=list(s.lr_milestones), gamma=s.lr_gamma
+                ),
+            }
+        ]
+        if self.discriminator is not None:
+            critic_opt = torch.optim.Adam(
+                self.discriminator.parameters(),
+                lr=s.discriminator_lr,
+                betas=s.discriminator_betas,
+                eps=s.eps,
+                **fused,
+            )
+            configs.append({"optimizer": critic_opt})
+        return configs
+
+    # ------------------------------------------------------------------ training
+    @property
+    def _adversarial(self) -> WGANGPLoss:
+        return cast(WGANGPLoss, self.loss_terms["adversarial"])
+
+    @property
+    def in_warmup(self) -> bool:
+        """Reconstruction-only phase (the official init epochs)."""
+        return self.current_epoch < self.optim_settings.warmup_epochs
+
+    def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
+        if self.channels_last:  # references may be lists (multi-reference evaluation sets)
+            batch = {
+                **batch,
+                **{key: _channels_last(batch[key]) for key in ("lr", "lr_up", "ref", "ref_down_up")},
+            }
+        if self.training:  # the training step's generator: compiled with system.compile
+            generator = self._step_function("generator", self.generator)
+            return generator(batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
+        return super().forward(batch)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self._settle_nonfinite(self._run_batch() - LAG_BATCHES)
+        if self._compiled and self.compile_mode in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        generator_opt = optimizers[0]
+        hr = batch["hr"]
+        out = self(batch)
+        reconstruction = self._step_function("reconstruction", self.loss_terms["reconstruction"])
+        terms: dict[str, Tensor] = {"reconstruction": reconstruction(out.sr, hr)}
+        logs: dict[str, Tensor] = {}
+        if not self.in_warmup:
+            if self.discriminator is not None:
+                logs.update(self._critic_steps(optimizers[1], real=hr, fake=out.sr.detach()))
+                adversarial = self._step_function("adversarial", self._adversarial.generator_loss)
+                with _frozen(self.discriminator):
+                    terms["adversarial"] = adversarial(self.discriminator, out.sr)
+            if "perceptual" in self.loss_terms:
+                terms["perceptual"] = self._step_function("perceptual", self.loss_terms["perceptual"])(
+                    out.sr, hr
+                )
+            if "transferal_perceptual" in self.loss_terms:
+                terms["transferal_perceptual"] = self._transferal_perceptual(out)
+        total = sum(self.loss_weights[term] * value for term, value in terms.items())
+        assert isinstance(total, Tensor)
+
+        generator_opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        keep = self._nonfinite.check("loss", terms, "generator gradient", _gradients(generator_opt))
+        if self.optim_settings.gradient_clip_val is not None:
+            self.clip_gradients(
+                cast(Any, generator_opt),
+                gradient_clip_val=self.optim_settings.gradient_clip_val,
+                gradient_clip_algorithm="norm",
+            )
+        step_where(generator_opt, keep)
+        self._lte_copy_stale = True
+        self._nonfinite.end_batch(self.current_epoch, batch_idx, self._run_batch())
+
+        # device tensors only (a progress-bar value would be read on the host every step)
+        batch_size = hr.shape[0]
+        self.log("train/loss", total.detach(), batch_size=batch_size)
+        for term, value in terms.items():
+            self.log(f"train/loss_{term}", value.detach(), batch_size=batch_size)
+        for key, value in logs.items():
+            self.log(key, value, batch_size=batch_size)
+        scalars = self._epoch_scalars_on_device(generator_opt)
+        self.log("train/warmup", scalars[0], batch_size=batch_size)
+        for number, group in enumerate(generator_opt.param_groups, start=1):
+            self.log(f"lr/{group['name']}", scalars[number], batch_size=batch_size)
+        return total.detach()
+
+    def _epoch_scalars_on_device(self, generator_opt: Any) -> Tensor:
+        """This epoch's warm-up flag and learning rates (they change only between epochs) on the device:
+        copied there once per epoch, logged every step without a host read."""
+        if self._epoch_scalars is None or self._epoch_scalars[0] != self.current_epoch:
+            rates = [float(self.in_warmup), *(group["lr"] for group in generator_opt.param_groups)]
+            self._epoch_scalars = (self.current_epoch, torch.tensor(rates, device=self.device))
+        return self._epoch_scalars[1]
+
+    def _critic_steps(self, critic_opt: Any, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """``gan_k`` WGAN-GP critic updates on (real, fake) (skipped on the device after a non-finite
+        check); the last step's statistics."""
+        assert self.discriminator is not None
+        stats: dict[str, Tensor] = {}
+        objective = self._step_function("critic_objective", self._adversarial.critic_objective)
+        for _ in range(self.optim_settings.gan_k):
+            eps = self._adversarial.mixing_weights(real)
+            critic_loss, step_stats = objective(self.discriminator, real, fake, eps)
+            critic_opt.zero_grad(set_to_none=True)
+            self.manual_backward(critic_loss)
+            keep = self._nonfinite.check(
+                "critic loss", {"critic": critic_loss}, "critic gradient", _gradients(critic_opt)
+            )
+            step_where(critic_opt, keep)
+            stats = {
+                "critic/loss": critic_loss.detach(),
+                **{f"critic/{k}": v.detach() for k, v in step_stats.items()},
+            }
+        return stats
+
+    def _run_batch(self) -> int:
+        """This training batch's 1-based number in the run."""
+        return self.trainer.fit_loop.epoch_loop.total_batch_idx + 1
+
+    def _settle_nonfinite(self, up_to_run_batch: int | None = None) -> None:
+        """Reads the non-finite checks of the batches up to ``up_to_run_batch`` (None: all, waiting for
+        the device): a bad batch was skipped; counts it while ``optim.max_nonfinite_skips`` allows (with
+        a warning), else raises NonFiniteError. Every rank reads the same batches at the same point."""
+        for finding in self._nonfinite.settle(up_to_run_batch):
+            bad = ", ".join(f"{name}={value:.4g}" for name, value in finding.bad) or "on another rank"
+            where = (
+                f"epoch {finding.epoch}, batch {finding.batch_idx} of the epoch "
+                f"(training batch {finding.run_batch} of the run)"
+            )
+            problem = f"non-finite {finding.kind} or gradient at {where}: {bad}"
+            limit = self.optim_settings.max_nonfinite_skips
+            if self.nonfinite_skips < limit:
+                self.nonfinite_skips += 1
+                rank_zero_warn(
+                    f"{problem}; batch skipped ({self.nonfinite_skips} of optim.max_nonfinite_skips={limit})"
+                )
+                continue
+            raise NonFiniteError(
+                f"{problem}; the run stops, its last checkpoint intact (optim.max_nonfinite_skips={limit}; "
+                "a larger value skips that many such batches)"
+            )
+
+    def _transferal_perceptual(self, out: GeneratorOutput) -> Tensor:
+        """Texture features of sr from the frozen LTE copy against the transferred textures T."""
+        assert self.lte_copy is not None and self.generator.lte is not None
+        if self._lte_copy_stale or not self.lazy_lte_copy_sync:
+            # copy_ keeps the copy's tensors (and their device) in place
+            with torch.no_grad():
+                for target, source in zip(
+                    self.lte_copy.state_dict().values(), self.generator.lte.state_dict().values(), strict=True
+                ):
+                    target.copy_(source)
+            self._lte_copy_stale = False
+        sr_features = self._step_function("lte_copy", self.lte_copy)(out.sr)
+        transferal_perceptual = self._step_function(
+            "transferal_perceptual", self.loss_terms["transferal_perceptual"]
+        )
+        return transferal_perceptual(sr_features, out.t_lv3, out.t_lv2, out.t_lv1, out.soft_attention)
+
+    def on_train_start(self) -> None:
+        self._nonfinite.clear()
+        self._epoch_scalars = None
+        # A run resumed from a checkpoint written after an epoch's last batch but before this module's
+        # on_train_epoch_end (the mid-epoch checkpoint of that batch, or ModelCheckpoint's saves at
+        # validation end) never gets that hook: Lightning counts the epoch as finished. Catch up.
+        self._step_lr_schedules_to(self.current_epoch)
+
+    def on_train_epoch_end(self) -> None:
+        self._settle_nonfinite()
+        self._step_lr_schedules_to(self.current_epoch + 1)
+
+    def on_train_end(self) -> None:
+        self._settle_nonfinite()
+
+    def _step_lr_schedules_to(self, epoch: int) -> None:
+        """Step the schedulers once per finished epoch after the warm-up (as the official StepLR),
+        counting the epochs before ``epoch``; idempotent."""
+        finished = max(0, epoch - self.optim_settings.warmup_epochs)
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            while scheduler is not None and scheduler.last_epoch < finished:
+                scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._settle_nonfinite()  # a batch that stops the run stops it before this checkpoint
+        strip_frozen_weights(checkpoint)
+        checkpoint["nonfinite_skips"] = self.nonfinite_skips
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_frozen_weights(checkpoint, self.state_dict())
+        self.nonfinite_skips = int(checkpoint.get("nonfinite_skips", 0))
+        self._lte_copy_stale = True
+
+
+def _gradients(optimizer: Any) -> list[Tensor]:
+    return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+
+def _build(config: dict[str, Any] | None, key: str) -> Any:
+    """``instantiate(config)``; a constructor's refusal becomes a ConfigError naming the config key."""
+    try:
+        return instantiate(config)
+    except InstantiationException as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise ConfigError(f"{key}: {cause}") from exc
+
+
+class _frozen:
+    """Context manager: a module's parameters need no gradient inside (the critic during the G step)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.flags: list[bool] = []
+
+    def __enter__(self) -> None:
+        self.flags = [p.requires_grad for p in self.module.parameters()]
+        self.module.requires_grad_(False)
+
+    def __exit__(self, *exc: object) -> None:
+        for p, flag in zip(self.module.parameters(), self.flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _channels_last(images: Tensor | Sequence[Tensor]) -> Tensor | list[Tensor]:
+    """An image batch, or a list of them (one per reference), in channels-last memory format."""
+    if isinstance(images, Tensor):
+        return images.contiguous(memory_format=torch.channels_last)
+    return [image.contiguous(memory_format=torch.channels_last) for image in images]
