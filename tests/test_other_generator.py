@@ -141,8 +141,10 @@ def test_evaluate_rebuilds_it_from_the_run_checkpoint(
     for result in results:
         assert np.isfinite(result["psnr"]) and result["psnr"] != result["psnr_bicubic"], result
     provenance = json.loads((tmp_path / "evaluate" / "results.json").read_text())["provenance"]
-    assert provenance["checkpoint"].startswith("training-run checkpoint (epoch 1, global step 4;")
+    # 4 batches of 1 + gan_k optimiser steps
+    assert provenance["checkpoint"].startswith("training-run checkpoint (epoch 1, global step 12;")
     assert provenance["checkpoint"].endswith(f"_target_={TARGET}, channels=8, layers=2")
+    assert provenance["generator"] == {"_target_": TARGET, "channels": 8, "layers": 2}
 
 
 @pytest.fixture

@@ -103,10 +103,12 @@ class GeneratorWeights:
 
 
 class LoadedGenerator(NamedTuple):
-    """A generator in eval mode on the CPU, and what it was loaded from (one line)."""
+    """A generator in eval mode on the CPU, what it was loaded from (one line), and its config: TTSR's
+    architecture arguments, or another generator's ``_target_`` and arguments."""
 
     generator: nn.Module
     description: str
+    config: dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -430,9 +432,10 @@ def load_generator(
     generator = build_generator(weights, search_transfer, key)
     if not isinstance(generator, TTSRGenerator):
         config = ", ".join(f"{name}={value}" for name, value in weights.config.items())
-        return LoadedGenerator(generator, f"{weights.description}; {config}")
+        return LoadedGenerator(generator, f"{weights.description}; {config}", dict(weights.config))
     config = ", ".join(f"{name}={value}" for name, value in generator.config.items())
-    return LoadedGenerator(generator, f"{weights.description}; {config}; search_transfer={search_transfer}")
+    description = f"{weights.description}; {config}; search_transfer={search_transfer}"
+    return LoadedGenerator(generator, description, generator.config)
 
 
 def load_generator_weights(

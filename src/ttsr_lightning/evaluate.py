@@ -45,7 +45,6 @@ from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluation import EvaluationModule
 from ttsr_lightning.files import check_new_output, run_folder_lock
-from ttsr_lightning.models.interface import architecture
 from ttsr_lightning.models.tiled_forward import parse_memory_setting
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
@@ -106,7 +105,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """:func:`evaluate` once its run folder is checked and locked."""
     if cfg.ckpt is None:
         raise ConfigError("ckpt: give the checkpoint to evaluate, e.g. ckpt=TTSR-rec.pt")
-    generator, description = load_generator(cfg.ckpt, cfg.search_transfer)
+    generator, description, generator_config = load_generator(cfg.ckpt, cfg.search_transfer)
     log.info("ckpt %s: %s", cfg.ckpt, description)
     output_dir = Path(cfg.paths.output_dir)
 
@@ -145,7 +144,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
         protocols=[protocol.as_dict() for protocol in protocols],
         lpips=module.lpips_description,
         git_commit=git_commit(),
-        generator=architecture(generator),
+        generator=generator_config,
     )
     panels = ImagePanelLogger(str(output_dir / "panels"), max_images=cfg.num_image_panels)
     trainer: Trainer = instantiate(cfg.trainer, callbacks=[results, panels], logger=loggers or False)

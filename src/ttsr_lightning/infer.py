@@ -366,7 +366,7 @@ def infer(cfg: DictConfig) -> list[Path]:
     if cfg.ckpt is None:
         generator = random_generator(cfg.search_transfer)
     else:
-        generator, description = load_generator(cfg.ckpt, cfg.search_transfer)
+        generator, description, _ = load_generator(cfg.ckpt, cfg.search_transfer)
         log.info("ckpt %s: %s", cfg.ckpt, description)
     max_memory = memory_budget(memory_setting, device)
     if memory_setting == "auto" and max_memory is not None:
