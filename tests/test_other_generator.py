@@ -176,7 +176,7 @@ def test_convert_writes_a_generator_file_that_loads_and_initialises_a_run(
         )
 
 
-def test_a_checkpoint_naming_a_generator_that_is_not_importable_is_refused(
+def test_a_checkpoint_whose_generator_cannot_be_imported_or_built_is_refused(
     tmp_path: Path, whole_run: Path
 ) -> None:
     checkpoint = torch.load(whole_run, weights_only=True)
@@ -184,6 +184,10 @@ def test_a_checkpoint_naming_a_generator_that_is_not_importable_is_refused(
     moved = tmp_path / "moved.ckpt"
     torch.save(checkpoint, moved)
     with pytest.raises(CheckpointError, match="nor names a generator module that can be imported here"):
+        load_generator(moved)
+    checkpoint["hyper_parameters"]["generator"] = {"_target_": TARGET, "channels": 8, "depth": 3}
+    torch.save(checkpoint, moved)
+    with pytest.raises(CheckpointError, match=r"cannot be built \(.*unexpected keyword argument 'depth'"):
         load_generator(moved)
 
 

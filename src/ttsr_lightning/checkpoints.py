@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from torch import nn
 
@@ -411,8 +412,8 @@ def build_generator(
             generator = instantiate(weights.config, _convert_="all")
         else:
             generator = TTSRGenerator(**weights.config, vgg_weights="random", search_transfer=search_transfer)
-    except Exception as exc:  # a constructor's refusal: TypeError, ValueError, hydra's InstantiationException
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
+    except (TypeError, ValueError, InstantiationException) as exc:  # a constructor's refusal
+        cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
         raise CheckpointError(
             f"{source}: its generator config {weights.config} cannot be built ({cause})"
         ) from exc
