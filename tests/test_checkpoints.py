@@ -83,7 +83,7 @@ def test_parity_with_the_official_code(official_weights: Path, official_forward:
 def test_an_official_file_loads_in_eval_mode_with_its_architecture_read_off_the_tensors(
     official_weights: Path,
 ) -> None:
-    generator, description = load_generator(official_weights)
+    generator, description, _ = load_generator(official_weights)
     assert not generator.training
     assert generator.config["n_feats"] == 16 and generator.config["num_res_blocks"] == [1, 1, 1, 1]
     assert description.startswith("official TTSR state dict (104 tensors)")

@@ -17,17 +17,13 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 from helpers.checkpoints import one_batch_run_checkpoint
+from helpers.config import compose_evaluate
 from helpers.lpips_reference import seeded_alexnet_state_dict
 from ttsr_lightning import pretrained
 from ttsr_lightning.checkpoints import load_generator, project_to_official_state_dict
-from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data import CUFED5Dataset
 from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.evaluate import evaluate, select_test_sets
@@ -108,33 +104,6 @@ def eight_bit(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(image, torch.Tensor):
         return ((image + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
-def compose_evaluate(output_dir: Path, data_dir: Path, overrides: list[str]) -> DictConfig:
-    """The config `python -m ttsr_lightning.evaluate <overrides>` runs: CPU, no logger, below output_dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            config_name="evaluate",
-            overrides=[
-                f"paths.root_dir={output_dir}",
-                f"paths.data_dir={data_dir}",
-                f"paths.output_dir={output_dir}",
-                "data=cufed5",
-                "data.test.num_workers=0",
-                "data.test.pin_memory=false",
-                "trainer.accelerator=cpu",
-                "trainer.enable_progress_bar=false",
-                "+trainer.enable_model_summary=false",
-                "logger=none",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

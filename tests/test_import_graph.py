@@ -97,3 +97,12 @@ def test_pure_modules_import_torch_only() -> None:
 
 def test_evaluate_imports_nothing_from_train_or_infer() -> None:
     assert not graph()["evaluate"] & {"train", "infer"}
+
+
+def test_training_and_evaluation_reach_the_generator_through_its_interface() -> None:
+    """No TTSR part by name where any generator goes (models/interface.py): TTSR's own features check
+    isinstance first (checkpoints, infer's memory budget)."""
+    for module in ("system", "evaluation", "train", "evaluate"):
+        text = (PACKAGE / f"{module}.py").read_text()
+        for part in (".lte", ".main_net", ".search_transfer", ".config["):
+            assert f"generator{part}" not in text, (module, part)

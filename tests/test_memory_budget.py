@@ -11,7 +11,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from test_evaluate import compose_evaluate
+from helpers.config import compose_evaluate
 from test_infer import TINY_GENERATOR, compose_infer, photo
 from ttsr_lightning.checkpoints import save_generator
 from ttsr_lightning.errors import ConfigError

@@ -4,7 +4,7 @@ Three kinds, told apart by their content (never by the file name):
 
 - **run**: a Lightning checkpoint of a training run (``<run>/checkpoints/last.ckpt``): the
   ``TTSRSystem`` state (``generator.*``, ``discriminator.*``, ...), its hyper-parameters (the
-  generator's architecture under ``hyper_parameters.generator``), optimiser and loop states. The
+  generator's ``_target_`` and arguments under ``hyper_parameters.generator``), optimiser and loop states. The
   frozen weights that are fixed (the perceptual VGG19, the LPIPS network) or derived (the LTE's
   frozen copy) are left out (:func:`strip_frozen_weights`) and rebuilt on load
   (:func:`restore_frozen_weights`).
@@ -17,6 +17,10 @@ Three kinds, told apart by their content (never by the file name):
   architecture (``n_feats``, ``num_res_blocks``) is read off the tensors.
 
 Every file is read with ``torch.load(weights_only=True)`` on the CPU (no code runs from a file).
+A generator other than TTSR (:mod:`ttsr_lightning.models.interface`) is rebuilt from the ``_target_``
+and arguments its run recorded (``generator_config`` of its generator file): the module named there is
+imported, and must define an ``nn.Module``. TTSR's checks (architecture arguments, official files)
+apply to TTSR only.
 A missing, corrupt, truncated or mismatched file raises one :class:`CheckpointError` whose single
 line names the file (and the config key that gave it) and what differs.
 
@@ -38,11 +42,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from torch import nn
 
 from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.files import atomic_write
 from ttsr_lightning.models import SEARCH_TRANSFERS, TTSRGenerator
+from ttsr_lightning.models.interface import architecture
 from ttsr_lightning.models.vgg19 import IMAGENET_MEAN, IMAGENET_STD
 
 GENERATOR_FORMAT = "ttsr-lightning/generator"
@@ -82,8 +89,9 @@ class GeneratorWeights:
     """A generator's weights as read from a file.
 
     kind: ``"run"``, ``"generator"`` or ``"official"``. config: the architecture arguments of
-    :class:`TTSRGenerator` (read from the file, or off the tensors for an official file).
-    state_dict: ``lte.*`` / ``main_net.*`` keys. description: one line for logs and result files.
+    :class:`TTSRGenerator` (read from the file, or off the tensors for an official file), or for
+    another generator its whole recorded config, ``_target_`` included. state_dict: the generator's
+    keys (TTSR: ``lte.*`` / ``main_net.*``). description: one line for logs and result files.
     notes: what reading changed (stripped prefixes, dropped frozen copies), for the convert command.
     """
 
@@ -96,10 +104,12 @@ class GeneratorWeights:
 
 
 class LoadedGenerator(NamedTuple):
-    """A generator in eval mode on the CPU, and what it was loaded from (one line)."""
+    """A generator in eval mode on the CPU, what it was loaded from (one line), and its config: TTSR's
+    architecture arguments, or another generator's ``_target_`` and arguments."""
 
-    generator: TTSRGenerator
+    generator: nn.Module
     description: str
+    config: dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -169,14 +179,28 @@ def _architecture(config: Mapping[str, Any], source: str) -> dict[str, Any]:
     return architecture
 
 
+def _is_ttsr(target: object) -> bool:
+    return isinstance(target, str) and target.rsplit(".", 1)[-1] == TTSRGenerator.__name__
+
+
+def _names_a_module_class(target: object) -> bool:
+    """Whether a recorded ``_target_`` names an ``nn.Module`` class that can be imported here."""
+    try:
+        cls = get_class(target) if isinstance(target, str) else None
+    except Exception:  # a missing module or name fails in several ways (ImportError, ValueError, ...)
+        return False
+    return isinstance(cls, type) and issubclass(cls, nn.Module)
+
+
 def _run_weights(checkpoint: Mapping[str, Any], path: Path, source: str) -> GeneratorWeights:
     hyper_parameters = checkpoint.get("hyper_parameters") or {}
     config = dict(hyper_parameters.get("generator") or {})
     target = config.get("_target_")
-    if not isinstance(target, str) or target.rsplit(".", 1)[-1] != TTSRGenerator.__name__:
+    if not _is_ttsr(target) and not _names_a_module_class(target):
         raise CheckpointError(
             f"{source}: a Lightning checkpoint whose hyper_parameters.generator is not a TTSRGenerator "
-            f"config (_target_ {target!r}); expected a checkpoint of a TTSRSystem run"
+            f"config (_target_ {target!r}) nor names a generator module that can be imported here; "
+            "expected a checkpoint of a TTSRSystem run"
         )
     state_dict = checkpoint.get("state_dict")
     if not isinstance(state_dict, Mapping):
@@ -190,7 +214,8 @@ def _run_weights(checkpoint: Mapping[str, Any], path: Path, source: str) -> Gene
         f"training-run checkpoint (epoch {checkpoint.get('epoch')}, global step "
         f"{checkpoint.get('global_step')}; generator weights only)"
     )
-    return GeneratorWeights(path, "run", _architecture(config, source), generator_state, description)
+    recorded = _architecture(config, source) if _is_ttsr(target) else config
+    return GeneratorWeights(path, "run", recorded, generator_state, description)
 
 
 def _generator_file_weights(payload: Mapping[str, Any], path: Path, source: str) -> GeneratorWeights:
@@ -210,7 +235,16 @@ def _generator_file_weights(payload: Mapping[str, Any], path: Path, source: str)
     if not isinstance(state_dict, Mapping) or not isinstance(config, Mapping):
         raise CheckpointError(f"{source}: a {GENERATOR_FORMAT} file needs generator_config and state_dict")
     description = f"generator file ({GENERATOR_FORMAT} v{version})"
-    return GeneratorWeights(path, "generator", _architecture(config, source), dict(state_dict), description)
+    target = config.get("_target_")
+    if target is None or _is_ttsr(target):  # TTSR's files record its arguments without _target_
+        ttsr_config = _architecture(config, source)
+        return GeneratorWeights(path, "generator", ttsr_config, dict(state_dict), description)
+    if not _names_a_module_class(target):
+        raise CheckpointError(
+            f"{source}: its generator_config names _target_ {target!r}, not a generator module that can be "
+            "imported here"
+        )
+    return GeneratorWeights(path, "generator", dict(config), dict(state_dict), description)
 
 
 def _is_official_state_dict(loaded: Mapping[Any, Any]) -> bool:
@@ -367,15 +401,21 @@ def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Te
 
 def build_generator(
     weights: GeneratorWeights, search_transfer: str = "lean", key: str | None = None
-) -> TTSRGenerator:
+) -> nn.Module:
     """A generator (eval mode, CPU) with the file's architecture and weights; ``search_transfer``
-    chooses the implementation. No VGG19 file is looked for: every LTE weight comes from the file."""
+    chooses TTSR's implementation. No VGG19 file is looked for: every LTE weight comes from the file.
+    Another generator is built by its recorded ``_target_`` and arguments."""
     source = _source(weights.path, key)
+    generator: nn.Module
     try:
-        generator = TTSRGenerator(**weights.config, vgg_weights="random", search_transfer=search_transfer)
-    except (TypeError, ValueError) as exc:
+        if "_target_" in weights.config:
+            generator = instantiate(weights.config, _convert_="all")
+        else:
+            generator = TTSRGenerator(**weights.config, vgg_weights="random", search_transfer=search_transfer)
+    except (TypeError, ValueError, InstantiationException) as exc:  # a constructor's refusal
+        cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
         raise CheckpointError(
-            f"{source}: its generator config {weights.config} cannot be built ({exc})"
+            f"{source}: its generator config {weights.config} cannot be built ({cause})"
         ) from exc
     load_state_dict_checked(generator, weights.state_dict, source)
     return generator.eval()
@@ -391,24 +431,33 @@ def load_generator(
         )
     weights = read_generator_weights(path, key)
     generator = build_generator(weights, search_transfer, key)
+    if not isinstance(generator, TTSRGenerator):
+        config = ", ".join(f"{name}={value}" for name, value in weights.config.items())
+        return LoadedGenerator(generator, f"{weights.description}; {config}", dict(weights.config))
     config = ", ".join(f"{name}={value}" for name, value in generator.config.items())
-    return LoadedGenerator(generator, f"{weights.description}; {config}; search_transfer={search_transfer}")
+    description = f"{weights.description}; {config}; search_transfer={search_transfer}"
+    return LoadedGenerator(generator, description, generator.config)
 
 
 def load_generator_weights(
-    generator: TTSRGenerator, path: str | Path, key: str | None = "init_weights"
+    generator: nn.Module, path: str | Path, key: str | None = "init_weights"
 ) -> GeneratorWeights:
     """Copies a file's generator weights (any kind) into ``generator`` (a run's ``init_weights``).
 
-    The file's architecture must be the generator's: a recorded config that differs names the
-    differing arguments; otherwise unknown, missing or mis-shaped keys are listed.
+    The file's generator must be of the generator's class and architecture: a recorded config that
+    differs names the differing arguments; otherwise unknown, missing or mis-shaped keys are listed.
     """
     weights = read_generator_weights(path, key)
     source = _source(weights.path, key)
+    target = weights.config.get("_target_", TTSRGenerator.__name__)
+    held = str(target).rsplit(".", 1)[-1]
+    if held != type(generator).__name__:
+        raise CheckpointError(f"{source}: holds a {held}, this run trains a {type(generator).__name__}")
+    config = architecture(generator)
     differing = [
-        f"{name}={weights.config[name]!r} (this run: {generator.config[name]!r})"
+        f"{name}={weights.config[name]!r} (this run: {config[name]!r})"
         for name in weights.config
-        if name in generator.config and _normalise(weights.config[name]) != _normalise(generator.config[name])
+        if name in config and _normalise(weights.config[name]) != _normalise(config[name])
     ]
     if differing:
         raise CheckpointError(f"{source}: its generator differs from this run's: {', '.join(differing)}")
@@ -421,13 +470,20 @@ def _normalise(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ writing
-def save_generator(generator: TTSRGenerator, path: str | Path) -> None:
-    """Writes the project's generator file: format, version, ``generator.config``, state dict on the CPU."""
+def save_generator(generator: nn.Module, path: str | Path, config: Mapping[str, Any] | None = None) -> None:
+    """Writes the project's generator file: format, version, the generator's config, state dict on the
+    CPU. ``config``: TTSR's ``generator.config`` by default; another generator's ``_target_`` and
+    arguments (what :func:`build_generator` rebuilds it from)."""
+    if config is None and not isinstance(generator, TTSRGenerator):
+        raise CheckpointError(
+            f"generator to be written to {path}: a {type(generator).__name__} needs its config "
+            "(_target_ and arguments) to be written"
+        )
     check_finite(generator.state_dict(), f"generator to be written to {path}")
     payload = {
         "format": GENERATOR_FORMAT,
         "version": GENERATOR_FORMAT_VERSION,
-        "generator_config": generator.config,
+        "generator_config": dict(config) if config is not None else generator.config,
         "state_dict": {name: value.detach().cpu() for name, value in generator.state_dict().items()},
     }
     save_torch_file(payload, path)
@@ -441,11 +497,11 @@ def save_torch_file(payload: Any, path: str | Path) -> None:
     atomic_write(path, lambda file: file.write(buffer.getbuffer()))
 
 
-def convert(input_path: str | Path, output_path: str | Path) -> tuple[GeneratorWeights, TTSRGenerator]:
+def convert(input_path: str | Path, output_path: str | Path) -> tuple[GeneratorWeights, nn.Module]:
     """Any weights file -> the project's generator file; returns what was read and the generator."""
     weights = read_generator_weights(input_path)
     generator = build_generator(weights)
-    save_generator(generator, output_path)
+    save_generator(generator, output_path, None if isinstance(generator, TTSRGenerator) else weights.config)
     return weights, generator
 
 

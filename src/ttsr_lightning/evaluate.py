@@ -105,7 +105,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """:func:`evaluate` once its run folder is checked and locked."""
     if cfg.ckpt is None:
         raise ConfigError("ckpt: give the checkpoint to evaluate, e.g. ckpt=TTSR-rec.pt")
-    generator, description = load_generator(cfg.ckpt, cfg.search_transfer)
+    generator, description, generator_config = load_generator(cfg.ckpt, cfg.search_transfer)
     log.info("ckpt %s: %s", cfg.ckpt, description)
     output_dir = Path(cfg.paths.output_dir)
 
@@ -144,7 +144,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
         protocols=[protocol.as_dict() for protocol in protocols],
         lpips=module.lpips_description,
         git_commit=git_commit(),
-        generator=generator.config,
+        generator=generator_config,
     )
     panels = ImagePanelLogger(str(output_dir / "panels"), max_images=cfg.num_image_panels)
     trainer: Trainer = instantiate(cfg.trainer, callbacks=[results, panels], logger=loggers or False)

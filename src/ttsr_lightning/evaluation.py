@@ -60,14 +60,15 @@ class EvaluationModule(LightningModule):
     """Validation and test of a generator on whole images (batch size 1 per set, any size).
 
     Args:
-        generator: the generator to measure (its weights already loaded).
+        generator: the generator to measure (its weights already loaded): TTSR or any module of
+            :mod:`ttsr_lightning.models.interface`.
         protocols: the conventions to score under, the first one the primary (validation, the
             unprefixed log keys); default: the official TTSR evaluation alone.
         max_memory: a memory budget for each image's forward pass (bytes, ``"auto"``: a share of the
             device's free memory, divided among the processes on one CPU machine), run by
             :func:`~ttsr_lightning.models.tiled_forward.budgeted_forward`: the whole image when it
             fits (the same SR as the plain forward), else main-network tiles (the first plan of each
-            kind is logged). None: the generator's plain forward.
+            kind is logged). None, or a generator other than TTSR: the generator's plain forward.
         lpips: LPIPS beside PSNR/SSIM: ``"auto"`` (when the AlexNet weights are found, else skipped with
             one warning), ``True`` (required), ``False``, or the AlexNet file's path; see
             :func:`~ttsr_lightning.models.lpips.load_lpips`. ``lpips_description`` says what was used.
@@ -75,7 +76,7 @@ class EvaluationModule(LightningModule):
 
     def __init__(
         self,
-        generator: TTSRGenerator,
+        generator: nn.Module,
         protocols: Sequence[Protocol] | None = None,
         max_memory: MemorySetting = None,
         lpips: LpipsSetting = False,
@@ -129,7 +130,7 @@ class EvaluationModule(LightningModule):
 
     def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
         inputs = (batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"])
-        if self.max_memory is None:
+        if self.max_memory is None or not isinstance(self.generator, TTSRGenerator):
             return self.generator(*inputs)
         if self._memory_budget is None:
             processes = (

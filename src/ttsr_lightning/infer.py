@@ -12,7 +12,8 @@ x4; the SR is saved as ``round((sr + 1) * 127.5)``.
 - ``ckpt``: any weights file :mod:`ttsr_lightning.checkpoints` reads (a training run's ``.ckpt``,
   the official ``TTSR.pt`` / ``TTSR-rec.pt``, a converted generator file). Without it, the paper's
   generator runs with random weights: a demo of the pipeline whose output is noise, and the log says
-  so loudly.
+  so loudly. A checkpoint of another generator (:mod:`ttsr_lightning.models.interface`) runs its own
+  plain forward.
 - ``ref``: one image for every LR image; a list of images (``ref=[a.png,b.png]``, or the quoted
   string ``ref='a.png,b.png'``), all of them searched at once for every LR image (native
   multi-reference: the best match over all references wins at each position); or a folder holding,
@@ -27,7 +28,7 @@ budget) bounds the peak memory growth of each image's forward pass, so any LR si
 as it is (lean: every map dropped once used); otherwise the search stays global and the main
 network runs in overlapping tiles of the LR grid (the tiling is logged). Only references whose
 search features alone (~0.5 KB per reference pixel) cannot fit the budget are refused, before any
-work starts.
+work starts. The budget is TTSR's: another generator runs its whole forward, whatever ``max_memory``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import NamedTuple
 import torch
 from omegaconf import DictConfig
 from PIL import Image
+from torch import nn
 from tqdm import tqdm
 
 from ttsr_lightning.attention_maps import attention_panel, reference_choice_panel
@@ -218,11 +220,14 @@ def check_image_sizes(jobs: Sequence[InferenceJob]) -> list[tuple[tuple[int, int
 def check_memory(
     jobs: Sequence[InferenceJob],
     sizes: Sequence[tuple[tuple[int, int], list[tuple[int, int]]]],
-    generator: TTSRGenerator,
+    generator: nn.Module,
     max_memory: int | None,
 ) -> None:
     """Fails before any work for a job that cannot run within ``max_memory`` bytes (its references'
-    search features alone do not fit), naming its files and the budget."""
+    search features alone do not fit), naming its files and the budget (TTSR only: another generator
+    runs its whole forward)."""
+    if not isinstance(generator, TTSRGenerator):
+        return
     for job, (lr_size, ref_sizes) in zip(jobs, sizes, strict=True):
         try:
             plan_forward(generator, lr_size, ref_sizes, max_memory)
@@ -255,16 +260,22 @@ def prepare_inputs(lr: Image.Image, refs: Sequence[tuple[Image.Image, Path]]) ->
     return GeneratorInputs(lr_tensor, lr_up_tensor, ref_tensors, down_up_tensors)
 
 
-def plan_inference(generator: TTSRGenerator, inputs: GeneratorInputs, max_memory: int | None) -> ForwardPlan:
-    """How the forward pass of ``inputs`` runs within ``max_memory`` bytes (None: untiled)."""
+def plan_inference(
+    generator: nn.Module, inputs: GeneratorInputs, max_memory: int | None
+) -> ForwardPlan | None:
+    """How TTSR's forward pass of ``inputs`` runs within ``max_memory`` bytes (None: untiled); None
+    for another generator (its whole forward)."""
+    if not isinstance(generator, TTSRGenerator):
+        return None
     return plan_for_inputs(generator, inputs.lr, inputs.ref, max_memory)
 
 
 def super_resolve(
-    generator: TTSRGenerator, inputs: GeneratorInputs, device: torch.device, plan: ForwardPlan | None = None
+    generator: nn.Module, inputs: GeneratorInputs, device: torch.device, plan: ForwardPlan | None = None
 ) -> GeneratorOutput:
     """One forward pass under ``torch.inference_mode`` (no autograd state is kept), as ``plan`` says
-    (:func:`plan_inference`; None: untiled). The output's textures are None."""
+    (:func:`plan_inference`; None: untiled). TTSR's output has no textures; another generator's
+    output is its forward's."""
 
     def to_device(value: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         return value.to(device) if isinstance(value, torch.Tensor) else [image.to(device) for image in value]
@@ -273,6 +284,8 @@ def super_resolve(
     with torch.inference_mode():
         lr, lr_up, ref, ref_down_up = (to_device(value) for value in inputs)
         assert isinstance(lr, torch.Tensor) and isinstance(lr_up, torch.Tensor)
+        if plan is None or not isinstance(generator, TTSRGenerator):
+            return generator(lr, lr_up, ref, ref_down_up)
         return budgeted_forward(generator, lr, lr_up, ref, ref_down_up, plan)
 
 
@@ -292,7 +305,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_jobs(
-    generator: TTSRGenerator,
+    generator: nn.Module,
     jobs: Sequence[InferenceJob],
     device: torch.device,
     save_attention: bool = False,
@@ -303,10 +316,9 @@ def run_jobs(
     its attention picture); returns the files written. The first untiled and the first tiled plan are
     logged."""
     generator = generator.to(device).eval()
-    if save_attention and generator.search_transfer is None:
-        log.warning(
-            "save_attention: this generator has no texture transfer (use_hard_attention=false); no maps"
-        )
+    if save_attention and getattr(generator, "search_transfer", None) is None:
+        how = "use_hard_attention=false" if isinstance(generator, TTSRGenerator) else type(generator).__name__
+        log.warning("save_attention: this generator has no texture transfer (%s); no maps", how)
         save_attention = False
     reader = RGBImageReader("infer")
     written: list[Path] = []
@@ -314,7 +326,7 @@ def run_jobs(
     for job in tqdm(jobs, desc="super-resolving", unit="image", disable=not progress):
         inputs = prepare_inputs(reader.read(job.lr), [(reader.read(path), path) for path in job.refs])
         plan = plan_inference(generator, inputs, max_memory)
-        if plan.tiled not in logged:
+        if plan is not None and plan.tiled not in logged:
             logged.add(plan.tiled)
             log.info("%s: %s", job.lr.name, plan.describe())
         output = super_resolve(generator, inputs, device, plan)
@@ -350,10 +362,11 @@ def infer(cfg: DictConfig) -> list[Path]:
         raise ConfigError(
             f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {cfg.search_transfer!r}"
         )
+    generator: nn.Module
     if cfg.ckpt is None:
         generator = random_generator(cfg.search_transfer)
     else:
-        generator, description = load_generator(cfg.ckpt, cfg.search_transfer)
+        generator, description, _ = load_generator(cfg.ckpt, cfg.search_transfer)
         log.info("ckpt %s: %s", cfg.ckpt, description)
     max_memory = memory_budget(memory_setting, device)
     if memory_setting == "auto" and max_memory is not None:

@@ -14,6 +14,7 @@ import sys
 
 from ttsr_lightning.checkpoints import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, convert
 from ttsr_lightning.cli import reported_errors
+from ttsr_lightning.models.interface import architecture
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.input}: {weights.description}")
     for note in weights.notes:
         print(f"  {note}")
-    config = ", ".join(f"{name}={value}" for name, value in generator.config.items())
+    recorded = architecture(generator) or weights.config
+    config = ", ".join(f"{name}={value}" for name, value in recorded.items())
     parameters = sum(parameter.numel() for parameter in generator.parameters())
     print(f"generator config: {config}")
     print(

@@ -7,7 +7,11 @@ What it does, per training batch (manual optimisation, as the official ``trainer
 3. after ``optim.warmup_epochs`` epochs only (the official ``num_init_epochs``):
    ``optim.gan_k`` WGAN-GP critic steps on ``(sr.detach(), hr)``, then the adversarial, perceptual and
    transferal perceptual terms (the latter through a frozen copy of the current LTE);
-4. one Adam step for the generator: two parameter groups, main network ``generator_lr`` and LTE ``lte_lr``.
+4. one Adam step for the generator: one parameter group per entry of the generator's parameter groups,
+   each at ``optim.<group>_lr`` (TTSR: main network ``generator_lr`` and LTE ``lte_lr``).
+
+The generator is any module of the interface in :mod:`ttsr_lightning.models.interface`; the
+transferal perceptual term needs its ``texture_extractor``.
 
 A loss term is on iff its weight (``loss.weights.<term>``) is > 0; terms that are off are not built
 (no VGG19, no critic for TTSR-rec). Every optimiser step checks its loss terms and gradients on the
@@ -42,7 +46,8 @@ from ttsr_lightning.checkpoints import restore_frozen_weights, strip_frozen_weig
 from ttsr_lightning.errors import ConfigError, NonFiniteError
 from ttsr_lightning.evaluation import EvaluationModule
 from ttsr_lightning.losses import WGANGPLoss
-from ttsr_lightning.models import LTE, Discriminator, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models import Discriminator, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models.interface import parameter_groups, texture_extractor
 from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.settings import OptimSettings, loss_weights
@@ -50,13 +55,16 @@ from ttsr_lightning.settings import OptimSettings, loss_weights
 # torch.compile's modes (system.compile_mode); those that record CUDA graphs on a GPU
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+# the generator's parameter groups (models.interface.parameter_groups) and their learning rates in optim
+GROUP_LEARNING_RATES = {"generator": "generator_lr", "lte": "lte_lr"}
 
 
 class TTSRSystem(EvaluationModule):
     """TTSR training (validation and test as :class:`EvaluationModule`).
 
     Args:
-        generator: config of the generator (``_target_`` + constructor args), e.g. ``conf/model/ttsr.yaml``.
+        generator: config of the generator (``_target_`` + constructor args), e.g. ``conf/model/ttsr.yaml``:
+            TTSR or any module of :mod:`ttsr_lightning.models.interface`.
         discriminator: config of the WGAN-GP critic; built only when the adversarial weight is > 0.
         losses: the ``loss`` group: one ``_target_`` config per term and ``weights`` (a term is on iff
             its weight is > 0; see :func:`ttsr_lightning.settings.loss_weights`).
@@ -100,9 +108,17 @@ class TTSRSystem(EvaluationModule):
         optim_settings = OptimSettings.from_dict(dict(optim))
         weights = loss_weights(losses)
         built_generator = _build(generator, "model.generator")
-        if not isinstance(built_generator, TTSRGenerator):
+        if not isinstance(built_generator, nn.Module):
             raise ConfigError(
-                f"model.generator: expected a TTSRGenerator config, got {type(built_generator).__name__}"
+                "model.generator: expected the config of a generator module (an nn.Module with forward(lr, "
+                f"lr_up, ref, ref_down_up) -> GeneratorOutput), got {type(built_generator).__name__}"
+            )
+        unknown_groups = sorted(set(parameter_groups(built_generator)) - set(GROUP_LEARNING_RATES))
+        if unknown_groups:
+            raise ConfigError(
+                f"model.generator: {type(built_generator).__name__}.parameter_groups() names "
+                f"{unknown_groups}; expected groups among {sorted(GROUP_LEARNING_RATES)} "
+                "(learning rates optim.<group>_lr)"
             )
         super().__init__(
             built_generator, protocols_from_config(protocols) if protocols else None, lpips=lpips
@@ -119,15 +135,22 @@ class TTSRSystem(EvaluationModule):
         self.loss_terms = nn.ModuleDict(
             {term: instantiate(losses[term]) for term, w in weights.items() if w > 0}
         )
-        # Frozen twin of the LTE for the transferal perceptual loss (the official LTE_copy).
-        self.lte_copy: LTE | None = None
+        # Frozen twin of the texture extractor (TTSR's LTE) for the transferal perceptual loss (the
+        # official LTE_copy).
+        self.lte_copy: nn.Module | None = None
         if "transferal_perceptual" in self.loss_terms:
-            if self.generator.lte is None:
+            extractor = texture_extractor(self.generator)
+            if extractor is None:
+                how = (
+                    "(model.generator.use_hard_attention=false)"
+                    if isinstance(self.generator, TTSRGenerator)
+                    else f"({type(self.generator).__name__} has no texture_extractor)"
+                )
                 raise ConfigError(
                     "loss.weights.transferal_perceptual must be 0 for a generator without texture transfer "
-                    "(model.generator.use_hard_attention=false)"
+                    + how
                 )
-            self.lte_copy = copy.deepcopy(self.generator.lte).requires_grad_(False).eval()
+            self.lte_copy = copy.deepcopy(extractor).requires_grad_(False).eval()
         self._lte_copy_stale = True
         self.lazy_lte_copy_sync = lazy_lte_copy_sync
         self.channels_last = channels_last
@@ -182,13 +205,11 @@ class TTSRSystem(EvaluationModule):
 
     def configure_optimizers(self) -> Any:
         s = self.optim_settings
-        lte = self.generator.lte
-        lte_params = [] if lte is None else [p for p in lte.parameters() if p.requires_grad]
-        lte_ids = {id(p) for p in lte_params}
-        main_params = [p for p in self.generator.parameters() if p.requires_grad and id(p) not in lte_ids]
-        groups = [{"params": main_params, "lr": s.generator_lr, "name": "generator"}]
-        if lte_params:
-            groups.append({"params": lte_params, "lr": s.lte_lr, "name": "lte"})
+        groups = [
+            {"params": params, "lr": getattr(s, GROUP_LEARNING_RATES[name]), "name": name}
+            for name, params in parameter_groups(self.generator).items()
+            if params
+        ]
         fused: dict[str, bool] = {"fused": True} if s.fused else {}
         if not s.fused and self.device.type == "cuda":
             # step counts on the device: the non-finite guard's skip is a select there (step_where)
@@ -344,13 +365,14 @@ class TTSRSystem(EvaluationModule):
             )
 
     def _transferal_perceptual(self, out: GeneratorOutput) -> Tensor:
-        """Texture features of sr from the frozen LTE copy against the transferred textures T."""
-        assert self.lte_copy is not None and self.generator.lte is not None
+        """Texture features of sr from the frozen extractor copy against the transferred textures T."""
+        extractor = texture_extractor(self.generator)
+        assert self.lte_copy is not None and extractor is not None
         if self._lte_copy_stale or not self.lazy_lte_copy_sync:
             # copy_ keeps the copy's tensors (and their device) in place
             with torch.no_grad():
                 for target, source in zip(
-                    self.lte_copy.state_dict().values(), self.generator.lte.state_dict().values(), strict=True
+                    self.lte_copy.state_dict().values(), extractor.state_dict().values(), strict=True
                 ):
                     target.copy_(source)
             self._lte_copy_stale = False

@@ -66,3 +66,33 @@ def compose_config(
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def compose_evaluate(
+    output_dir: Path, data_dir: Path, overrides: list[str], data: str = "cufed5"
+) -> DictConfig:
+    """The config `python -m ttsr_lightning.evaluate <overrides>` runs: CPU, no logger, below output_dir,
+    on the test sets of ``data``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="evaluate",
+            overrides=[
+                f"paths.root_dir={output_dir}",
+                f"paths.data_dir={data_dir}",
+                f"paths.output_dir={output_dir}",
+                f"data={data}",
+                "data.test.num_workers=0",
+                "data.test.pin_memory=false",
+                "trainer.accelerator=cpu",
+                "trainer.enable_progress_bar=false",
+                "+trainer.enable_model_summary=false",
+                "logger=none",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

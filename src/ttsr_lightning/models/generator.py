@@ -140,6 +140,21 @@ class TTSRGenerator(nn.Module):
             if output_conv.bias is not None:
                 nn.init.zeros_(output_conv.bias)
 
+    @property
+    def texture_extractor(self) -> LTE | None:
+        """The LTE, whose features of sr the transferal perceptual loss compares (None in Base)."""
+        return self.lte
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by optimiser group: ``generator`` (all but the LTE) and ``lte`` (when
+        it is trained), each with its learning rate (``optim.generator_lr``, ``optim.lte_lr``)."""
+        lte_params = [] if self.lte is None else [p for p in self.lte.parameters() if p.requires_grad]
+        lte_ids = {id(p) for p in lte_params}
+        groups = {"generator": [p for p in self.parameters() if p.requires_grad and id(p) not in lte_ids]}
+        if lte_params:
+            groups["lte"] = lte_params
+        return groups
+
     def output_image(self, main_net_output: torch.Tensor, lr_up: torch.Tensor) -> torch.Tensor:
         """The SR image (B, 3, 4h, 4w) in [-1, 1] from the main network's output: that output itself
         (the paper), or with ``bicubic_residual`` the bicubic input corrected by it."""

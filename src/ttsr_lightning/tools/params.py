@@ -4,7 +4,9 @@
 returns them for other tables. The settings are read from the experiment configs
 (``conf/experiment/<name>.yaml``, :func:`experiment_settings`), so the table counts exactly the models
 the experiments train. Models are built with random VGG19 weights (counts do not depend on them, and
-nothing is downloaded). The paper counts in units of 2^20 ("M"): see :data:`PAPER_UNIT`.
+nothing is downloaded). The paper counts in units of 2^20 ("M"): see :data:`PAPER_UNIT`. An
+experiment of another generator (:mod:`ttsr_lightning.models.interface`) keeps its ``_target_`` and
+gets the generator counts, its MainNet and LTE columns counting only parts of those names.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -41,8 +44,9 @@ _NOT_ARCHITECTURE = ("_target_", "vgg_weights", "search_transfer", "batched_extr
 
 
 def experiment_settings(rows: dict[str, str] = PAPER_ROWS) -> dict[str, dict[str, Any]]:
-    """The generator architecture of each experiment (label -> TTSRGenerator arguments), composed
-    from its config exactly as ``python -m ttsr_lightning +experiment=<name>`` would."""
+    """The generator architecture of each experiment (label -> TTSRGenerator arguments, or another
+    generator's ``_target_`` and arguments), composed from its config exactly as
+    ``python -m ttsr_lightning +experiment=<name>`` would."""
     settings = {}
     for label, experiment in rows.items():
         GlobalHydra.instance().clear()
@@ -50,6 +54,9 @@ def experiment_settings(rows: dict[str, str] = PAPER_ROWS) -> dict[str, dict[str
             cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"])
         generator = OmegaConf.to_container(cfg.model.generator)
         assert isinstance(generator, dict)
+        if str(generator.get("_target_", "")).rsplit(".", 1)[-1] != TTSRGenerator.__name__:
+            settings[label] = {str(k): v for k, v in generator.items()}
+            continue
         settings[label] = {str(k): v for k, v in generator.items() if k not in _NOT_ARCHITECTURE}
     GlobalHydra.instance().clear()
     return settings
@@ -100,17 +107,23 @@ def parameter_rows(settings: dict[str, dict[str, Any]] | None = None) -> list[Pa
     discriminator = count_parameters(Discriminator())
     rows = []
     for setting, generator_kwargs in settings.items():
-        generator = TTSRGenerator(**generator_kwargs, vgg_weights="random")
+        generator: nn.Module
+        if "_target_" in generator_kwargs:
+            generator = instantiate(generator_kwargs, _convert_="all")
+        else:
+            generator = TTSRGenerator(**generator_kwargs, vgg_weights="random")
+        main_net, lte = getattr(generator, "main_net", None), getattr(generator, "lte", None)
+        parts = main_net_parts(main_net) if main_net is not None else dict.fromkeys(MAIN_NET_PARTS, 0)
         rows.append(
             ParameterRow(
                 setting=setting,
                 generator_kwargs=generator_kwargs,
                 generator=count_parameters(generator),
                 generator_trainable=count_parameters(generator, trainable_only=True),
-                main_net=count_parameters(generator.main_net),
-                lte=count_parameters(generator.lte),
-                lte_trainable=count_parameters(generator.lte, trainable_only=True),
-                main_net_parts=main_net_parts(generator.main_net),
+                main_net=count_parameters(main_net),
+                lte=count_parameters(lte),
+                lte_trainable=count_parameters(lte, trainable_only=True),
+                main_net_parts=parts,
                 discriminator=discriminator,
             )
         )
