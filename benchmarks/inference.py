@@ -43,9 +43,9 @@ from _measure import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from ttsr_lightning.budgeted import budgeted_forward, plan_forward
 from ttsr_lightning.models import SearchTransfer, TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
-from ttsr_lightning.models.tiled_forward import budgeted_forward, plan_forward
 
 CPU_SIZES = ["500x332", "1024x768", "1280x720"]
 GPU_SIZES = [*CPU_SIZES, "1920x1080", "3840x2160"]

@@ -34,16 +34,16 @@ from _machine import machine_description
 from _measure import RESULTS_DIR, write_record
 from PIL import Image
 
-from ttsr_lightning.checkpoints import load_generator
-from ttsr_lightning.data.preprocessing import bicubic_resize, down_up, to_tensor
-from ttsr_lightning.models import TTSRGenerator
-from ttsr_lightning.models.tiled_forward import (
+from ttsr_lightning.budgeted import (
     DEFAULT_HALO,
     global_attention,
     main_net_receptive_field,
     plan_forward,
     window_sr,
 )
+from ttsr_lightning.checkpoints import load_generator
+from ttsr_lightning.data.preprocessing import bicubic_resize, down_up, to_tensor
+from ttsr_lightning.models import TTSRGenerator
 
 OFFICIAL_SMALL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_small_G.pt"
 CORE = 16  # LR pixels of the probed tile's core

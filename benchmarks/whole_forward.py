@@ -46,10 +46,10 @@ from _measure import RESULTS_DIR, gib, ratio, run_case, seconds, status_bytes, t
 from inference import parse_size
 from PIL import Image
 
+from ttsr_lightning.budgeted import available_memory, budgeted_forward, format_bytes, plan_forward
 from ttsr_lightning.checkpoints import project_to_official_state_dict
 from ttsr_lightning.data.preprocessing import bicubic_resize, down_up, to_tensor
 from ttsr_lightning.models import TTSRGenerator
-from ttsr_lightning.models.tiled_forward import available_memory, budgeted_forward, format_bytes, plan_forward
 
 # Per part, the SR sizes and the implementations run at each; "largest" is the largest of
 # OFFICIAL_CANDIDATES that the official forward fits (estimated).

@@ -27,10 +27,10 @@ from ttsr_lightning.checkpoints import load_generator, project_to_official_state
 from ttsr_lightning.data import CUFED5Dataset
 from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.evaluate import evaluate, select_test_sets
+from ttsr_lightning.lpips_setting import lpips_from_files
 from ttsr_lightning.metrics import y_psnr, y_ssim
 from ttsr_lightning.models import MainNet, TTSRGenerator
 from ttsr_lightning.models import lpips as lpips_module
-from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.panels import to_uint8_image
 from ttsr_lightning.pretrained import ALEXNET, lpips_heads_file, sha256_of_file
 from ttsr_lightning.protocols import load_protocols
@@ -395,7 +395,7 @@ def test_lpips_beside_psnr_ssim_is_the_network_on_the_saved_images(
     assert list(rows[0]) == [*COLUMNS, "lpips", "lpips_bicubic"] and len(rows) == 2 * 2 * 3
     heads = lpips_heads_file()
     assert heads is not None
-    network = LPIPS.from_files(alexnet_file, heads)
+    network = lpips_from_files(alexnet_file, heads)
     dataset = CUFED5Dataset(data_dir / "CUFED" / "test" / "CUFED5", ref_level=1)
     lr_up = {item["name"]: item["lr_up"][None] for item in dataset}
     root = data_dir / "CUFED" / "test" / "CUFED5"

@@ -23,6 +23,8 @@ LAYERS = {
         "nonfinite",
     ),
     1: (
+        "budgeted",
+        "lpips_setting",
         "data",
         "metrics",
         "panels",
@@ -93,6 +95,30 @@ def test_pure_modules_import_torch_only() -> None:
                 path,
                 third_party,
             )
+
+
+def test_models_know_nothing_of_memory_files_or_the_budgeted_forward() -> None:
+    """Networks only: no memory budget, no file or process reads (budgeted/ runs them within a budget).
+    The one way out: ``pretrained``, which finds the ImageNet weights a VGG19 starts from."""
+    for path in (PACKAGE / "models").rglob("*.py"):
+        imported = imports(path)
+        assert {name.split(".")[0] for name in imported} <= {"models", "pretrained", "errors"}, (
+            path.name,
+            imported,
+        )
+        stdlib = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                stdlib |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                stdlib.add(node.module.split(".")[0])
+        assert not stdlib & {"os", "pathlib", "io", "shutil", "subprocess", "tempfile"}, (path.name, stdlib)
+
+
+def test_the_budgeted_forward_runs_models_and_reads_nothing_above_them() -> None:
+    for module, imported in graph().items():
+        if module.startswith("budgeted"):
+            assert {name.split(".")[0] for name in imported} <= {"budgeted", "models"}, (module, imported)
 
 
 def test_evaluate_imports_nothing_from_train_or_infer() -> None:

@@ -13,19 +13,19 @@ from PIL import Image
 
 from helpers.config import compose_evaluate
 from test_infer import TINY_GENERATOR, compose_infer, photo
-from ttsr_lightning.checkpoints import save_generator
-from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.evaluate import evaluate
-from ttsr_lightning.evaluation import EvaluationModule
-from ttsr_lightning.infer import infer
-from ttsr_lightning.models import TTSRGenerator
-from ttsr_lightning.models.tiled_forward import (
+from ttsr_lightning.budgeted import (
     AUTO_FRACTION,
     available_memory,
     memory_budget,
     parse_memory_setting,
     plan_forward,
 )
+from ttsr_lightning.checkpoints import save_generator
+from ttsr_lightning.errors import ConfigError
+from ttsr_lightning.evaluate import evaluate
+from ttsr_lightning.evaluation import EvaluationModule
+from ttsr_lightning.infer import infer
+from ttsr_lightning.models import TTSRGenerator
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ttsr_lightning.budgeted import parse_memory_setting
 from ttsr_lightning.builders import finish_loggers, instantiate_group
 from ttsr_lightning.callbacks import EvaluationResults, ImagePanelLogger
 from ttsr_lightning.checkpoints import load_generator
@@ -45,7 +46,6 @@ from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluation import EvaluationModule
 from ttsr_lightning.files import check_new_output, run_folder_lock
-from ttsr_lightning.models.tiled_forward import parse_memory_setting
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
 from ttsr_lightning.results import RESULT_FILES, write_table_layout

@@ -27,16 +27,17 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from ttsr_lightning.data import TestDataModule, TrainDataModule
-from ttsr_lightning.metrics import MeanPerImage, image_values
-from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
-from ttsr_lightning.models.lpips import LPIPS, LpipsSetting, load_lpips
-from ttsr_lightning.models.tiled_forward import (
+from ttsr_lightning.budgeted import (
     MemorySetting,
     budgeted_forward,
     memory_budget,
     plan_for_inputs,
 )
+from ttsr_lightning.data import TestDataModule, TrainDataModule
+from ttsr_lightning.lpips_setting import LpipsSetting, load_lpips
+from ttsr_lightning.metrics import MeanPerImage, image_values
+from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.protocols import DEFAULT_PROTOCOL, Protocol, load_protocols
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,12 @@ class EvaluationModule(LightningModule):
             unprefixed log keys); default: the official TTSR evaluation alone.
         max_memory: a memory budget for each image's forward pass (bytes, ``"auto"``: a share of the
             device's free memory, divided among the processes on one CPU machine), run by
-            :func:`~ttsr_lightning.models.tiled_forward.budgeted_forward`: the whole image when it
+            :func:`~ttsr_lightning.budgeted.budgeted_forward`: the whole image when it
             fits (the same SR as the plain forward), else main-network tiles (the first plan of each
             kind is logged). None, or a generator other than TTSR: the generator's plain forward.
         lpips: LPIPS beside PSNR/SSIM: ``"auto"`` (when the AlexNet weights are found, else skipped with
             one warning), ``True`` (required), ``False``, or the AlexNet file's path; see
-            :func:`~ttsr_lightning.models.lpips.load_lpips`. ``lpips_description`` says what was used.
+            :func:`~ttsr_lightning.lpips_setting.load_lpips`. ``lpips_description`` says what was used.
     """
 
     def __init__(

@@ -24,7 +24,7 @@ x4; the SR is saved as ``round((sr + 1) * 127.5)``.
 
 Memory: ``max_memory`` (``auto``: 60 % of the free memory; ``4GiB``, ``512MB``, bytes; ``null``: no
 budget) bounds the peak memory growth of each image's forward pass, so any LR size runs
-(:mod:`ttsr_lightning.models.tiled_forward`): when the whole image fits, the generator's forward runs
+(:mod:`ttsr_lightning.budgeted`): when the whole image fits, the generator's forward runs
 as it is (lean: every map dropped once used); otherwise the search stays global and the main
 network runs in overlapping tiles of the LR grid (the tiling is logged). Only references whose
 search features alone (~0.5 KB per reference pixel) cannot fit the budget are refused, before any
@@ -45,6 +45,16 @@ from torch import nn
 from tqdm import tqdm
 
 from ttsr_lightning.attention_maps import attention_panel, reference_choice_panel
+from ttsr_lightning.budgeted import (
+    ForwardPlan,
+    MemoryBudgetError,
+    budgeted_forward,
+    format_bytes,
+    memory_budget,
+    parse_memory_setting,
+    plan_for_inputs,
+    plan_forward,
+)
 from ttsr_lightning.checkpoints import KINDS_EXPECTED, load_generator
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.errors import ImageError
@@ -65,16 +75,6 @@ from ttsr_lightning.data.preprocessing import (
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.files import check_output_folder
 from ttsr_lightning.models import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
-from ttsr_lightning.models.tiled_forward import (
-    ForwardPlan,
-    MemoryBudgetError,
-    budgeted_forward,
-    format_bytes,
-    memory_budget,
-    parse_memory_setting,
-    plan_for_inputs,
-    plan_forward,
-)
 from ttsr_lightning.panels import to_uint8_image
 
 log = logging.getLogger(__name__)

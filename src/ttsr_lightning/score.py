@@ -41,7 +41,8 @@ from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_im
 from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.files import check_new_output, write_csv, write_json
-from ttsr_lightning.models.lpips import LPIPS, load_lpips
+from ttsr_lightning.lpips_setting import load_lpips
+from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.protocols import Protocol, protocols_from_config
 
 

@@ -28,10 +28,10 @@ from omegaconf import open_dict
 from helpers.config import compose_config
 from helpers.interrupt import SimulatedKill
 from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
+from ttsr_lightning.budgeted import budgeted_forward, main_net_receptive_field, plan_forward
 from ttsr_lightning.callbacks import ResumeCheckpoint
 from ttsr_lightning.models import TTSRGenerator, lean_search_transfer
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
-from ttsr_lightning.models.tiled_forward import budgeted_forward, main_net_receptive_field, plan_forward
 from ttsr_lightning.system import TTSRSystem
 from ttsr_lightning.train import train
 

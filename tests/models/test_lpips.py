@@ -20,10 +20,11 @@ from helpers.lpips_reference import (
     seeded_alexnet_state_dict,
     weights_digest,
 )
+from ttsr_lightning import lpips_setting as lpips_module
 from ttsr_lightning import pretrained
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.models import lpips as lpips_module
-from ttsr_lightning.models.lpips import LPIPS, MIN_IMAGE_SIZE, load_lpips
+from ttsr_lightning.lpips_setting import load_lpips, lpips_from_files
+from ttsr_lightning.models.lpips import LPIPS, MIN_IMAGE_SIZE
 from ttsr_lightning.pretrained import (
     ALEXNET,
     ALEXNET_ENV_VAR,
@@ -47,7 +48,7 @@ def seeded_alexnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ours(seeded_alexnet_file: Path) -> LPIPS:
     heads = lpips_heads_file()
     assert heads is not None, "torchmetrics ships the LPIPS heads (functional/image/lpips_models/alex.pth)"
-    return LPIPS.from_files(seeded_alexnet_file, heads)
+    return lpips_from_files(seeded_alexnet_file, heads)
 
 
 @pytest.fixture

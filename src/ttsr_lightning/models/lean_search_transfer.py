@@ -26,7 +26,7 @@ every reference's blocks, each reference with its own zero border. Memory stays 
 reference area: no canvas, no padding between references. ``hard_index`` then counts positions in
 the concatenation (:func:`split_hard_index` maps it back to a reference and a position in it).
 
-The pieces serve :mod:`~ttsr_lightning.models.tiled_forward` too: :func:`search` (the global search),
+The pieces serve :mod:`ttsr_lightning.budgeted` too: :func:`search` (the global search),
 :func:`empty_block_table` / :func:`fill_block_table` (value tables filled strip by strip),
 :func:`chosen_blocks`, :func:`window_rows` and :func:`transfer_window` (the textures of any window of
 the LR grid, read from the whole grid's choices: exactly the whole grid's textures at those positions,

@@ -17,33 +17,21 @@ not a dependency):
 Whole images of any size from 31x31 px up; the features stay at most 1/4 of the image's resolution
 (64 channels at 1/4, fewer at lower ones), so memory grows like about 20 floats per pixel per image.
 
-:func:`load_lpips` builds the network from a setting (``lpips: auto | true | false | <path>``) with the
-weights :mod:`ttsr_lightning.pretrained` finds, and says what it used or why LPIPS is skipped.
+:func:`ttsr_lightning.lpips_setting.load_lpips` builds the network from a setting (``lpips: auto |
+true | false | <path>``) with the weights :mod:`ttsr_lightning.pretrained` finds, and says what it used or why LPIPS is skipped.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
-from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.models.vgg19 import ImageNetNormalize
 from ttsr_lightning.pretrained import (
-    ALEXNET,
-    find_weights_file,
-    load_weights_file,
-    lpips_heads_file,
-    lpips_heads_places,
     torchvision_entries,
 )
-
-LpipsSetting = bool | Literal["auto"] | str | os.PathLike[str]
 
 # torchvision's alexnet().features up to relu5 (its last max-pool, index 12, is not used by LPIPS):
 # (out channels, kernel, stride, padding) of each conv, "M" = 3x3 max-pool with stride 2.
@@ -93,8 +81,9 @@ class AlexNetFeatures(nn.Module):
 class LPIPS(nn.Module):
     """The LPIPS distance (module docstring); frozen, no gradients, no dropout.
 
-    Built with PyTorch's default initialisation: load the ImageNet AlexNet and the v0.1 heads with
-    :meth:`from_files` (or :meth:`load_alexnet` / :meth:`load_heads`) before measuring anything.
+    Built with PyTorch's default initialisation: load the ImageNet AlexNet and the v0.1 heads
+    (:meth:`load_alexnet` and :meth:`load_heads`, or :func:`ttsr_lightning.lpips_setting.lpips_from_files`)
+    before measuring anything.
 
     ``forward(x, y)``: x, y (B, 3, H, W) in [-1, 1], H and W >= 31 -> (B,) float32 distances.
     """
@@ -106,20 +95,6 @@ class LPIPS(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(channels, 1, 1, bias=False) for channels in ALEXNET_CHANNELS)
         self.requires_grad_(False)
         self.eval()
-
-    @classmethod
-    def from_files(cls, alexnet_file: str | os.PathLike[str], heads_file: str | os.PathLike[str]) -> LPIPS:
-        """The network with torchvision's AlexNet state dict and the LPIPS heads (``alex.pth``) loaded
-        from these (already checked) files."""
-        network = cls()
-        network.load_alexnet(load_weights_file(Path(alexnet_file), ALEXNET))
-        heads = torch.load(heads_file, map_location="cpu", weights_only=True)
-        if not isinstance(heads, Mapping):
-            raise ValueError(
-                f"LPIPS heads file {heads_file} holds a {type(heads).__name__}, expected a state dict"
-            )
-        network.load_heads(heads)
-        return network
 
     def load_alexnet(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Copies ``features.{0,3,6,8,10}.*`` from a torchvision AlexNet state dict (``classifier.*``
@@ -160,65 +135,3 @@ class LPIPS(nn.Module):
 def _unit_length(features: torch.Tensor) -> torch.Tensor:
     """Each position's feature vector divided by its L2 norm over the channels (+ eps, as LPIPS)."""
     return features / (torch.sqrt(torch.sum(features**2, dim=1, keepdim=True)) + NORMALISE_EPS)
-
-
-def parse_lpips_setting(setting: LpipsSetting) -> bool | Literal["auto"] | Path:
-    """``true`` / ``false`` (also as strings), ``"auto"``, or a path to the AlexNet weights file."""
-    if isinstance(setting, bool) or setting == "auto":
-        return setting  # type: ignore[return-value]
-    if isinstance(setting, str) and setting.lower() in ("true", "false"):
-        return setting.lower() == "true"
-    if not isinstance(setting, str | os.PathLike) or not str(setting):
-        raise ConfigError(
-            f"lpips: expected auto, true, false or a path to {ALEXNET.file_name}; got {setting!r}"
-        )
-    return Path(setting)
-
-
-def load_lpips(setting: LpipsSetting) -> tuple[LPIPS | None, str]:
-    """The LPIPS network a setting asks for, and one line saying what it is or why there is none.
-
-    - ``false``: no LPIPS;
-    - ``"auto"``: the AlexNet weights named by ``$TTSR_ALEXNET_WEIGHTS`` or in the torch.hub cache;
-      without them (or without the heads) LPIPS is skipped with one warning;
-    - ``true``: the same places, else downloaded into the cache; ConfigError (one line, naming where it
-      looked) when that fails;
-    - a path: that AlexNet file (sha256-checked).
-
-    A named file that is missing or fails its hash is a ConfigError in every case.
-    """
-    choice = parse_lpips_setting(setting)
-    if choice is False:
-        return None, "off (lpips=false)"
-    heads = lpips_heads_file()
-    shown = "true" if choice is True else str(choice)
-    try:
-        if heads is None:
-            looked = ", ".join(str(path) for path in lpips_heads_places()) or "no torchmetrics installed"
-            raise FileNotFoundError(
-                f"the LPIPS v0.1 AlexNet heads (alex.pth) are not installed (looked in {looked}); "
-                "reinstall torchmetrics"
-            )
-        alexnet = find_weights_file(
-            ALEXNET, choice if isinstance(choice, Path) else None, download=choice is True
-        )
-    except (OSError, ValueError, RuntimeError) as error:
-        if choice == "auto" and heads is None:
-            return _skipped(str(error))
-        raise ConfigError(f"lpips={shown}: {error}") from error
-    if alexnet is None:  # "auto" and nothing found
-        return _skipped(
-            f"the AlexNet ImageNet weights are not at {ALEXNET.cache_path()} (nor named by "
-            f"${ALEXNET.env_var})"
-        )
-    description = f"AlexNet v0.1 (lower is better; {alexnet} sha256 {ALEXNET.sha256[:8]}..., heads {heads})"
-    return LPIPS.from_files(alexnet, heads), description
-
-
-def _skipped(reason: str) -> tuple[None, str]:
-    warnings.warn(
-        f"LPIPS skipped: {reason}. Put torchvision's {ALEXNET.file_name} there (or set "
-        f"{ALEXNET.env_var}=/path/to/it, or lpips=/path/to/it); lpips=true downloads it once.",
-        stacklevel=3,
-    )
-    return None, f"skipped (lpips=auto): {reason}"

@@ -8,6 +8,15 @@ import pytest
 import skimage.data
 import torch
 
+from ttsr_lightning.budgeted import (
+    DEFAULT_HALO,
+    ForwardPlan,
+    MemoryBudgetError,
+    budgeted_forward,
+    main_net_receptive_field,
+    plan_forward,
+)
+from ttsr_lightning.budgeted.forward import _lte_strips
 from ttsr_lightning.models import LTE, MainNet, TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import (
     _chunk_size_for_budget,
@@ -17,15 +26,6 @@ from ttsr_lightning.models.lean_search_transfer import (
     window_rows,
 )
 from ttsr_lightning.models.search_transfer import SearchTransfer
-from ttsr_lightning.models.tiled_forward import (
-    DEFAULT_HALO,
-    ForwardPlan,
-    MemoryBudgetError,
-    _lte_strips,
-    budgeted_forward,
-    main_net_receptive_field,
-    plan_forward,
-)
 
 TINY = {"n_feats": 8, "num_res_blocks": (1, 1, 1, 1), "vgg_weights": "random"}
 
@@ -173,6 +173,36 @@ def test_receptive_field_is_what_the_gradient_reaches(
     assert main_net_receptive_field(num_res_blocks, csfi, textures) == probed_receptive_field(
         num_res_blocks, csfi, textures
     )
+
+
+def configured_networks() -> set[tuple[tuple[int, ...], bool, bool]]:
+    """(residual blocks, CSFI, textures) of every generator the configs build: each ``conf/model/``
+    choice under the default run and every experiment of the paper's tables."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ttsr_lightning.config_paths import CONFIG_DIR
+    from ttsr_lightning.tools.params import experiment_settings
+
+    generators = list(experiment_settings().values())
+    for choice in sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml")):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            generators.append(compose(config_name="config", overrides=[f"model={choice}"]).model.generator)
+    GlobalHydra.instance().clear()
+    return {(tuple(g["num_res_blocks"]), bool(g["csfi"]), bool(g["use_hard_attention"])) for g in generators}
+
+
+def test_receptive_field_of_every_configured_network_is_what_its_gradient_reaches() -> None:
+    """The budget's walk through MainNet is a second description of its layout: checked against the
+    network itself for every architecture the configs can build (the paper's is 100 LR pixels)."""
+    networks = configured_networks()
+    paper = ((16, 16, 8, 4), True, True)  # probed by the next test
+    assert paper in networks and ((4, 4, 2, 1), True, True) in networks
+    for blocks, csfi, textures in sorted(networks - {paper}):
+        assert main_net_receptive_field(blocks, csfi, textures) == probed_receptive_field(
+            blocks, csfi, textures
+        ), (blocks, csfi, textures)
 
 
 def test_receptive_field_of_the_paper_network() -> None:
