@@ -22,6 +22,7 @@ from PIL import Image
 from helpers.checkpoints import one_batch_run_checkpoint
 from helpers.config import compose_evaluate
 from helpers.lpips_reference import seeded_alexnet_state_dict
+from ttsr_lightning import lpips_setting as lpips_module
 from ttsr_lightning import pretrained
 from ttsr_lightning.checkpoints import load_generator, project_to_official_state_dict
 from ttsr_lightning.data import CUFED5Dataset
@@ -30,7 +31,6 @@ from ttsr_lightning.evaluate import evaluate, select_test_sets
 from ttsr_lightning.lpips_setting import lpips_from_files
 from ttsr_lightning.metrics import y_psnr, y_ssim
 from ttsr_lightning.models import MainNet, TTSRGenerator
-from ttsr_lightning.models import lpips as lpips_module
 from ttsr_lightning.panels import to_uint8_image
 from ttsr_lightning.pretrained import ALEXNET, lpips_heads_file, sha256_of_file
 from ttsr_lightning.protocols import load_protocols
@@ -84,8 +84,8 @@ def official_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_generator
 # hash made the expected one (in this process, or through this script in evaluate's processes).
 PATCHED_EVALUATE = """
 import dataclasses, os
-from ttsr_lightning.models import lpips
-lpips.ALEXNET = dataclasses.replace(lpips.ALEXNET, sha256=os.environ["TEST_ALEXNET_SHA256"])
+from ttsr_lightning import lpips_setting
+lpips_setting.ALEXNET = dataclasses.replace(lpips_setting.ALEXNET, sha256=os.environ["TEST_ALEXNET_SHA256"])
 from ttsr_lightning.evaluate import main
 main()
 """

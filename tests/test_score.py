@@ -26,8 +26,8 @@ from helpers.lpips_reference import (
     weights_digest,
 )
 from helpers.protocol_values import PHOTOS, THEIR_VALUES, TOLERANCE, photographs
+from ttsr_lightning import lpips_setting as lpips_module
 from ttsr_lightning.config_paths import CONFIG_DIR
-from ttsr_lightning.models import lpips as lpips_module
 from ttsr_lightning.pretrained import ALEXNET, sha256_of_file
 from ttsr_lightning.score import score
 

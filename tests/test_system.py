@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from helpers.host_reads import HostReads
 from helpers.lpips_reference import seeded_alexnet_state_dict
+from ttsr_lightning import lpips_setting as lpips_module
 from ttsr_lightning.errors import NonFiniteError
-from ttsr_lightning.models import lpips as lpips_module
 from ttsr_lightning.pretrained import ALEXNET, sha256_of_file
 from ttsr_lightning.system import TTSRSystem
 
