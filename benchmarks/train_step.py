@@ -154,15 +154,24 @@ def measure_step(
         },
         discriminator={"_target_": "ttsr_lightning.models.Discriminator", "in_size": 4 * lr_size},
         losses={
-            "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
-            "perceptual": {"_target_": "ttsr_lightning.losses.PerceptualLoss", "vgg_weights": "random"},
-            "transferal_perceptual": {"_target_": "ttsr_lightning.losses.TransferalPerceptualLoss"},
-            "adversarial": {"_target_": "ttsr_lightning.losses.WGANGPLoss"},
-            "weights": {
-                "reconstruction": 1.0,
-                "perceptual": 1e-2,
-                "transferal_perceptual": 1e-2,
-                "adversarial": 1e-3,
+            "terms": {
+                "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0},
+                "adversarial": {
+                    "_target_": "ttsr_lightning.losses.WGANGPLoss",
+                    "weight": 1e-3,
+                    "after_warmup": True,
+                },
+                "perceptual": {
+                    "_target_": "ttsr_lightning.losses.PerceptualLoss",
+                    "weight": 1e-2,
+                    "after_warmup": True,
+                    "vgg_weights": "random",
+                },
+                "transferal_perceptual": {
+                    "_target_": "ttsr_lightning.losses.TransferalPerceptualLoss",
+                    "weight": 1e-2,
+                    "after_warmup": True,
+                },
             },
         },
         optim={"warmup_epochs": 1 if reconstruction_only else 0, **options.get("optim", {})},

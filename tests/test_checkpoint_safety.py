@@ -157,8 +157,9 @@ def tiny_system(**generator: Any) -> TTSRSystem:
         generator={"_target_": "ttsr_lightning.models.TTSRGenerator", **TINY, **generator},
         discriminator=None,
         losses={
-            "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
-            "weights": {"reconstruction": 1.0},
+            "terms": {
+                "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0}
+            }
         },
         optim={"warmup_epochs": 0},
     )

@@ -39,8 +39,8 @@ OTHER = [
     *(override for override in TINY if not override.startswith("model.generator.")),
     "~model.generator",
     f"+model.generator={{_target_: {TARGET}, channels: 8, layers: 2}}",
-    "loss.perceptual.vgg_weights=random",
-    "loss.weights.transferal_perceptual=0",
+    "loss.terms.perceptual.vgg_weights=random",
+    "loss.terms.transferal_perceptual.weight=0",
     "optim.warmup_epochs=0",
     "system.lpips=false",
     "test=false",
@@ -93,11 +93,11 @@ def test_killed_run_resumes_exactly(tmp_path: Path, sample_data_dir: Path, whole
 def test_the_transferal_perceptual_loss_needs_a_texture_extractor(
     tmp_path: Path, sample_data_dir: Path
 ) -> None:
-    cfg = compose_other(tmp_path, sample_data_dir, ["loss.weights.transferal_perceptual=0.01"])
+    cfg = compose_other(tmp_path, sample_data_dir, ["loss.terms.transferal_perceptual.weight=0.01"])
     with pytest.raises(ConfigError) as error:
         train(cfg)
     assert str(error.value) == (
-        "loss.weights.transferal_perceptual must be 0 for a generator without texture transfer "
+        "loss.terms.transferal_perceptual.weight must be 0 for a generator without texture transfer "
         "(DetailConvGenerator has no texture_extractor)"
     )
 

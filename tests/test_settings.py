@@ -7,12 +7,17 @@ from typing import Any
 import pytest
 
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.settings import OptimSettings, check_run_config, loss_weights
+from ttsr_lightning.settings import OptimSettings, check_run_config, loss_terms
 
 LOSSES = {
-    "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
-    "perceptual": {"_target_": "ttsr_lightning.losses.PerceptualLoss"},
-    "weights": {"reconstruction": 1.0, "perceptual": 0.01},
+    "terms": {
+        "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0},
+        "perceptual": {
+            "_target_": "ttsr_lightning.losses.PerceptualLoss",
+            "weight": 0.01,
+            "after_warmup": True,
+        },
+    }
 }
 
 
@@ -33,28 +38,38 @@ def test_bad_optim_values_name_the_key(optim: dict[str, Any], message: str) -> N
 
 
 @pytest.mark.parametrize(
-    ("weights", "message"),
+    ("change", "message"),
     [
-        ({"reconstruction": 1.0, "adversarial": -0.1}, "loss.weights.adversarial must be >= 0"),
-        ({"reconstruction": 1.0, "texture": 1.0}, "unknown term"),
-        ({"reconstruction": 0.0}, "every weight is 0"),
+        ({"perceptual": {"weight": -0.1}}, "loss.terms.perceptual.weight must be >= 0"),
+        ({"perceptual": {"weight": "abc"}}, "loss.terms.perceptual.weight: expected a number"),
+        (
+            {"perceptual": {"after_warmup": "yes"}},
+            "loss.terms.perceptual.after_warmup: expected true or false",
+        ),
+        ({"edge": {"weight": 1.0}}, "loss.terms.edge: expected a mapping with _target_"),
+        ({"edge": {"_target_": "x.Edge"}}, "loss.terms.edge.weight: missing"),
+        ({"reconstruction": {"weight": 0.0}, "perceptual": {"weight": 0}}, "every weight is 0"),
     ],
 )
-def test_bad_loss_weights_name_the_key(weights: dict[str, float], message: str) -> None:
+def test_bad_loss_terms_name_the_key(change: dict[str, dict[str, Any]], message: str) -> None:
+    terms = {name: {**LOSSES["terms"].get(name, {}), **value} for name, value in change.items()}
     with pytest.raises(ConfigError, match=message):
-        loss_weights({**LOSSES, "weights": weights})
+        loss_terms({"terms": {**LOSSES["terms"], **terms}})
 
 
-def test_a_term_is_on_iff_its_weight_is_positive() -> None:
-    weights = loss_weights({**LOSSES, "weights": {"reconstruction": 1.0, "perceptual": 0.0}})
-    assert weights == {
-        "reconstruction": 1.0,
-        "perceptual": 0.0,
-        "transferal_perceptual": 0.0,
-        "adversarial": 0.0,
-    }
-    with pytest.raises(ConfigError, match="loss.adversarial must be configured"):
-        loss_weights({**LOSSES, "weights": {"reconstruction": 1.0, "adversarial": 0.001}})
+def test_the_loss_group_holds_terms_only() -> None:
+    with pytest.raises(ConfigError, match=r"loss: unknown key\(s\) \['weights'\]"):
+        loss_terms({**LOSSES, "weights": {"reconstruction": 1.0}})
+
+
+def test_a_term_is_on_iff_its_weight_is_positive_and_keeps_its_phase_and_module() -> None:
+    terms = loss_terms(
+        {"terms": {**LOSSES["terms"], "perceptual": {**LOSSES["terms"]["perceptual"], "weight": 0}}}
+    )
+    assert list(terms) == ["reconstruction", "perceptual"]
+    assert (terms["reconstruction"].weight, terms["reconstruction"].after_warmup) == (1.0, False)
+    assert (terms["perceptual"].weight, terms["perceptual"].after_warmup) == (0.0, True)
+    assert terms["perceptual"].module == {"_target_": "ttsr_lightning.losses.PerceptualLoss"}
 
 
 def test_the_nonfinite_policy_is_off_by_default_and_checked() -> None:

@@ -26,19 +26,37 @@ GENERATOR = {
 }
 DISCRIMINATOR = {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 32}
 LOSSES = {
-    "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
-    "perceptual": {"_target_": "ttsr_lightning.losses.PerceptualLoss", "vgg_weights": "random"},
-    "transferal_perceptual": {"_target_": "ttsr_lightning.losses.TransferalPerceptualLoss"},
-    "adversarial": {"_target_": "ttsr_lightning.losses.WGANGPLoss", "gp_weight": 10.0},
-    "weights": {
-        "reconstruction": 1.0,
-        "perceptual": 0.01,
-        "transferal_perceptual": 0.01,
-        "adversarial": 0.001,
-    },
+    "terms": {
+        "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0},
+        "adversarial": {
+            "_target_": "ttsr_lightning.losses.WGANGPLoss",
+            "weight": 0.001,
+            "after_warmup": True,
+            "gp_weight": 10.0,
+        },
+        "perceptual": {
+            "_target_": "ttsr_lightning.losses.PerceptualLoss",
+            "weight": 0.01,
+            "after_warmup": True,
+            "vgg_weights": "random",
+        },
+        "transferal_perceptual": {
+            "_target_": "ttsr_lightning.losses.TransferalPerceptualLoss",
+            "weight": 0.01,
+            "after_warmup": True,
+        },
+    }
 }
 
-LOSSES_REC = {"reconstruction": LOSSES["reconstruction"], "weights": {"reconstruction": 1.0}}
+LOSSES_REC = {"terms": {"reconstruction": LOSSES["terms"]["reconstruction"]}}
+
+
+def with_weights(**weights: float) -> dict[str, Any]:
+    """LOSSES with the given terms' weights (the others unchanged)."""
+    terms = LOSSES["terms"]
+    return {
+        "terms": {name: {**term, "weight": weights.get(name, term["weight"])} for name, term in terms.items()}
+    }
 
 
 def make_system(**optim: Any) -> TTSRSystem:
@@ -172,7 +190,7 @@ def test_learning_rates_follow_the_config_per_parameter_group() -> None:
 
 def test_reconstruction_only_builds_no_critic_and_no_vgg() -> None:
     # a term is on or off by its weight alone: the other terms stay configured
-    losses = {**LOSSES, "weights": {"reconstruction": 1.0, "perceptual": 0.0, "adversarial": 0.0}}
+    losses = with_weights(adversarial=0.0, perceptual=0.0, transferal_perceptual=0.0)
     system = TTSRSystem(GENERATOR, DISCRIMINATOR, losses, {"warmup_epochs": 0})
     assert system.discriminator is None and system.lte_copy is None
     assert list(system.loss_terms) == ["reconstruction"]

@@ -125,7 +125,7 @@ def test_resume_restores_optimiser_state_at_the_saved_step(tmp_path: Path, sampl
     ("override", "message"),
     [
         ("optim.gan_k=0", "optim.gan_k"),
-        ("loss.weights.perceptual=-1", "loss.weights.perceptual"),
+        ("loss.terms.perceptual.weight=-1", "loss.terms.perceptual.weight"),
         ("data.train.train_root=/nonexistent/CUFED/train", "/nonexistent/CUFED/train"),
         ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path"),
         ("trainer.max_epochs=1", "optim.warmup_epochs"),

@@ -110,7 +110,7 @@ def png_16_bit(path: Path) -> Path:
         ("data.train.num_workers=1.5", "data.train.num_workers: expected an integer, got 1.5"),
         ("model.generator.n_feats=abc", "model.generator.n_feats: expected an integer, got 'abc'"),
         ("model.generator.num_res_blocks=[1,a,1,1]", "model.generator.num_res_blocks: expected a list of"),
-        ("loss.weights.perceptual=abc", "loss.weights.perceptual: expected a number, got 'abc'"),
+        ("loss.terms.perceptual.weight=abc", "loss.terms.perceptual.weight: expected a number, got 'abc'"),
         ("system.compile=maybe", "system.compile: expected true or false, got 'maybe'"),
         (
             "callbacks.model_checkpoint.save_top_k=abc",

@@ -5,7 +5,8 @@ stay thin. Each check raises :class:`ConfigError` naming the config key and what
 
 - :class:`OptimSettings`: the ``optim`` group (learning rates, betas, the warm-up, the critic steps,
   the non-finite policy), as a frozen dataclass;
-- :func:`loss_weights`: the ``loss`` group; a term is on iff its weight is > 0;
+- :class:`LossTermSettings` / :func:`loss_terms`: the ``loss`` group, ``loss.terms.<name>``: each term's
+  weight, phase and module config; a term is on iff its weight is > 0;
 - :func:`check_run_config`: the whole config of a training run, before any data or model is built:
   the type of every value (``seed``, ``optim``, ``system``, and every argument of the ``_target_``
   classes of ``model``, ``data``, ``loss``, ``trainer`` and ``callbacks``, read off their signatures:
@@ -28,7 +29,8 @@ from hydra.utils import get_object
 
 from ttsr_lightning.errors import ConfigError
 
-LOSS_TERMS = ("reconstruction", "perceptual", "transferal_perceptual", "adversarial")
+# the keys of a loss term's config that are policy (the training step's), not constructor arguments
+TERM_POLICY_KEYS = ("weight", "after_warmup")
 
 
 @dataclass(frozen=True)
@@ -92,27 +94,46 @@ class OptimSettings:
             raise ConfigError(f"optim.max_nonfinite_skips must be >= 0, got {self.max_nonfinite_skips}")
 
 
-def loss_weights(losses: Mapping[str, Any]) -> dict[str, float]:
-    """The ``loss`` group's weights, one per term of ``LOSS_TERMS``; a term is on iff its weight is > 0.
+@dataclass(frozen=True)
+class LossTermSettings:
+    """One entry of ``loss.terms``: its weight in the generator objective, its phase (``after_warmup``:
+    only after ``optim.warmup_epochs``, else from the first epoch) and its module config (the entry less
+    those two keys: ``_target_`` and constructor arguments)."""
 
-    A term that is on needs its module config (``loss.<term>._target_``); errors name
-    ``loss.weights.<term>`` or ``loss.<term>``.
+    weight: float
+    after_warmup: bool
+    module: dict[str, Any]
+
+
+def loss_terms(losses: Mapping[str, Any]) -> dict[str, LossTermSettings]:
+    """The ``loss`` group's terms (``loss.terms.<name>``), in config order; errors name the config key.
+
+    Each term is a mapping with ``_target_`` (a loss module, see :mod:`ttsr_lightning.losses.context`),
+    ``weight`` (a number >= 0; a term is on iff its weight is > 0) and optionally ``after_warmup``
+    (true or false, default false); every other key is a constructor argument.
     """
-    weights = dict(losses.get("weights") or {})
-    unknown = sorted(set(weights) - set(LOSS_TERMS))
+    unknown = sorted(set(losses) - {"terms"})
     if unknown:
-        raise ConfigError(f"loss.weights: unknown term(s) {unknown}; expected some of {list(LOSS_TERMS)}")
-    checked: dict[str, float] = {}
-    for term in LOSS_TERMS:
-        check_type(f"loss.weights.{term}", weights.get(term, 0.0), float)
-        weight = float(weights.get(term, 0.0))
+        raise ConfigError(f"loss: unknown key(s) {unknown}; expected terms (loss.terms.<name>)")
+    terms = losses.get("terms")
+    if not isinstance(terms, Mapping) or not terms:
+        raise ConfigError(f"loss.terms: expected a mapping of name -> loss term config, got {terms!r}")
+    checked: dict[str, LossTermSettings] = {}
+    for name, entry in terms.items():
+        key = f"loss.terms.{name}"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("_target_"), str):
+            raise ConfigError(f"{key}: expected a mapping with _target_ (a loss module), got {entry!r}")
+        if "weight" not in entry:
+            raise ConfigError(f"{key}.weight: missing (a number >= 0; 0 turns the term off)")
+        check_type(f"{key}.weight", entry["weight"], float)
+        check_type(f"{key}.after_warmup", entry.get("after_warmup", False), bool)
+        weight = float(entry["weight"])
         if weight < 0:
-            raise ConfigError(f"loss.weights.{term} must be >= 0, got {weight}")
-        if weight > 0 and not isinstance(losses.get(term), Mapping):
-            raise ConfigError(f"loss.{term} must be configured (a _target_) when loss.weights.{term} > 0")
-        checked[term] = weight
-    if sum(checked.values()) == 0:
-        raise ConfigError("loss.weights: every weight is 0, nothing would be optimised")
+            raise ConfigError(f"{key}.weight must be >= 0, got {weight}")
+        module = {k: v for k, v in entry.items() if k not in TERM_POLICY_KEYS}
+        checked[str(name)] = LossTermSettings(weight, bool(entry.get("after_warmup", False)), module)
+    if not any(term.weight > 0 for term in checked.values()):
+        raise ConfigError("loss.terms: every weight is 0, nothing would be optimised")
     return checked
 
 
@@ -134,7 +155,7 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
     OptimSettings.from_dict(cfg.get("optim") or {})
     if cfg.get("loss") is not None:
-        loss_weights(cfg["loss"])
+        loss_terms(cfg["loss"])
     check_arguments("system", {"_target_": "ttsr_lightning.system.TTSRSystem", **(cfg.get("system") or {})})
     for group in ("model", "data", "loss", "trainer", "callbacks"):
         check_arguments(group, cfg.get(group))

@@ -3,25 +3,28 @@
 What it does, per training batch (manual optimisation, as the official ``trainer.py`` + ``loss/loss.py``):
 
 1. generator forward: ``sr, S, T = G(lr, lr_up, ref, ref_down_up)``;
-2. reconstruction loss ``L1(sr, hr)``;
-3. after ``optim.warmup_epochs`` epochs only (the official ``num_init_epochs``):
-   ``optim.gan_k`` WGAN-GP critic steps on ``(sr.detach(), hr)``, then the adversarial, perceptual and
-   transferal perceptual terms (the latter through a frozen copy of the current LTE);
+2. when the term that needs the critic (TTSR: the adversarial one) is active: ``optim.gan_k`` WGAN-GP
+   critic steps on ``(sr.detach(), hr)``, the one special case;
+3. every active loss term of ``loss.terms`` (weight > 0; ``after_warmup`` terms only after
+   ``optim.warmup_epochs`` epochs, the official ``num_init_epochs``), each called the same way,
+   ``term(LossContext)`` (:mod:`ttsr_lightning.losses.context`), logged as ``train/loss_<name>`` and
+   summed as ``weight * value`` in config order (TTSR: L1, then adversarial, perceptual and transferal
+   perceptual, the latter through a frozen copy of the current LTE);
 4. one Adam step for the generator: one parameter group per entry of the generator's parameter groups,
    each at ``optim.<group>_lr`` (TTSR: main network ``generator_lr`` and LTE ``lte_lr``).
 
-The generator is any module of the interface in :mod:`ttsr_lightning.models.interface`; the
-transferal perceptual term needs its ``texture_extractor``.
+The generator is any module of the interface in :mod:`ttsr_lightning.models.interface`; a term that
+needs the texture extractor (the transferal perceptual term) needs its ``texture_extractor``.
 
-A loss term is on iff its weight (``loss.weights.<term>``) is > 0; terms that are off are not built
-(no VGG19, no critic for TTSR-rec). Every optimiser step checks its loss terms and gradients on the
-device (:mod:`ttsr_lightning.nonfinite`): after a NaN or infinity, that step and the rest of the batch
-are skipped on the device (all ranks together), so no parameter, optimiser state or checkpoint ever
-sees it, and the step never waits for the host. The host reads the checks two batches later (or before
-the next checkpoint, or at the epoch's end): a bad batch then stops the run with
+A loss term is on iff its weight (``loss.terms.<name>.weight``) is > 0; terms that are off are not built,
+nor what only they need (no VGG19, no critic, no LTE copy for TTSR-rec). Every optimiser step checks its
+loss terms and gradients on the device (:mod:`ttsr_lightning.nonfinite`): after a NaN or infinity, that
+step and the rest of the batch are skipped on the device (all ranks together), so no parameter, optimiser
+state or checkpoint ever sees it, and the step never waits for the host. The host reads the checks two
+batches later (or before the next checkpoint, or at the epoch's end): a bad batch then stops the run with
 :class:`NonFiniteError` naming the term, the epoch and the batch; ``optim.max_nonfinite_skips`` lets a
-run skip up to that many such batches with a warning each. Nothing else in a training step reads a
-device value on the host: the losses are logged as device tensors (the loggers read them every
+run skip up to that many such batches with a warning each. Nothing else in a training step reads a device
+value on the host: the losses are logged as device tensors (the loggers read them every
 ``trainer.log_every_n_steps`` steps) and the learning rates once per epoch.
 
 Hyper-parameters are plain values (dicts with ``_target_``), so a checkpoint reloads under torch's
@@ -32,6 +35,7 @@ counter and RNG states in the ``ResumeCheckpoint`` callback.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -45,12 +49,13 @@ from torch import Tensor, nn
 from ttsr_lightning.checkpoints import restore_frozen_weights, strip_frozen_weights
 from ttsr_lightning.errors import ConfigError, NonFiniteError
 from ttsr_lightning.evaluation import EvaluationModule
-from ttsr_lightning.losses import WGANGPLoss
+from ttsr_lightning.losses import LossContext, LossTerm, WGANGPLoss
+from ttsr_lightning.losses.context import CRITIC, NEEDS, TEXTURE_EXTRACTOR, needs_of
 from ttsr_lightning.models import Discriminator, GeneratorOutput, TTSRGenerator
 from ttsr_lightning.models.interface import parameter_groups, texture_extractor
 from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
 from ttsr_lightning.protocols import protocols_from_config
-from ttsr_lightning.settings import OptimSettings, loss_weights
+from ttsr_lightning.settings import LossTermSettings, OptimSettings, loss_terms
 
 # torch.compile's modes (system.compile_mode); those that record CUDA graphs on a GPU
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -65,9 +70,10 @@ class TTSRSystem(EvaluationModule):
     Args:
         generator: config of the generator (``_target_`` + constructor args), e.g. ``conf/model/ttsr.yaml``:
             TTSR or any module of :mod:`ttsr_lightning.models.interface`.
-        discriminator: config of the WGAN-GP critic; built only when the adversarial weight is > 0.
-        losses: the ``loss`` group: one ``_target_`` config per term and ``weights`` (a term is on iff
-            its weight is > 0; see :func:`ttsr_lightning.settings.loss_weights`).
+        discriminator: config of the WGAN-GP critic; built only when an enabled term needs the critic.
+        losses: the ``loss`` group: ``terms``, name -> ``_target_`` config with ``weight`` and
+            ``after_warmup`` (a term is on iff its weight is > 0; see
+            :func:`ttsr_lightning.settings.loss_terms`).
         optim: the ``optim`` group (see :class:`ttsr_lightning.settings.OptimSettings`).
         protocols: the ``protocol`` group ({name: fields}, conf/protocol/): how validation and test
             measure; the first is the primary (validation, the monitored ``val/psnr``). Default: the
@@ -106,7 +112,7 @@ class TTSRSystem(EvaluationModule):
                 f"system.compile_mode must be one of {list(COMPILE_MODES)}, got {compile_mode!r}"
             )
         optim_settings = OptimSettings.from_dict(dict(optim))
-        weights = loss_weights(losses)
+        term_settings = loss_terms(losses)
         built_generator = _build(generator, "model.generator")
         if not isinstance(built_generator, nn.Module):
             raise ConfigError(
@@ -126,19 +132,30 @@ class TTSRSystem(EvaluationModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.optim_settings = optim_settings
-        self.loss_weights = weights
-
-        uses_adversarial = weights["adversarial"] > 0
-        if uses_adversarial and discriminator is None:
-            raise ConfigError("model.discriminator must be configured when loss.weights.adversarial > 0")
-        self.discriminator: Discriminator | None = instantiate(discriminator) if uses_adversarial else None
+        # the enabled terms (weight > 0), in config order: their weights and phases; modules below
+        self.term_settings: dict[str, LossTermSettings] = {
+            name: term for name, term in term_settings.items() if term.weight > 0
+        }
         self.loss_terms = nn.ModuleDict(
-            {term: instantiate(losses[term]) for term, w in weights.items() if w > 0}
+            {name: _build(term.module, f"loss.terms.{name}") for name, term in self.term_settings.items()}
         )
-        # Frozen twin of the texture extractor (TTSR's LTE) for the transferal perceptual loss (the
-        # official LTE_copy).
+        needs = self._loss_needs()
+        # the term whose critic the WGAN-GP critic steps train (TTSR: adversarial)
+        critic_terms = [name for name, module in self.loss_terms.items() if CRITIC in needs_of(module)]
+        if len(critic_terms) > 1:
+            raise ConfigError(f"loss.terms: at most one term may need the critic, got {critic_terms}")
+        self.critic_term: str | None = critic_terms[0] if critic_terms else None
+        if self.critic_term is not None and discriminator is None:
+            raise ConfigError(
+                f"model.discriminator must be configured when loss.terms.{self.critic_term}.weight > 0"
+            )
+        self.discriminator: Discriminator | None = (
+            instantiate(discriminator) if self.critic_term is not None else None
+        )
+        # Frozen twin of the texture extractor (TTSR's LTE) for the terms that need it, the transferal
+        # perceptual loss (the official LTE_copy).
         self.lte_copy: nn.Module | None = None
-        if "transferal_perceptual" in self.loss_terms:
+        if needs.get(TEXTURE_EXTRACTOR):
             extractor = texture_extractor(self.generator)
             if extractor is None:
                 how = (
@@ -147,8 +164,8 @@ class TTSRSystem(EvaluationModule):
                     else f"({type(self.generator).__name__} has no texture_extractor)"
                 )
                 raise ConfigError(
-                    "loss.weights.transferal_perceptual must be 0 for a generator without texture transfer "
-                    + how
+                    f"loss.terms.{needs[TEXTURE_EXTRACTOR][0]}.weight must be 0 for a generator without "
+                    "texture transfer " + how
                 )
             self.lte_copy = copy.deepcopy(extractor).requires_grad_(False).eval()
         self._lte_copy_stale = True
@@ -178,15 +195,9 @@ class TTSRSystem(EvaluationModule):
         compiled: dict[str, Callable[..., Any]] = {
             "generator": torch.compile(self.generator, dynamic=False, mode=mode)
         }
-        for term, module in self.loss_terms.items():
-            if term != "adversarial":
-                compiled[term] = torch.compile(module, dynamic=False, mode=mode)
-        if self.lte_copy is not None:
-            compiled["lte_copy"] = torch.compile(self.lte_copy, dynamic=False, mode=mode)
+        for name, module in self.loss_terms.items():
+            compiled[f"loss/{name}"] = torch.compile(cast(LossTerm, module).term, dynamic=False, mode=mode)
         if self.discriminator is not None:
-            compiled["adversarial"] = torch.compile(
-                self._adversarial.generator_loss, dynamic=False, mode=mode
-            )
             critic_objective = torch.compile(self._adversarial.critic_objective, dynamic=False, mode=mode)
 
             def critic_with_penalty(*args: Any) -> Any:
@@ -235,9 +246,32 @@ class TTSRSystem(EvaluationModule):
         return configs
 
     # ------------------------------------------------------------------ training
+    def _loss_needs(self) -> dict[str, list[str]]:
+        """Each optional context piece (losses.context.NEEDS) -> the enabled terms that need it."""
+        needs: dict[str, list[str]] = {}
+        for name, module in self.loss_terms.items():
+            for need in needs_of(module):
+                if need not in NEEDS:
+                    raise ConfigError(
+                        f"loss.terms.{name}: {type(module).__name__}.needs names {need!r}; expected some "
+                        f"of {list(NEEDS)}"
+                    )
+                needs.setdefault(need, []).append(name)
+        return needs
+
     @property
     def _adversarial(self) -> WGANGPLoss:
-        return cast(WGANGPLoss, self.loss_terms["adversarial"])
+        """The term whose critic the critic steps train."""
+        assert self.critic_term is not None
+        return cast(WGANGPLoss, self.loss_terms[self.critic_term])
+
+    def _needed(self, need: str, active: list[str]) -> bool:
+        """Whether one of the ``active`` terms needs the context piece ``need``."""
+        return any(need in needs_of(self.loss_terms[name]) for name in active)
+
+    def _active(self, name: str) -> bool:
+        """Whether the enabled term ``name`` is in its phase this epoch."""
+        return not (self.term_settings[name].after_warmup and self.in_warmup)
 
     @property
     def in_warmup(self) -> bool:
@@ -264,22 +298,23 @@ class TTSRSystem(EvaluationModule):
         generator_opt = optimizers[0]
         hr = batch["hr"]
         out = self(batch)
-        reconstruction = self._step_function("reconstruction", self.loss_terms["reconstruction"])
-        terms: dict[str, Tensor] = {"reconstruction": reconstruction(out.sr, hr)}
+        active = [name for name in self.loss_terms if self._active(name)]
         logs: dict[str, Tensor] = {}
-        if not self.in_warmup:
-            if self.discriminator is not None:
-                logs.update(self._critic_steps(optimizers[1], real=hr, fake=out.sr.detach()))
-                adversarial = self._step_function("adversarial", self._adversarial.generator_loss)
-                with _frozen(self.discriminator):
-                    terms["adversarial"] = adversarial(self.discriminator, out.sr)
-            if "perceptual" in self.loss_terms:
-                terms["perceptual"] = self._step_function("perceptual", self.loss_terms["perceptual"])(
-                    out.sr, hr
-                )
-            if "transferal_perceptual" in self.loss_terms:
-                terms["transferal_perceptual"] = self._transferal_perceptual(out)
-        total = sum(self.loss_weights[term] * value for term, value in terms.items())
+        if self.discriminator is not None and self.critic_term in active:
+            logs.update(self._critic_steps(optimizers[1], real=hr, fake=out.sr.detach()))
+        context = LossContext(
+            sr=out.sr,
+            hr=hr,
+            output=out,
+            texture_extractor=self._synced_lte_copy() if self._needed(TEXTURE_EXTRACTOR, active) else None,
+            critic=self.discriminator,
+        )
+        terms: dict[str, Tensor] = {}
+        with _frozen(self.discriminator) if self.discriminator is not None else contextlib.nullcontext():
+            for name in active:
+                loss_term = cast(LossTerm, self.loss_terms[name]).term
+                terms[name] = self._step_function(f"loss/{name}", loss_term)(context)
+        total = sum(self.term_settings[name].weight * value for name, value in terms.items())
         assert isinstance(total, Tensor)
 
         generator_opt.zero_grad(set_to_none=True)
@@ -364,8 +399,9 @@ class TTSRSystem(EvaluationModule):
                 "a larger value skips that many such batches)"
             )
 
-    def _transferal_perceptual(self, out: GeneratorOutput) -> Tensor:
-        """Texture features of sr from the frozen extractor copy against the transferred textures T."""
+    def _synced_lte_copy(self) -> nn.Module:
+        """The frozen texture-extractor copy, first made equal to the current extractor when it changed
+        since the last copy (or always, without ``system.lazy_lte_copy_sync``)."""
         extractor = texture_extractor(self.generator)
         assert self.lte_copy is not None and extractor is not None
         if self._lte_copy_stale or not self.lazy_lte_copy_sync:
@@ -376,11 +412,7 @@ class TTSRSystem(EvaluationModule):
                 ):
                     target.copy_(source)
             self._lte_copy_stale = False
-        sr_features = self._step_function("lte_copy", self.lte_copy)(out.sr)
-        transferal_perceptual = self._step_function(
-            "transferal_perceptual", self.loss_terms["transferal_perceptual"]
-        )
-        return transferal_perceptual(sr_features, out.t_lv3, out.t_lv2, out.t_lv1, out.soft_attention)
+        return self.lte_copy
 
     def on_train_start(self) -> None:
         self._nonfinite.clear()

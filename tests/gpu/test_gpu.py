@@ -345,15 +345,24 @@ GPU_SYSTEM = {
     },
     "discriminator": {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 64},
     "losses": {
-        "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
-        "perceptual": {"_target_": "ttsr_lightning.losses.PerceptualLoss", "vgg_weights": "random"},
-        "transferal_perceptual": {"_target_": "ttsr_lightning.losses.TransferalPerceptualLoss"},
-        "adversarial": {"_target_": "ttsr_lightning.losses.WGANGPLoss"},
-        "weights": {
-            "reconstruction": 1.0,
-            "perceptual": 1e-2,
-            "transferal_perceptual": 1e-2,
-            "adversarial": 1e-3,
+        "terms": {
+            "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0},
+            "adversarial": {
+                "_target_": "ttsr_lightning.losses.WGANGPLoss",
+                "weight": 1e-3,
+                "after_warmup": True,
+            },
+            "perceptual": {
+                "_target_": "ttsr_lightning.losses.PerceptualLoss",
+                "weight": 1e-2,
+                "after_warmup": True,
+                "vgg_weights": "random",
+            },
+            "transferal_perceptual": {
+                "_target_": "ttsr_lightning.losses.TransferalPerceptualLoss",
+                "weight": 1e-2,
+                "after_warmup": True,
+            },
         },
     },
 }

@@ -20,8 +20,9 @@ def one_batch_run_checkpoint(path: Path, generator: dict[str, Any]) -> Path:
         generator={"_target_": "ttsr_lightning.models.TTSRGenerator", **generator},
         discriminator=None,
         losses={
-            "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss"},
-            "weights": {"reconstruction": 1.0},
+            "terms": {
+                "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0}
+            }
         },
         optim={"warmup_epochs": 0},
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
+
+from ttsr_lightning.losses.context import CRITIC, LossContext
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 
@@ -17,8 +20,12 @@ class WGANGPLoss(nn.Module):
         gp_weight: weight of the gradient penalty in the critic loss (10 in the official code).
 
     The critic (the discriminator) maps (B, 3, H, W) images in [-1, 1] to raw scores (B, 1).
-    ``forward(critic, fake)`` is :meth:`generator_loss`, the term added to the generator objective.
+    ``forward(critic, fake)`` is :meth:`generator_loss`, the term added to the generator objective;
+    ``term(context)`` the same with the context's critic and sr. The critic's own steps
+    (:meth:`critic_objective`) are the training step's one special case.
     """
+
+    needs: ClassVar[tuple[str, ...]] = (CRITIC,)
 
     def __init__(self, gp_weight: float = 10.0) -> None:
         super().__init__()
@@ -76,3 +83,7 @@ class WGANGPLoss(nn.Module):
 
     def forward(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
         return self.generator_loss(critic, fake)
+
+    def term(self, context: LossContext) -> torch.Tensor:
+        assert context.critic is not None
+        return self.generator_loss(context.critic, context.sr)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ttsr_lightning.losses.context import LossContext
 from ttsr_lightning.models.vgg19 import ImageNetNormalize, VGG19Features
 from ttsr_lightning.pretrained import VggWeights
 
@@ -24,7 +25,7 @@ class PerceptualLoss(nn.Module):
     ``forward(sr, hr=None, hr_features=None)``: sr (B, 3, H, W) in [-1, 1]; exactly one of
     hr (B, 3, H, W) in [-1, 1] or ``hr_features`` (from :meth:`target_features`, so a caller can reuse
     them across steps) -> scalar. Gradients reach ``sr`` only: the VGG is frozen and the HR side is
-    computed without a graph.
+    computed without a graph. ``term(context)``: ``forward`` on the context's sr and hr.
     """
 
     def __init__(self, vgg_weights: VggWeights) -> None:
@@ -52,3 +53,6 @@ class PerceptualLoss(nn.Module):
         elif hr is not None:
             raise ValueError("PerceptualLoss.forward takes hr or hr_features, not both")
         return F.mse_loss(self.features(sr), hr_features)
+
+    def term(self, context: LossContext) -> torch.Tensor:
+        return self(context.sr, context.hr)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ttsr_lightning.losses.context import TEXTURE_EXTRACTOR, LossContext
 
 Distance = Literal["l1", "l2"]
 _DISTANCES = {"l1": F.l1_loss, "l2": F.mse_loss}
@@ -27,8 +29,11 @@ class TransferalPerceptualLoss(nn.Module):
         t_lv3, t_lv2, t_lv1: the transferred textures, same shapes as sr lv3, lv2, lv1 (not detached:
             the loss also trains the LTE through T, as the official code);
         soft_attention: S (B, 1, h, w) in [0, 1]; needed only with ``weight_by_soft_attention``.
-    Returns a scalar.
+    Returns a scalar. ``term(context)``: the SR features from the context's frozen texture extractor
+    against the context's transferred textures.
     """
+
+    needs: ClassVar[tuple[str, ...]] = (TEXTURE_EXTRACTOR,)
 
     def __init__(self, distance: Distance = "l2", weight_by_soft_attention: bool = False) -> None:
         super().__init__()
@@ -66,3 +71,10 @@ class TransferalPerceptualLoss(nn.Module):
             + distance(sr_lv2 * weight_lv2, t_lv2 * weight_lv2)
             + distance(sr_lv1 * weight_lv1, t_lv1 * weight_lv1)
         ) / 3.0
+
+    def term(self, context: LossContext) -> torch.Tensor:
+        out = context.output
+        assert context.texture_extractor is not None and out.t_lv3 is not None
+        assert out.t_lv2 is not None and out.t_lv1 is not None
+        sr_features = context.texture_extractor(context.sr)
+        return self(sr_features, out.t_lv3, out.t_lv2, out.t_lv1, out.soft_attention)

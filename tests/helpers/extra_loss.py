@@ -1,0 +1,24 @@
+"""A loss term outside src/: a run adds it by a Hydra override alone (tests/test_loss_terms.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ttsr_lightning.losses import LossContext
+
+
+class EdgeLoss(nn.Module):
+    """L1 between the horizontal and vertical finite differences of sr and hr; counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def term(self, context: LossContext) -> torch.Tensor:
+        self.calls += 1
+        sr, hr = context.sr, context.hr
+        horizontal = F.l1_loss(sr.diff(dim=-1), hr.diff(dim=-1))
+        vertical = F.l1_loss(sr.diff(dim=-2), hr.diff(dim=-2))
+        return horizontal + vertical
