@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -45,8 +46,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     """A virtualenv holding only the wheel; its dependencies come from this interpreter's site-packages
     as a plain path (no .pth there runs, so the editable install of this clone stays out of reach)."""
     root = tmp_path_factory.mktemp("install")
+    # built from a copy of what the wheel is made of: setuptools leaves a build/ folder beside the
+    # sources, whose stale files a later build of the clone would ship
+    source = root / "source"
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, source / name)
+    shutil.copytree(
+        REPO_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     _run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
          "-w", str(root / "dist")],
         cwd=root, env=dict(os.environ), timeout=600,
     )  # fmt: skip

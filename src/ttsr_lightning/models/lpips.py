@@ -18,7 +18,8 @@ Whole images of any size from 31x31 px up; the features stay at most 1/4 of the 
 (64 channels at 1/4, fewer at lower ones), so memory grows like about 20 floats per pixel per image.
 
 :func:`ttsr_lightning.lpips_setting.load_lpips` builds the network from a setting (``lpips: auto |
-true | false | <path>``) with the weights :mod:`ttsr_lightning.pretrained` finds, and says what it used or why LPIPS is skipped.
+true | false | <path>``) with the weights :mod:`ttsr_lightning.pretrained` finds, and says what it
+used or why LPIPS is skipped.
 """
 
 from __future__ import annotations

@@ -1,3 +1,0 @@
-"""ttsr-lightning: TTSR reproduced with PyTorch Lightning and Hydra."""
-
-__version__ = "0.1.0"

@@ -1,9 +1,0 @@
-"""Lightning callbacks: resumable checkpoints (and their atomic writer plugin), per-image evaluation
-results, image panels."""
-
-from ttsr_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
-from ttsr_lightning.callbacks.panels import ImagePanelLogger
-from ttsr_lightning.callbacks.results import EvaluationResults
-from ttsr_lightning.callbacks.resume import ResumeCheckpoint
-
-__all__ = ["AtomicCheckpointIO", "EvaluationResults", "ImagePanelLogger", "ResumeCheckpoint"]

@@ -1,8 +1,0 @@
-"""TTSR's training objectives (rec, per, tpl, adv), one per file; pure ``nn.Module``s."""
-
-from ttsr_lightning.losses.adversarial import WGANGPLoss
-from ttsr_lightning.losses.perceptual import PerceptualLoss
-from ttsr_lightning.losses.reconstruction import ReconstructionLoss
-from ttsr_lightning.losses.transferal_perceptual import TransferalPerceptualLoss
-
-__all__ = ["PerceptualLoss", "ReconstructionLoss", "TransferalPerceptualLoss", "WGANGPLoss"]

@@ -1,1 +1,0 @@
-"""Command-line helpers (``python -m ttsr_lightning.tools.<name>``)."""
