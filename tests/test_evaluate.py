@@ -318,6 +318,7 @@ def test_two_processes_write_every_image_once_with_the_values_of_one(
         assert len(list((tmp_path / run / "panels").rglob("*.png"))) == 9
 
 
+@pytest.mark.slow  # ~35 s on 2 cores
 def test_protocol_all_scores_every_set_under_every_protocol_from_one_pass(
     tmp_path: Path, data_dir: Path, official_checkpoint: Path
 ) -> None:

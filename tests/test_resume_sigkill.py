@@ -12,8 +12,10 @@ import torch
 from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
 
 CASES = [
-    # one small case in the default suite: one process, a loader worker, killed mid-epoch
-    pytest.param(1, "default", {"kill_after_batch": 6}, id="1worker-mid-epoch"),  # batch 2 of epoch 2
+    # ~65 s each on 2 cores: the slow tier (the default suite resumes in-process, tests/test_train.py)
+    pytest.param(
+        1, "default", {"kill_after_batch": 6}, id="1worker-mid-epoch", marks=pytest.mark.slow
+    ),  # batch 2 of epoch 2
     pytest.param(2, "default", {"kill_after_batch": 5}, id="2workers-mid-epoch", marks=pytest.mark.slow),
     pytest.param(2, "ddp_cpu", {"kill_after_batch": 6}, id="ddp-2workers-mid-epoch", marks=pytest.mark.slow),
     # after validation, before the epoch's LR step (Lightning then skips that epoch's end hooks)

@@ -50,9 +50,9 @@ def default_psnr(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path
 
 @pytest.mark.parametrize(
     "override",
-    # channels_last in the default suite (it once failed on reference lists); the others take as long
+    # ~40 s each on 2 cores: the slow tier
     [
-        pytest.param(value, id=key, marks=[] if key == "channels_last" else pytest.mark.slow)
+        pytest.param(value, id=key, marks=pytest.mark.slow)  # ~40 s each on 2 cores
         for key, value in SAME_NUMBERS.items()
     ],
 )

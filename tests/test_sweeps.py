@@ -18,6 +18,7 @@ from ttsr_lightning.config_paths import REPO_ROOT
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the [cluster] extra")
 
 
+@pytest.mark.slow  # ~70 s on 2 cores
 def test_a_submitit_sweep_runs_each_member_as_a_job_and_collects_into_a_table(
     tmp_path: Path, sample_data_dir: Path
 ) -> None:

@@ -44,6 +44,7 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     return out, json.loads((out / "results.json").read_text()), completed.stdout
 
 
+@pytest.mark.slow  # the dry run they share takes ~55 s on 2 cores
 def test_dry_run_writes_few_flat_files(dry_run: tuple[Path, dict[str, Any], str]) -> None:
     out, _, _ = dry_run
     names = {path.name for path in out.iterdir()}
@@ -58,6 +59,7 @@ def test_dry_run_writes_few_flat_files(dry_run: tuple[Path, dict[str, Any], str]
     assert all(path.is_file() for path in out.iterdir())  # the device call brings back 8 flat files at most
 
 
+@pytest.mark.slow  # the dry run they share takes ~55 s on 2 cores
 def test_every_phase_ran_in_order_and_the_summary_comes_last(
     dry_run: tuple[Path, dict[str, Any], str],
 ) -> None:
@@ -80,6 +82,7 @@ def _finite_positive(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow  # the dry run they share takes ~55 s on 2 cores
 def test_measurements_are_finite_and_positive(dry_run: tuple[Path, dict[str, Any], str]) -> None:
     _, results, _ = dry_run
     phases = results["phases"]
@@ -115,6 +118,7 @@ def test_measurements_are_finite_and_positive(dry_run: tuple[Path, dict[str, Any
     assert all(_finite_positive(row["ttsr_hours"]) for row in rows if "missing" not in row)
 
 
+@pytest.mark.slow  # the dry run they share takes ~55 s on 2 cores
 def test_gpu_tests_are_collected_and_skip_without_cuda(dry_run: tuple[Path, dict[str, Any], str]) -> None:
     _, results, _ = dry_run
     tests = results["phases"]["gpu_tests"]
@@ -123,6 +127,7 @@ def test_gpu_tests_are_collected_and_skip_without_cuda(dry_run: tuple[Path, dict
     assert {test["outcome"] for test in tests["tests"]} == {"skipped"}  # this machine has no CUDA
 
 
+@pytest.mark.slow  # the dry run they share takes ~55 s on 2 cores
 def test_official_phase_runs_or_says_why(dry_run: tuple[Path, dict[str, Any], str]) -> None:
     _, results, _ = dry_run
     official = results["phases"]["official"]

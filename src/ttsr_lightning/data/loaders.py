@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import multiprocessing.util  # registers its exit handler before ours: ours runs first (atexit is LIFO)
 import signal
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -71,10 +73,17 @@ def _end_loader_workers() -> None:
     """At interpreter exit, multiprocessing ends its daemonic children (loader workers among them) with
     SIGTERM and then joins them; a worker that ignores SIGTERM (``ignore_stop_signals``) would never end,
     and the process would wait for it forever. Persistent workers still alive then (their loader is
-    still referenced) are ended here first, with SIGKILL, which nothing ignores."""
-    for child in multiprocessing.active_children():
-        if child.daemon:
-            child.kill()
+    still referenced) are ended here first, with SIGKILL, which nothing ignores. PyTorch's SIGCHLD
+    handler, which reports a worker's death as an error, is set aside first: these deaths are wanted."""
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if not children:
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.kill()
+    for child in children:
+        with contextlib.suppress(Exception):
             child.join(timeout=10)
 
 
