@@ -38,9 +38,13 @@ TINY_OVERRIDES = [
     "trainer.enable_progress_bar=false",
     "logger=none",
 ]
-# appended to a command written for SLURM and GPUs, so that its jobs start here
+# appended to a command written for SLURM and GPUs, so that its jobs start here: submitit's local
+# executor, one node, one task, no GPU (it refuses the command's nodes=2)
 LOCAL_OVERRIDES = [
     "hydra/launcher=submitit_local",
+    "hydra.launcher.nodes=1",
+    "hydra.launcher.tasks_per_node=1",
+    "hydra.launcher.gpus_per_node=0",
     "trainer.accelerator=cpu",
     "trainer.devices=1",
     "trainer.num_nodes=1",
