@@ -14,7 +14,7 @@ from ttsr_lightning.attention_maps import (
     position_colours,
     ref_colour_key,
 )
-from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.panel_images import to_uint8_image
 
 
 def test_position_colours_give_every_position_its_own_colour() -> None:

@@ -31,10 +31,10 @@ from ttsr_lightning.evaluate import evaluate, select_test_sets
 from ttsr_lightning.lpips_setting import lpips_from_files
 from ttsr_lightning.metrics import y_psnr, y_ssim
 from ttsr_lightning.models import MainNet, TTSRGenerator
-from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.panel_images import to_uint8_image
 from ttsr_lightning.pretrained import ALEXNET, lpips_heads_file, sha256_of_file
 from ttsr_lightning.protocols import load_protocols
-from ttsr_lightning.results import markdown_table
+from ttsr_lightning.result_files import markdown_table
 
 TINY_GENERATOR: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 SETS = ["CUFED5_L1", "CUFED5_L3", "CUFED5_LR"]

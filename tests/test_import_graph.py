@@ -27,15 +27,15 @@ LAYERS = {
         "lpips_setting",
         "data",
         "metrics",
-        "panels",
+        "panel_images",
         "attention_maps",
-        "results",
+        "result_files",
         "provenance",
         "settings",
         "checkpoints",
         "protocols",
     ),
-    2: ("evaluation", "system", "callbacks", "builders", "cli"),
+    2: ("evaluation_module", "system", "callbacks", "builders", "cli"),
 }
 
 
@@ -128,7 +128,7 @@ def test_evaluate_imports_nothing_from_train_or_infer() -> None:
 def test_training_and_evaluation_reach_the_generator_through_its_interface() -> None:
     """No TTSR part by name where any generator goes (models/interface.py): TTSR's own features check
     isinstance first (checkpoints, infer's memory budget)."""
-    for module in ("system", "evaluation", "train", "evaluate"):
+    for module in ("system", "evaluation_module", "train", "evaluate"):
         text = (PACKAGE / f"{module}.py").read_text()
         for part in (".lte", ".main_net", ".search_transfer", ".config["):
             assert f"generator{part}" not in text, (module, part)

@@ -23,7 +23,7 @@ from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.infer import infer, prepare_inputs, super_resolve
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
-from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.panel_images import to_uint8_image
 
 TINY_GENERATOR = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 

@@ -23,7 +23,7 @@ from ttsr_lightning.budgeted import (
 from ttsr_lightning.checkpoints import save_generator
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluate import evaluate
-from ttsr_lightning.evaluation import EvaluationModule
+from ttsr_lightning.evaluation_module import EvaluationModule
 from ttsr_lightning.infer import infer
 from ttsr_lightning.models import TTSRGenerator
 

@@ -27,7 +27,7 @@ from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.evaluate import evaluate
 from ttsr_lightning.infer import prepare_inputs, super_resolve
 from ttsr_lightning.models import TTSRGenerator
-from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.panel_images import to_uint8_image
 from ttsr_lightning.tools.params import parameter_rows
 from ttsr_lightning.train import train
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.models import split_hard_index
-from ttsr_lightning.panels import heatmap, reference_tile, side_by_side, to_uint8_image
+from ttsr_lightning.panel_images import heatmap, reference_tile, side_by_side, to_uint8_image
 
 ATTENTION_PANEL_CAPTION = (
     "SR | soft attention | hard attention (each LR position in the colour of its Ref source) | "

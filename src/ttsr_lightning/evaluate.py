@@ -7,7 +7,7 @@
 
 ``ckpt`` is any weights file :mod:`ttsr_lightning.checkpoints` reads (a training run's ``.ckpt``, the
 official ``TTSR.pt`` / ``TTSR-rec.pt``, a converted generator file); only the generator is built
-(:class:`~ttsr_lightning.evaluation.EvaluationModule`: no losses, no critic). The test sets are the
+(:class:`~ttsr_lightning.evaluation_module.EvaluationModule`: no losses, no critic). The test sets are the
 ``test:`` part of the ``data`` config, optionally only those named in ``sets``; each is measured with
 the official protocol (:mod:`ttsr_lightning.metrics`), the bicubic baseline beside it, and with LPIPS
 (AlexNet v0.1, lower is better) when its weights are found (``lpips``: auto, true, false or a path; see
@@ -44,11 +44,11 @@ from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.eval_sets import plain, validate_eval_set_specs
 from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.evaluation import EvaluationModule
+from ttsr_lightning.evaluation_module import EvaluationModule
 from ttsr_lightning.files import check_new_output, run_folder_lock
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
-from ttsr_lightning.results import RESULT_FILES, write_table_layout
+from ttsr_lightning.result_files import RESULT_FILES, write_table_layout
 
 log = logging.getLogger(__name__)
 

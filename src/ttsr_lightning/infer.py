@@ -75,7 +75,7 @@ from ttsr_lightning.data.preprocessing import (
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.files import check_output_folder
 from ttsr_lightning.models import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
-from ttsr_lightning.panels import to_uint8_image
+from ttsr_lightning.panel_images import to_uint8_image
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from ttsr_lightning.checkpoints import restore_frozen_weights, strip_frozen_weights
 from ttsr_lightning.errors import ConfigError, NonFiniteError
-from ttsr_lightning.evaluation import EvaluationModule
+from ttsr_lightning.evaluation_module import EvaluationModule
 from ttsr_lightning.losses import LossContext, LossTerm, WGANGPLoss
 from ttsr_lightning.losses.context import CRITIC, NEEDS, TEXTURE_EXTRACTOR, needs_of
 from ttsr_lightning.models import Discriminator, GeneratorOutput, TTSRGenerator

@@ -24,7 +24,7 @@ from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import Preempted
 from ttsr_lightning.files import remove_stale_temporaries, run_folder_lock, write_json
 from ttsr_lightning.provenance import git_commit, parameter_counts
-from ttsr_lightning.results import margins
+from ttsr_lightning.result_files import margins
 from ttsr_lightning.run_folder import resume_checkpoint, wandb_run_id
 from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem

@@ -2,8 +2,8 @@
 results, image panels."""
 
 from ttsr_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
-from ttsr_lightning.callbacks.panels import ImagePanelLogger
-from ttsr_lightning.callbacks.results import EvaluationResults
+from ttsr_lightning.callbacks.evaluation_results import EvaluationResults
+from ttsr_lightning.callbacks.panel_logger import ImagePanelLogger
 from ttsr_lightning.callbacks.resume import ResumeCheckpoint
 
 __all__ = ["AtomicCheckpointIO", "EvaluationResults", "ImagePanelLogger", "ResumeCheckpoint"]

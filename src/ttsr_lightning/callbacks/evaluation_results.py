@@ -12,15 +12,15 @@ from PIL import Image
 
 from ttsr_lightning.distributed import gather_lists
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.panels import to_uint8_image
-from ttsr_lightning.results import IMAGE_COLUMNS, measures_of, per_set_results, sort_rows, write_results
+from ttsr_lightning.panel_images import to_uint8_image
+from ttsr_lightning.result_files import IMAGE_COLUMNS, measures_of, per_set_results, sort_rows, write_results
 
 THUMBNAIL_COLUMNS = ("lr_up", "sr", "hr")
 Thumbnails = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class EvaluationResults(Callback):
-    """The results of a test run, image by image, from every rank (see :mod:`ttsr_lightning.results`).
+    """The results of a test run, image by image, from every rank (see :mod:`ttsr_lightning.result_files`).
 
     After every test batch, the rows the evaluation step returned are kept; at the end of the test
     epoch they are gathered from every rank and written once (rank 0) into ``output_dir``:

@@ -1,6 +1,6 @@
 """Result files of an evaluation: per image, per set, as CSV, JSON and Markdown (plain Python).
 
-Rows are what :meth:`ttsr_lightning.evaluation.EvaluationModule.rows` produces (one per image and
+Rows are what :meth:`ttsr_lightning.evaluation_module.EvaluationModule.rows` produces (one per image and
 protocol; keys ``set``, ``set_index``, ``index``, ``image``, ``ref``, ``reference``, ``protocol``,
 ``protocol_index`` and the measures ``psnr``, ``ssim``, ``psnr_bicubic``, ``ssim_bicubic``, then
 ``lpips`` and ``lpips_bicubic`` when LPIPS was measured: lower is better; without its weights the

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ttsr_lightning.results import margins, write_results, write_table_layout
+from ttsr_lightning.result_files import margins, write_results, write_table_layout
 
 
 def set_row(name: str, psnr: float, ssim: float, protocol: str = "ttsr_official") -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ttsr_lightning.panels import heatmap, make_panel, to_uint8_image
+from ttsr_lightning.panel_images import heatmap, make_panel, to_uint8_image
 
 
 def test_to_uint8_rounds_like_the_official_evaluation() -> None:
@@ -38,7 +38,7 @@ def test_heatmap_is_nearest_upsampled_and_monotonic() -> None:
 
 
 def test_transfer_panel_shows_where_the_reference_changed_the_sr() -> None:
-    from ttsr_lightning.panels import make_transfer_panel
+    from ttsr_lightning.panel_images import make_transfer_panel
 
     hr = torch.rand(3, 32, 48) * 2 - 1
     without = hr.clone()

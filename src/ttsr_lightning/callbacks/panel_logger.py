@@ -14,7 +14,7 @@ from PIL import Image
 
 from ttsr_lightning.distributed import gather_lists
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.panels import (
+from ttsr_lightning.panel_images import (
     PANEL_CAPTION,
     TILE_TITLES,
     TRANSFER_CAPTION,
