@@ -56,7 +56,7 @@ from _measure import (
     write_record,
 )
 
-from ttsr_lightning.models import lean_search_transfer
+from ttsr_lightning.models import lean_search_transfer, patch_search
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.search_transfer import SearchTransfer
 
@@ -154,7 +154,7 @@ def estimated_bytes(implementation: str, positions: int) -> int:
 def run_worker(implementation: str, size: str, device: str) -> dict[str, float | int]:
     """Runs one case in this process: seconds (best of the repeats) and peak bytes (first run)."""
     width, height, batch = parse_batched_size(size)
-    lean_search_transfer.USE_TRITON_RELEVANCE = implementation != "tiled, torch passes"
+    patch_search.USE_TRITON_RELEVANCE = implementation != "tiled, torch passes"
     module = IMPLEMENTATIONS[implementation]()
     with torch.no_grad():
         module(*lte_like_features(8, 6, device))  # warm-up: thread pools, allocator, kernels

@@ -18,13 +18,8 @@ from ttsr_lightning.budgeted import (
 )
 from ttsr_lightning.budgeted.forward import _lte_strips
 from ttsr_lightning.models import LTE, MainNet, TTSRGenerator
-from ttsr_lightning.models.lean_search_transfer import (
-    _chunk_size_for_budget,
-    block_table,
-    chosen_blocks,
-    transfer_window,
-    window_rows,
-)
+from ttsr_lightning.models.block_transfer import block_table, chosen_blocks, transfer_window, window_rows
+from ttsr_lightning.models.patch_search import chunk_size_for_budget
 from ttsr_lightning.models.search_transfer import SearchTransfer
 
 TINY = {"n_feats": 8, "num_res_blocks": (1, 1, 1, 1), "vgg_weights": "random"}
@@ -300,8 +295,8 @@ def test_a_halo_short_of_the_receptive_field_deviates_less_as_it_grows() -> None
 
 def test_chunk_size_is_counted_in_float32_under_autocast() -> None:
     query, key = torch.rand(1, 256, 10, 12), torch.rand(1, 256, 30, 40)
-    assert _chunk_size_for_budget(query.bfloat16(), key, 2**20) == _chunk_size_for_budget(query, key, 2**20)
-    assert _chunk_size_for_budget(query, key, 2**20) == 2**20 // (4 * (30 * 40 + 32 * 42))
+    assert chunk_size_for_budget(query.bfloat16(), key, 2**20) == chunk_size_for_budget(query, key, 2**20)
+    assert chunk_size_for_budget(query, key, 2**20) == 2**20 // (4 * (30 * 40 + 32 * 42))
 
 
 # --------------------------------------------------------------------------------------- plans

@@ -30,7 +30,7 @@ from helpers.interrupt import SimulatedKill
 from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
 from ttsr_lightning.budgeted import budgeted_forward, main_net_receptive_field, plan_forward
 from ttsr_lightning.callbacks import ResumeCheckpoint
-from ttsr_lightning.models import TTSRGenerator, lean_search_transfer
+from ttsr_lightning.models import TTSRGenerator, patch_search
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.system import TTSRSystem
 from ttsr_lightning.train import train
@@ -323,14 +323,14 @@ def test_fused_relevance_pass_equals_its_torch_oracle_on_gpu(monkeypatch: pytest
     key_scale = torch.rand(3, ref_height * ref_width, generator=generator, device="cuda")
     key_scale[2] = 0  # all ties: the first position
     shape = ((rows, cols), (ref_height, ref_width))
-    expected = lean_search_transfer.relevance_max(pixel_dots, key_scale, *shape)
+    expected = patch_search.relevance_max(pixel_dots, key_scale, *shape)
     best, index = relevance_triton.relevance_max(pixel_dots, key_scale, *shape)
     assert torch.equal(best, expected[0]) and torch.equal(index, expected[1])
 
     features = [tensor.cuda() for tensor in _lte_like((48, 64), seed=4)]
     with torch.no_grad():
         fused = LeanSearchTransfer(direct_max_elements=0)(*features)
-        monkeypatch.setattr(lean_search_transfer, "USE_TRITON_RELEVANCE", False)
+        monkeypatch.setattr(patch_search, "USE_TRITON_RELEVANCE", False)
         unfused = LeanSearchTransfer(direct_max_elements=0)(*features)
     for name in fused._fields:
         assert torch.equal(getattr(fused, name), getattr(unfused, name)), name

@@ -179,7 +179,7 @@ def test_small_searches_take_the_straightforward_path_with_its_results(
 
 _FUSED_AGAINST_ORACLE = """
 import torch
-from ttsr_lightning.models import lean_search_transfer, relevance_triton
+from ttsr_lightning.models import patch_search, relevance_triton
 
 generator = torch.Generator().manual_seed(7)
 rows, cols, ref_height, ref_width = 3, 4, 5, 7
@@ -188,7 +188,7 @@ key_scale = torch.rand(2, ref_height * ref_width, generator=generator)
 key_scale[1, :] = 0  # every relevance of item 1 is 0: the first position wins
 key_scale[0, 30:] = key_scale[0, :5]  # equal scales in the last of three blocks of 16 positions
 shape = ((rows, cols), (ref_height, ref_width))
-expected = lean_search_transfer.relevance_max(pixel_dots, key_scale, *shape)
+expected = patch_search.relevance_max(pixel_dots, key_scale, *shape)
 best, index = relevance_triton.relevance_max(pixel_dots, key_scale, *shape, block=16)
 assert torch.equal(best, expected[0]), (best, expected[0])
 assert torch.equal(index, expected[1]), (index, expected[1])
@@ -199,7 +199,7 @@ print("equal")
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package")
 def test_the_fused_pass_and_its_torch_oracle_agree_bit_for_bit() -> None:
-    """models/relevance_triton.py against lean_search_transfer.relevance_max in Triton's interpreter on
+    """models/relevance_triton.py against patch_search.relevance_max in Triton's interpreter on
     the CPU (TRITON_INTERPRET=1, read when triton is imported: a fresh process). Ragged Ref blocks,
     several batch items, and ties (zero Ref norms) resolved to the first position. Needs the triton
     package (a ~290 MB wheel; not a dev dependency): skipped without it."""

@@ -38,18 +38,18 @@ import torch
 
 from ttsr_lightning.budgeted.plan import ForwardPlan, Window, lean_or_base, tile_windows
 from ttsr_lightning.budgeted.receptive_field import LTE_HALO
-from ttsr_lightning.models.generator import GeneratorOutput, TTSRGenerator, check_lr_up, reference_lists
-from ttsr_lightning.models.lean_search_transfer import (
+from ttsr_lightning.models.block_transfer import (
     ChosenBlocks,
-    LeanSearchTransfer,
     chosen_blocks,
     empty_block_table,
     fill_block_table,
-    search,
     transfer_window,
     window_rows,
 )
+from ttsr_lightning.models.generator import GeneratorOutput, TTSRGenerator, check_lr_up, reference_lists
+from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.lte import LTE
+from ttsr_lightning.models.patch_search import search
 
 
 @torch.no_grad()

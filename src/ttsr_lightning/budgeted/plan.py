@@ -12,11 +12,8 @@ import torch
 from ttsr_lightning.budgeted.memory import format_bytes
 from ttsr_lightning.budgeted.receptive_field import LTE_HALO, main_net_receptive_field
 from ttsr_lightning.models.generator import TTSRGenerator
-from ttsr_lightning.models.lean_search_transfer import (
-    LeanSearchTransfer,
-    default_search_tile_bytes,
-    search_tile_bytes_per_position,
-)
+from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
+from ttsr_lightning.models.patch_search import default_search_tile_bytes, search_tile_bytes_per_position
 
 # LR pixels of context around each main-network tile when the whole image does not fit. The paper's
 # network reaches 100 LR pixels (main_net_receptive_field). Measured on photographs with random weights

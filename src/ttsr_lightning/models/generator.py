@@ -27,7 +27,7 @@ class GeneratorOutput(NamedTuple):
     soft_attention: (B, 1, h, w) in [0, 1], S (returned even when the main net does not use it).
     hard_index: (B, h*w) int64, the Ref lv3 position chosen for each LR position, row-major in the
         (H/4, W/4) grid. With several references it counts positions in the concatenation of their
-        lv3 grids, in list order (:func:`~ttsr_lightning.models.lean_search_transfer.split_hard_index`
+        lv3 grids, in list order (:func:`~ttsr_lightning.models.patch_search.split_hard_index`
         gives the reference and the position in it).
     t_lv3 (B, 256, h, w), t_lv2 (B, 128, 2h, 2w), t_lv1 (B, 64, 4h, 4w): transferred textures, >= 0.
     """
