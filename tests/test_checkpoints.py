@@ -244,4 +244,4 @@ def test_a_run_checkpoint_with_nonfinite_weights_is_never_written() -> None:
         "state_dict": {"generator.w": torch.tensor([1.0, float("inf")]), "lte_copy.w": torch.ones(1)}
     }
     with pytest.raises(CheckpointError, match="run checkpoint about to be written: 1 tensor"):
-        strip_frozen_weights(checkpoint)
+        strip_frozen_weights(checkpoint, ("lte_copy.",))

@@ -5,9 +5,9 @@ Three kinds, told apart by their content (never by the file name):
 - **run**: a Lightning checkpoint of a training run (``<run>/checkpoints/last.ckpt``): the
   ``TTSRSystem`` state (``generator.*``, ``discriminator.*``, ...), its hyper-parameters (the
   generator's ``_target_`` and arguments under ``hyper_parameters.generator``), optimiser and loop states. The
-  frozen weights that are fixed (the perceptual VGG19, the LPIPS network) or derived (the LTE's
-  frozen copy) are left out (:func:`strip_frozen_weights`) and rebuilt on load
-  (:func:`restore_frozen_weights`).
+  frozen weights that are fixed (a loss term's pretrained network, the LPIPS network) or derived (the
+  LTE's frozen copy) are left out (:func:`strip_frozen_weights`) and rebuilt on load
+  (:func:`restore_frozen_weights`): the module names them in its ``frozen_prefixes``.
 - **generator**: the project's generator-only file ``{"format": "ttsr-lightning/generator",
   "version": 2, "generator_config": {...}, "state_dict": {...}}`` (:func:`save_generator`).
 - **official**: the official trainer's flat state dict (researchmm/TTSR ``TTSR.pt`` / ``TTSR-rec.pt``):
@@ -60,8 +60,6 @@ DATA_PARALLEL_PREFIX = "module."
 OFFICIAL_FROZEN_COPY_PREFIX = "LTE_copy."
 SUB_MEAN_KEYS = ("LTE.sub_mean.weight", "LTE.sub_mean.bias")
 
-# TTSRSystem state-dict prefixes of frozen weights that a run checkpoint leaves out and a load rebuilds.
-FROZEN_PREFIXES = ("loss_terms.perceptual.", "lte_copy.", "lpips.")
 # TTSRSystem state-dict prefix of the generator.
 RUN_GENERATOR_PREFIX = "generator."
 
@@ -506,20 +504,28 @@ def convert(input_path: str | Path, output_path: str | Path) -> tuple[GeneratorW
 
 
 # ------------------------------------------------------------------------------ run checkpoints
-def strip_frozen_weights(checkpoint: dict[str, Any]) -> None:
-    """Leaves the frozen weights (``FROZEN_PREFIXES``) out of a run checkpoint about to be written,
-    and refuses to write one holding NaN or infinity."""
+def frozen_prefixes(module: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of the weights ``module`` rebuilds itself (its ``frozen_prefixes``: fixed
+    pretrained networks, derived copies), which a run checkpoint leaves out; none when it names none."""
+    return tuple(getattr(module, "frozen_prefixes", ()))
+
+
+def strip_frozen_weights(checkpoint: dict[str, Any], prefixes: tuple[str, ...]) -> None:
+    """Leaves the frozen weights (state-dict names starting with one of ``prefixes``) out of a run
+    checkpoint about to be written, and refuses to write one holding NaN or infinity."""
     state_dict = checkpoint["state_dict"]
-    for name in [name for name in state_dict if name.startswith(FROZEN_PREFIXES)]:
+    for name in [name for name in state_dict if name.startswith(prefixes)]:
         del state_dict[name]
     check_finite(state_dict, "run checkpoint about to be written")
 
 
-def restore_frozen_weights(checkpoint: dict[str, Any], module_state: Mapping[str, torch.Tensor]) -> None:
-    """Puts the module's own frozen weights back into a run checkpoint being loaded."""
+def restore_frozen_weights(checkpoint: dict[str, Any], module: nn.Module) -> None:
+    """Puts the module's own frozen weights (:func:`frozen_prefixes`) back into a run checkpoint being
+    loaded."""
     state_dict = checkpoint["state_dict"]
-    for name, value in module_state.items():
-        if name.startswith(FROZEN_PREFIXES):
+    prefixes = frozen_prefixes(module)
+    for name, value in module.state_dict().items():
+        if name.startswith(prefixes):
             state_dict.setdefault(name, value)
 
 
@@ -562,8 +568,9 @@ def run_checkpoint_problem(path: Path, module: nn.Module) -> str | None:
     ]
     if differing:
         return f"its model differs from this run's: {', '.join(differing)}"
-    expected = {n: v for n, v in module.state_dict().items() if not n.startswith(FROZEN_PREFIXES)}
-    stored = {n: v for n, v in state_dict.items() if not n.startswith(FROZEN_PREFIXES)}
+    frozen = frozen_prefixes(module)
+    expected = {n: v for n, v in module.state_dict().items() if not n.startswith(frozen)}
+    stored = {n: v for n, v in state_dict.items() if not n.startswith(frozen)}
     unfit = sorted(set(expected) ^ set(stored)) + [
         name for name in expected if name in stored and stored[name].shape != expected[name].shape
     ]

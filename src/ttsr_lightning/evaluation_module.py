@@ -84,7 +84,6 @@ class EvaluationModule(LightningModule):
     ) -> None:
         super().__init__()
         self.generator = generator
-        # frozen; left out of run checkpoints (checkpoints.FROZEN_PREFIXES)
         self.lpips: LPIPS | None
         self.lpips, self.lpips_description = load_lpips(lpips)
         self.protocols = list(protocols) if protocols else load_protocols(DEFAULT_PROTOCOL)
@@ -93,6 +92,12 @@ class EvaluationModule(LightningModule):
         self.max_memory = max_memory
         self._memory_budget: int | None = None  # max_memory in bytes, resolved at the first image
         self._plans_logged: set[bool] = set()  # tiled or not: each kind of plan is logged once
+
+    @property
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the weights this module rebuilds itself and run checkpoints leave
+        out (:func:`ttsr_lightning.checkpoints.strip_frozen_weights`): the LPIPS network."""
+        return ("lpips.",)
 
     def setup(self, stage: str) -> None:
         """The metrics of every evaluation set of the DataModule, made before the first batch."""

@@ -50,7 +50,7 @@ from ttsr_lightning.checkpoints import restore_frozen_weights, strip_frozen_weig
 from ttsr_lightning.errors import ConfigError, NonFiniteError
 from ttsr_lightning.evaluation_module import EvaluationModule
 from ttsr_lightning.losses import LossContext, LossTerm, WGANGPLoss
-from ttsr_lightning.losses.context import CRITIC, NEEDS, TEXTURE_EXTRACTOR, needs_of
+from ttsr_lightning.losses.context import CRITIC, NEEDS, TEXTURE_EXTRACTOR, has_frozen_weights, needs_of
 from ttsr_lightning.models import Discriminator, GeneratorOutput, TTSRGenerator
 from ttsr_lightning.models.interface import parameter_groups, texture_extractor
 from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
@@ -182,6 +182,15 @@ class TTSRSystem(EvaluationModule):
         self._epoch_scalars: tuple[int, Tensor] | None = None
 
     # ------------------------------------------------------------------ set-up
+    @property
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """The evaluation's, the texture extractor's frozen twin (copied from the generator) and every
+        loss term declaring fixed weights (:func:`~ttsr_lightning.losses.context.has_frozen_weights`)."""
+        terms = tuple(
+            f"loss_terms.{name}." for name, term in self.loss_terms.items() if has_frozen_weights(term)
+        )
+        return (*super().frozen_prefixes, "lte_copy.", *terms)
+
     def configure_model(self) -> None:
         """Speed options, applied once the module is on its device."""
         if self.channels_last:
@@ -440,11 +449,11 @@ class TTSRSystem(EvaluationModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._settle_nonfinite()  # a batch that stops the run stops it before this checkpoint
-        strip_frozen_weights(checkpoint)
+        strip_frozen_weights(checkpoint, self.frozen_prefixes)
         checkpoint["nonfinite_skips"] = self.nonfinite_skips
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        restore_frozen_weights(checkpoint, self.state_dict())
+        restore_frozen_weights(checkpoint, self)
         self.nonfinite_skips = int(checkpoint.get("nonfinite_skips", 0))
         self._lte_copy_stale = True
 

@@ -1,4 +1,5 @@
-"""A training run's checkpoint, written by one training batch of a tiny TTSRSystem (reconstruction loss)."""
+"""A training run's checkpoint, written by one training batch of a tiny TTSRSystem (reconstruction loss),
+and the one-batch fit it comes from."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ def one_batch_run_checkpoint(path: Path, generator: dict[str, Any]) -> Path:
     )
     batch = {"lr": torch.rand(3, 10, 10) * 2 - 1, "hr": torch.rand(3, 40, 40) * 2 - 1}
     batch.update(lr_up=batch["hr"], ref=batch["hr"], ref_down_up=batch["hr"])
+    fit_one_batch(system, batch).save_checkpoint(path)
+    return path
+
+
+def fit_one_batch(system: TTSRSystem, batch: dict[str, torch.Tensor], root: Path | None = None) -> Trainer:
+    """The trainer after fitting ``system`` on the one ``batch`` (CPU, no logger, no checkpoints)."""
     trainer = Trainer(
         accelerator="cpu",
         max_epochs=1,
@@ -35,7 +42,7 @@ def one_batch_run_checkpoint(path: Path, generator: dict[str, Any]) -> Path:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        default_root_dir=root,
     )
     trainer.fit(system, train_dataloaders=DataLoader([batch], batch_size=1))
-    trainer.save_checkpoint(path)
-    return path
+    return trainer

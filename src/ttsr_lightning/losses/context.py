@@ -1,7 +1,9 @@
 """What every generator-side loss term receives: one :class:`LossContext` per training step.
 
 A loss term is an ``nn.Module`` with ``term(context) -> scalar`` and, optionally, ``needs``: the names
-of the optional pieces of the context it reads (``"texture_extractor"``, ``"critic"``). The training
+of the optional pieces of the context it reads (``"texture_extractor"``, ``"critic"``), and
+``frozen_weights = True`` when its weights never train and are rebuilt from its config (a fixed
+pretrained network, as the perceptual loss's VGG19): run checkpoints then leave them out. The training
 step builds only what some enabled term needs, and refuses a term whose need the generator cannot meet.
 Its weight and its phase are configuration, not part of the class.
 """
@@ -48,3 +50,8 @@ class LossTerm(Protocol):
 def needs_of(term: object) -> tuple[str, ...]:
     """The optional context pieces ``term`` reads (its ``needs``; none when it declares none)."""
     return tuple(getattr(term, "needs", ()))
+
+
+def has_frozen_weights(term: object) -> bool:
+    """Whether ``term`` declares its weights fixed and rebuilt from its config (``frozen_weights``)."""
+    return bool(getattr(term, "frozen_weights", False))

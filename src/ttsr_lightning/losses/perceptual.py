@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,9 @@ class PerceptualLoss(nn.Module):
     them across steps) -> scalar. Gradients reach ``sr`` only: the VGG is frozen and the HR side is
     computed without a graph. ``term(context)``: ``forward`` on the context's sr and hr.
     """
+
+    # the VGG19 never trains and is rebuilt from vgg_weights: run checkpoints leave it out
+    frozen_weights: ClassVar[bool] = True
 
     def __init__(self, vgg_weights: VggWeights) -> None:
         super().__init__()
