@@ -49,6 +49,10 @@ def test_bad_optim_values_name_the_key(optim: dict[str, Any], message: str) -> N
         ({"edge": {"weight": 1.0}}, "loss.terms.edge: expected a mapping with _target_"),
         ({"edge": {"_target_": "x.Edge"}}, "loss.terms.edge.weight: missing"),
         ({"reconstruction": {"weight": 0.0}, "perceptual": {"weight": 0}}, "every weight is 0"),
+        (
+            {"class_weighted": {"_target_": "torch.nn.CrossEntropyLoss", "weight": 1.0}},
+            r"loss.terms.class_weighted: torch.nn.CrossEntropyLoss takes its own argument\(s\) \['weight'\]",
+        ),
     ],
 )
 def test_bad_loss_terms_name_the_key(change: dict[str, dict[str, Any]], message: str) -> None:

@@ -130,11 +130,29 @@ def loss_terms(losses: Mapping[str, Any]) -> dict[str, LossTermSettings]:
         weight = float(entry["weight"])
         if weight < 0:
             raise ConfigError(f"{key}.weight must be >= 0, got {weight}")
+        _refuse_policy_clash(key, entry["_target_"])
         module = {k: v for k, v in entry.items() if k not in TERM_POLICY_KEYS}
         checked[str(name)] = LossTermSettings(weight, bool(entry.get("after_warmup", False)), module)
     if not any(term.weight > 0 for term in checked.values()):
         raise ConfigError("loss.terms: every weight is 0, nothing would be optimised")
     return checked
+
+
+def _refuse_policy_clash(key: str, target: str) -> None:
+    """ConfigError when the loss class ``target`` takes an argument named like a policy key (``weight``,
+    ``after_warmup``): the suite reads those keys itself, so the class would never receive its own.
+    Targets that cannot be imported are left to instantiation, which names them."""
+    try:
+        parameters = inspect.signature(get_object(target)).parameters
+    except Exception:
+        return
+    clashing = [name for name in TERM_POLICY_KEYS if name in parameters]
+    if clashing:
+        raise ConfigError(
+            f"{key}: {target} takes its own argument(s) {clashing}, but in loss.terms those keys are the "
+            "term's weight in the objective and its phase; give the class a subclass or wrapper whose "
+            "argument has another name"
+        )
 
 
 def check_run_config(cfg: Mapping[str, Any]) -> None:
