@@ -19,25 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers.config import SMOKE
 from ttsr_lightning.config_paths import REPO_ROOT
 
 DOCUMENTS = ("README.md", "experiments/README.md")
-TINY_OVERRIDES = [
-    "data=sample",
-    "model.generator.n_feats=8",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "data.train.batch_size=2",
-    "optim.warmup_epochs=0",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=1",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.check_val_every_n_epoch=1",
-    "trainer.enable_progress_bar=false",
-    "logger=none",
-]
+# the smoke run (sample set, one batch of each phase, no logger) with the smallest generator
+TINY_OVERRIDES = [*SMOKE, "model.generator.n_feats=8"]
 # appended to a command written for SLURM and GPUs, so that its jobs start here: submitit's local
 # executor, one node, one task, no GPU (it refuses the command's nodes=2)
 LOCAL_OVERRIDES = [
