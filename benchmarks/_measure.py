@@ -156,8 +156,10 @@ def gib(value: int | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    """'1.23 s', or '-' for a value that was not measured."""
-    return "-" if value is None else f"{value:.2f} s"
+    """'1.23 s' ('12.3 ms' under 0.1 s), or '-' for a value that was not measured."""
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if value >= 0.1 else f"{value * 1000:.3g} ms"
 
 
 def write_record(folder: Path, name: str, record: dict[str, Any]) -> Path:

@@ -52,10 +52,19 @@ def table(stdout: str, header: str) -> dict[str, list[str]]:
 
 
 def positive(value: Any, unit: str = "") -> float:
-    """A measured value (a number, or a cell such as '12.5 ms'), checked finite and positive."""
+    """A measured value (a number, or a cell such as '3.2 h'), checked finite and positive."""
     number = float(value.removesuffix(unit).replace(",", "")) if isinstance(value, str) else value
     assert isinstance(number, float | int) and math.isfinite(number) and number > 0, value
     return float(number)
+
+
+def duration(cell: str) -> float:
+    """Seconds from a printed time ('1.23 s', '4.5 ms'); rounding may print a tiny one as 0."""
+    match = re.fullmatch(r"([\d.,]+) (s|ms)", cell)
+    assert match, cell
+    value = float(match.group(1).replace(",", "")) / (1000 if match.group(2) == "ms" else 1)
+    assert math.isfinite(value) and value >= 0, cell
+    return value
 
 
 def check_environment(record: dict[str, Any]) -> None:
@@ -77,7 +86,7 @@ def test_environment_prints_the_ceilings() -> None:
 def test_search_transfer_prints_the_comparison_and_the_memory_curve(tmp_path: Path) -> None:
     stdout = run_tiny("search_transfer.py", tmp_path)
     row = table(stdout, "| LR (W x H) | straightforward time")["16x12"]
-    positive(row[1], " s"), positive(row[2], " s")
+    duration(row[1]), duration(row[2])
     assert RATIO.fullmatch(row[3]), row
     assert set(table(stdout, "| LR (W x H) | LR positions")) == {"8x6", "16x12"}
     record = json.loads((tmp_path / "search_transfer.json").read_text())
@@ -103,7 +112,7 @@ def test_search_transfer_times_two_paths_side_by_side(
     rows = table(stdout, f"| LR (WxH, batch) | relevance elements | {names[0]} | {names[1]} |")
     assert len(rows) == 1
     for row in rows.values():
-        positive(row[2], " ms"), positive(row[3], " ms")
+        duration(row[2]), duration(row[3])
         assert RATIO.fullmatch(row[4]), row
     record = json.loads((tmp_path / f"search_transfer_{mode}.json").read_text())
     check_environment(record["environment"])
@@ -115,9 +124,9 @@ def test_search_transfer_times_two_paths_side_by_side(
 def test_inference_prints_lean_straightforward_budgeted_and_official(tmp_path: Path) -> None:
     stdout = run_tiny("inference.py", tmp_path, "--official")
     row = table(stdout, "| HR (W x H) |")["32x24"]
-    positive(row[1], " s"), positive(row[2], " s")
+    duration(row[1]), duration(row[2])
     assert RATIO.fullmatch(row[3]) and RATIO.fullmatch(row[6]), row
-    assert re.search(r"infer's path at 32x24 with max_memory=.*: [\d.]+ s, peak .* LR 8x6", stdout), stdout
+    assert re.search(r"infer's path at 32x24 with max_memory=.*: [\d.]+ m?s, peak .* LR 8x6", stdout), stdout
     record = json.loads((tmp_path / "inference.json").read_text())
     check_environment(record["environment"])
     cases = {case["implementation"]: case for case in record["cases"]}
@@ -134,7 +143,7 @@ def test_inference_prints_lean_straightforward_budgeted_and_official(tmp_path: P
 def check_train_step(stdout: str, out: Path, cases: list[str]) -> dict[str, Any]:
     rows = table(stdout, "| case | step time")
     for name in cases:
-        positive(rows[name][1], " ms"), positive(rows[name][2])
+        duration(rows[name][1]), positive(rows[name][2])
         assert RATIO.fullmatch(rows[name][3]), rows[name]
     projection = table(stdout, "| setting | warm-up step")
     assert positive(projection["fp32 eager"][3], " h") > 0 and positive(projection["fp32 eager"][4], " h") > 0
