@@ -7,6 +7,10 @@ measures one call. Peak memory is, on CPU, the growth of the process's
 peak RSS (VmHWM, reset through /proc/self/clear_refs) over its resident size just before the call,
 and on GPU ``torch.cuda.max_memory_allocated()`` over the memory allocated before the call. Both
 include the call's outputs.
+
+:func:`parse_arguments` gives every such script the same options: ``--device``, ``--tiny`` (the same
+code path on tiny sizes and one torch thread: seconds on a CPU, what ``tests/benchmarks`` runs),
+``--budget-gb``, ``--threads`` and ``--out`` (default ``outputs/benchmarks/``, git-ignored).
 """
 
 from __future__ import annotations
