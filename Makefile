@@ -14,8 +14,9 @@ help:
 	@echo "make test-all  every test, slow ones included"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench / bench-memory / bench-protocols   benchmarks (numbers in benchmarks/RESULTS.md)"
-	@echo "make gpu-suite          the prepared GPU check (CUDA, ~12-15 min; see benchmarks/gpu_suite.py)"
-	@echo "make gpu-suite-dry-run  the same phases on the CPU with tiny sizes (~1-2 min)"
+	@echo "make gpu-suite          on a CUDA GPU: pytest -m gpu tests/gpu, then the benchmarks with --device cuda"
+	@echo "                        (~25 min; OFFICIAL=DIR: the official code's copy, default third_party/TTSR)"
+	@echo "make gpu-suite-dry-run  the same benchmark scripts with --tiny --device cpu (~2 min)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,11 +65,21 @@ bench-memory: install  # the whole forward against the official one, 1080p withi
 bench-protocols: install  # evaluate protocol=all against one run per protocol (~8 min)
 	$(PY) benchmarks/protocols.py
 
-gpu-suite: install
-	$(PY) benchmarks/gpu_suite.py --budget-s 900 --out benchmarks/results/gpu_suite
+# On a CUDA GPU (benchmarks/RESULTS.md, "On your own GPU"); the official code, where copied, beside ours
+OFFICIAL ?= third_party/TTSR
 
-gpu-suite-dry-run: install
-	WANDB_MODE=disabled $(PY) benchmarks/gpu_suite.py --dry-run --out outputs/gpu_suite_dry_run
+gpu-suite: install
+	CUBLAS_WORKSPACE_CONFIG=:4096:8 WANDB_MODE=disabled $(PY) -m pytest -m gpu tests/gpu -v -rA
+	$(PY) benchmarks/train_step.py --device cuda --official $(OFFICIAL)
+	$(PY) benchmarks/search_transfer.py --device cuda
+	$(PY) benchmarks/search_transfer.py --device cuda --crossover --fused
+	$(PY) benchmarks/inference.py --device cuda --max-memory 8 --official $(OFFICIAL)
+
+gpu-suite-dry-run: install  # the same scripts' code paths on tiny sizes; their numbers mean nothing
+	$(PY) benchmarks/train_step.py --tiny --device cpu --official $(OFFICIAL)
+	$(PY) benchmarks/search_transfer.py --tiny --device cpu
+	$(PY) benchmarks/search_transfer.py --tiny --device cpu --crossover --fused
+	$(PY) benchmarks/inference.py --tiny --device cpu --official $(OFFICIAL)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -7,6 +7,10 @@ measures one call. Peak memory is, on CPU, the growth of the process's
 peak RSS (VmHWM, reset through /proc/self/clear_refs) over its resident size just before the call,
 and on GPU ``torch.cuda.max_memory_allocated()`` over the memory allocated before the call. Both
 include the call's outputs.
+
+:func:`parse_arguments` gives every such script the same options: ``--device``, ``--tiny`` (the same
+code path on tiny sizes and one torch thread: seconds on a CPU, what ``tests/benchmarks`` runs),
+``--budget-gb``, ``--threads`` and ``--out`` (default ``outputs/benchmarks/``, git-ignored).
 """
 
 from __future__ import annotations
@@ -25,21 +29,47 @@ from typing import Any
 
 import torch
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-WorkerFunction = Callable[[str, str, str], dict[str, float]]  # (implementation, size, device) -> numbers
+# git-ignored: the raw records stay out of the source tree (RESULTS.md is the record)
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "outputs" / "benchmarks"
+# (implementation, size, the parsed options: device, tiny, ...) -> numbers
+WorkerFunction = Callable[[str, str, argparse.Namespace], dict[str, Any]]
+PAPER_MODEL = (64, (16, 16, 8, 4))  # n_feats, residual blocks per stage
+TINY_MODEL = (8, (1, 1, 1, 1))
 
 
 def parse_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Adds the options every comparison benchmark takes (and the hidden --worker), then parses."""
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--budget-gb", type=float, default=20.0, help="skip cases estimated above this")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the same code path with tiny sizes: seconds on a CPU, checks only",
+    )
+    parser.add_argument(
+        "--budget-gb",
+        type=float,
+        help="skip cases estimated above this (default: 20 on CPU, free GPU memory)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads in every case (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON (and plots)")
+    parser.add_argument(
+        "--out", type=Path, help="folder for the JSON and plots (outputs/benchmarks, with --tiny its tiny/)"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU")
+    if args.budget_gb is None:
+        args.budget_gb = 20.0 if args.device == "cpu" else float("inf")
+    if args.out is None:
+        args.out = RESULTS_DIR / "tiny" if args.tiny else RESULTS_DIR
+    if args.tiny and args.threads is None:
+        args.threads = 1  # tiny ops gain nothing from threads, which stall each other on a busy CPU
     return args
+
+
+def model_size(args: argparse.Namespace) -> tuple[int, tuple[int, ...]]:
+    """(n_feats, residual blocks per stage): the paper's generator, or a tiny one with ``--tiny``."""
+    return TINY_MODEL if getattr(args, "tiny", False) else PAPER_MODEL
 
 
 def run_worker_if_asked(args: argparse.Namespace, run_worker: WorkerFunction) -> bool:
@@ -52,7 +82,7 @@ def run_worker_if_asked(args: argparse.Namespace, run_worker: WorkerFunction) ->
     if not args.worker:
         return False
     implementation, size = args.worker
-    print(json.dumps(run_worker(implementation, size, args.device)))
+    print(json.dumps(run_worker(implementation, size, args)))
     return True
 
 
@@ -85,14 +115,18 @@ def timed_peak(call: Callable[[], object], device: str) -> tuple[float, int]:
     return seconds, peak
 
 
-def run_case(script: str, args: argparse.Namespace, implementation: str, size: str) -> dict[str, float] | str:
-    """Runs one case of ``script`` in a fresh process with this run's options.
+def run_case(
+    script: str, args: argparse.Namespace, implementation: str, size: str, extra: list[str] | None = None
+) -> dict[str, Any] | str:
+    """Runs one case of ``script`` in a fresh process with this run's options (and ``extra`` ones).
 
     Returns the JSON object the case printed last, or why it failed.
     """
-    arguments = ["--worker", implementation, size, "--device", args.device]
-    if args.threads is not None:
+    arguments = ["--worker", implementation, size, "--device", args.device, *(extra or [])]
+    if getattr(args, "threads", None) is not None:
         arguments += ["--threads", str(args.threads)]
+    if getattr(args, "tiny", False):
+        arguments.append("--tiny")
     completed = subprocess.run(
         [sys.executable, script, *arguments], capture_output=True, text=True, check=False
     )
@@ -100,7 +134,7 @@ def run_case(script: str, args: argparse.Namespace, implementation: str, size: s
         return "killed (out of memory?)"
     if completed.returncode != 0:
         return f"failed: {completed.stderr.strip()[-300:]}"
-    result: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -115,26 +149,6 @@ def memory_budget(device: str, budget_gb: float) -> int:
     return int(min(budget_gb * 2**30, 0.9 * available))
 
 
-def matmul_flops_per_second(device: str, rows: int = 4096, inner: int = 2304, cols: int = 4096) -> float:
-    """Measured fp32 matmul rate of a (rows x inner) @ (inner x cols) product (best of five, warmed up).
-
-    The best of several runs: on a shared machine a single run can land in another process's burst.
-    """
-    left = torch.randn(rows, inner, device=device)
-    right = torch.randn(inner, cols, device=device)
-    left @ right  # warm-up: thread pool, BLAS workspace, CUDA context
-    best = float("inf")
-    for _ in range(5):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        left @ right
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * rows * inner * cols / best
-
-
 def ratio(numerator: float | None, denominator: float | None) -> str:
     """'4.2x', or '-' when either side was not measured."""
     return "-" if not numerator or not denominator else f"{numerator / denominator:.1f}x"
@@ -146,8 +160,10 @@ def gib(value: int | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    """'1.23 s', or '-' for a value that was not measured."""
-    return "-" if value is None else f"{value:.2f} s"
+    """'1.23 s' ('12.3 ms' under 0.1 s), or '-' for a value that was not measured."""
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if value >= 0.1 else f"{value * 1000:.3g} ms"
 
 
 def write_record(folder: Path, name: str, record: dict[str, Any]) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 from ttsr_lightning.data import EpochSampler, TrainDataModule, build_sample_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_description  # noqa: E402
+from environment import machine_description  # noqa: E402
 
 
 def measure(root: Path, num_workers: int, batch_size: int, epochs: int) -> tuple[float, float, int]:

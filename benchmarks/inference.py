@@ -3,6 +3,8 @@
     python benchmarks/inference.py                    # CPU: HR 500x332 (CUFED5), 1024x768, 1280x720
     python benchmarks/inference.py --device cuda      # adds 1920x1080 and 3840x2160
     python benchmarks/inference.py --sizes 256x192    # a quick look
+    python benchmarks/inference.py --device cuda --max-memory 8 --official third_party/TTSR
+    python benchmarks/inference.py --tiny             # the same code paths, a tiny generator: seconds
 
 The paper-size generator (n_feats 64, residual blocks 16/16/8/4; random weights, on which neither
 time nor memory depends) on an HR image of W x H (LR = W/4 x H/4, random in [-1, 1]) with a
@@ -16,6 +18,10 @@ estimated footprint exceeds the budget is not run: "does not fit".
 The floor is the FLOPs divided by the device's measured fp32 matmul rate, split into the network
 (LTE x3 and main network, counted by torch's FlopCounterMode) and the relevance matmul of each
 search-transfer (2 * 2304 * N * Nk straightforward, 2 * 256 * N * Nk lean; N, Nk LR and Ref positions).
+
+``--max-memory GIB`` adds, at the largest size, the path ``infer`` runs (``budgeted_forward``, main
+network in tiles) planned for that budget; ``--official [DIR]`` adds the official generator
+(``official_harness.py``, same sizes and inputs) with the ratio of ours (lean) to it.
 """
 
 from __future__ import annotations
@@ -23,16 +29,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+import official_harness
 import torch
-from _machine import machine_description
 from _measure import (
     gib,
-    matmul_flops_per_second,
     memory_budget,
+    model_size,
     parse_arguments,
     ratio,
     run_case,
@@ -41,6 +49,7 @@ from _measure import (
     timed_peak,
     write_record,
 )
+from environment import describe, environment
 from torch.utils.flop_counter import FlopCounterMode
 
 from ttsr_lightning.budgeted import budgeted_forward, plan_forward
@@ -49,6 +58,7 @@ from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 
 CPU_SIZES = ["500x332", "1024x768", "1280x720"]
 GPU_SIZES = [*CPU_SIZES, "1920x1080", "3840x2160"]
+TINY_SIZES, TINY_MAX_MEMORY_GIB = ["32x24"], 3 / 1024
 IMPLEMENTATIONS = {"straightforward": SearchTransfer, "lean": LeanSearchTransfer}
 
 _FLOAT_BYTES = 4
@@ -71,6 +81,7 @@ class Case:
     seconds: float | None = None
     peak_bytes: int | None = None
     skipped: str | None = None
+    plan: str | None = None  # the budgeted path's tiles and halo
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -110,7 +121,7 @@ def estimated_bytes(implementation: str, width: int, height: int) -> int:
     """Rough peak footprint: the search-transfer's big tensors plus the network's activations."""
     positions = width * height // 16
     network = _NETWORK_BYTES_PER_HR_PIXEL * width * height
-    if implementation == "straightforward":
+    if implementation in ("straightforward", "official"):  # the official search is the straightforward one
         # relevance + unfolded query/key patches + the lv1 value unfold and its gathered copy.
         search_transfer = _FLOAT_BYTES * positions * (positions + 2 * _PATCH_LENGTH + 2 * 64 * 144)
     else:
@@ -118,10 +129,18 @@ def estimated_bytes(implementation: str, width: int, height: int) -> int:
     return network + search_transfer
 
 
-def run_worker(implementation: str, size: str, device: str) -> dict[str, float]:
-    """One inference of the paper-size generator in this process: seconds and peak bytes."""
+def run_worker(implementation: str, size: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One inference of the generator (paper size, or tiny) in this process: seconds and peak bytes."""
     width, height = parse_size(size)
-    return measure_inference(implementation, width, height, device)
+    n_feats, blocks = model_size(args)
+    if implementation == "official":
+        return official_harness.inference(
+            args.device, width, height, n_feats=n_feats, num_res_blocks=blocks, root=args.official
+        )
+    if implementation == "budgeted":
+        max_memory = int(args.max_memory * 2**30)
+        return measure_budgeted_inference(width, height, args.device, max_memory, n_feats, blocks)
+    return measure_inference(implementation, width, height, args.device, n_feats, blocks)
 
 
 def measure_inference(
@@ -174,9 +193,9 @@ def _best_of_runs(call: Callable[[], object], device: str) -> dict[str, float]:
     return {"seconds": min(timings), "first_seconds": elapsed, "peak_bytes": peak}
 
 
-def network_flops_per_hr_pixel() -> float:
+def network_flops_per_hr_pixel(n_feats: int = 64, num_res_blocks: tuple[int, ...] = (16, 16, 8, 4)) -> float:
     """FLOPs of the LTE passes and the main network per HR pixel (same-size reference)."""
-    generator = build_generator("lean", "cpu")
+    generator = build_generator("lean", "cpu", n_feats, num_res_blocks)
     width, height = _FLOP_COUNT_SIZE
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         generator(*generator_inputs(width, height, "cpu"))
@@ -188,45 +207,71 @@ def network_flops_per_hr_pixel() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", help="HR sizes WxH (multiples of 4)")
+    parser.add_argument(
+        "--max-memory", type=float, help="GiB: also infer's budgeted path at the largest size"
+    )
+    parser.add_argument(
+        "--official",
+        type=Path,
+        nargs="?",
+        const=official_harness.OFFICIAL_DIR,
+        help="also the official generator, copied into this folder (default third_party/TTSR)",
+    )
     args = parse_arguments(parser)
     if run_worker_if_asked(args, run_worker):
         return
-    sizes = args.sizes or (GPU_SIZES if args.device == "cuda" else CPU_SIZES)
+    sizes = args.sizes or (TINY_SIZES if args.tiny else GPU_SIZES if args.device == "cuda" else CPU_SIZES)
     for size in sizes:
         parse_size(size)
+    if args.tiny and args.max_memory is None:
+        args.max_memory = TINY_MAX_MEMORY_GIB
+    implementations = list(IMPLEMENTATIONS)
+    official_missing = args.official is not None and official_harness.missing_reason(args.official)
+    if args.official is not None and not official_missing:
+        implementations.append("official")
+    extra = ["--official", str(args.official)] if "official" in implementations else []
+    if args.max_memory is not None:
+        extra += ["--max-memory", str(args.max_memory)]
 
     load_at_start = os.getloadavg()[0]
-    print(f"Machine: {machine_description()}; device {args.device}; load average {load_at_start:.1f}")
-    flops_per_second = matmul_flops_per_second(args.device)
-    per_pixel = network_flops_per_hr_pixel()
+    env = environment(args.device, args.tiny)
+    flops_per_second = env["matmul_flops_per_second"]["fp32"]
+    per_pixel = network_flops_per_hr_pixel(*model_size(args))
     budget = memory_budget(args.device, args.budget_gb)
     print(
-        f"fp32 matmul rate {flops_per_second / 1e9:.1f} GFLOP/s; network {per_pixel / 1e6:.2f} MFLOP per HR "
+        f"{describe(env)}\nload average {load_at_start:.1f}; network {per_pixel / 1e6:.2f} MFLOP per HR "
         f"pixel; budget {budget / 2**30:.1f} GiB\n",
         flush=True,
     )
+    if official_missing:
+        print(f"official code not measured: {official_missing}\n")
 
     cases: dict[tuple[str, str], Case] = {}
-    for size in sizes:
+    runs = [(implementation, size) for size in sizes for implementation in implementations]
+    if args.max_memory is not None:
+        runs.append(("budgeted", sizes[-1]))
+    for implementation, size in runs:
         width, height = parse_size(size)
-        for implementation in IMPLEMENTATIONS:
-            case = Case(implementation, size, estimated_bytes(implementation, width, height))
-            if case.estimated_bytes > budget:
-                case.skipped = "does not fit"
+        case = Case(implementation, size, estimated_bytes(implementation, width, height))
+        if case.estimated_bytes > budget and implementation not in ("lean", "budgeted"):
+            case.skipped = "does not fit"  # lean and budgeted always run: running out is a result
+        else:
+            result = run_case(__file__, args, implementation, size, extra)
+            if isinstance(result, str):
+                case.skipped = result
             else:
-                result = run_case(__file__, args, implementation, size)
-                if isinstance(result, str):
-                    case.skipped = result
-                else:
-                    case.seconds, case.peak_bytes = result["seconds"], int(result["peak_bytes"])
-            cases[implementation, size] = case
-            outcome = case.skipped or f"{seconds(case.seconds)}, {gib(case.peak_bytes)}"
-            print(f"  {implementation:>15} {size:>9}: {outcome}", flush=True)
+                case.seconds, case.peak_bytes = result["seconds"], int(result["peak_bytes"])
+                case.plan = result.get("plan")
+        cases[implementation, size] = case
+        outcome = case.skipped or f"{seconds(case.seconds)}, {gib(case.peak_bytes)}"
+        print(f"  {implementation:>15} {size:>9}: {outcome}", flush=True)
 
+    official = "official" in implementations
     lines = [
         "| HR (W x H) | straightforward time | lean time | speed-up | straightforward peak | lean peak "
-        "| memory ratio | floor network | floor relevance (straightforward / lean) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| memory ratio | floor network | floor relevance (straightforward / lean) "
+        + ("| official time, peak | lean vs official: speed, memory |" if official else "|"),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if official else ""),
     ]
     for size in sizes:
         width, height = parse_size(size)
@@ -246,14 +291,23 @@ def main() -> None:
             f"{floor_network:.2f} s",
             f"{floor_reference:.2f} s / {floor_lean:.2f} s",
         ]
+        if official:
+            theirs = cases["official", size]
+            cells += [
+                theirs.skipped or f"{seconds(theirs.seconds)}, {gib(theirs.peak_bytes)}",
+                f"{ratio(theirs.seconds, lean.seconds)}, {ratio(theirs.peak_bytes, lean.peak_bytes)}",
+            ]
         lines.append(f"| {' | '.join(cells)} |")
     print("\n" + "\n".join(lines))
+    if (budgeted := cases.get(("budgeted", sizes[-1]))) is not None:
+        outcome = f"{seconds(budgeted.seconds)}, peak {gib(budgeted.peak_bytes)}; {budgeted.plan}"
+        budget_text = f"max_memory={args.max_memory:g} GiB"
+        print(f"\ninfer's path at {sizes[-1]} with {budget_text}: {budgeted.skipped or outcome}")
 
     record = {
-        "machine": machine_description(),
-        "device": args.device,
+        "environment": env,
+        "command": sys.argv,
         "load_average": [load_at_start, os.getloadavg()[0]],
-        "matmul_flops_per_second": flops_per_second,
         "network_flops_per_hr_pixel": per_pixel,
         "budget_bytes": budget,
         "cases": [asdict(case) for case in cases.values()],

@@ -34,7 +34,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-from _machine import machine_description
 from _measure import (
     gib,
     parse_arguments,
@@ -45,6 +44,7 @@ from _measure import (
     timed_peak,
     write_record,
 )
+from environment import machine_description
 
 from ttsr_lightning.models import TTSRGenerator
 
@@ -123,8 +123,9 @@ def parse_size(size: str) -> tuple[int, int]:
     return width, height
 
 
-def run_worker(way: str, size: str, device: str) -> dict[str, float]:
+def run_worker(way: str, size: str, args: argparse.Namespace) -> dict[str, float]:
     """One forward in this process: seconds, of which in the search-transfer, peak bytes."""
+    device = args.device
     torch.manual_seed(0)
     generator = TTSRGenerator(vgg_weights="random").eval().to(device)
     assert generator.search_transfer is not None

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import machine_description
+from environment import machine_description
 
 from ttsr_lightning.checkpoints import save_generator
 from ttsr_lightning.data.sample import build_sample_dataset

@@ -5,12 +5,16 @@
     python benchmarks/search_transfer.py --sizes 64x48 --curve 32x24 64x48   # a quick look
     python benchmarks/search_transfer.py --threads 1      # every case on one torch thread
     python benchmarks/search_transfer.py --crossover      # where the straightforward path stops winning
+    python benchmarks/search_transfer.py --device cuda --fused   # the tiled path with / without Triton
+    python benchmarks/search_transfer.py --tiny           # every mode's code path, tiny sizes: seconds
 
 ``--crossover [SIZES]`` times, per size (``WxH`` or ``WxHbB`` for batch B), the two paths
 LeanSearchTransfer switches between: "direct" (the straightforward formulation, a handful of large
 kernels) and "tiled" (the lean chunked search, 9x fewer FLOPs, ~60 small kernels), and reports the
 relevance size (B x LR positions x Ref positions) where tiled starts to win: the source of
-``lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS``. Writes <out>/search_transfer_crossover.json.
+``lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS``. ``--fused [SIZES]`` times the tiled path with
+its fused Triton relevance pass (CUDA; "tiled") against its torch passes ("tiled, torch passes").
+Both print a table with the ratio and write <out>/search_transfer_{crossover,fused}.json.
 
 Inputs: random LTE-like features (post-ReLU; 256/128/64 channels at lv3/lv2/lv1), batch 1, for an
 LR image of W x H lv3 positions and a same-size reference (Ref = 4x the LR pixels). Sizes are LR
@@ -23,12 +27,14 @@ second; at least seven where one takes under two), and its peak memory (CPU: pea
 max_memory_allocated growth), outputs (~7 KiB per LR position) included. A case whose estimated
 footprint exceeds the budget is not run: "does not fit".
 
-The floor is the FLOPs of the relevance matmul divided by the device's measured fp32 matmul rate:
+The floor is the FLOPs of the relevance matmul divided by the device's measured fp32 matmul rate
+(``environment.py``, printed first with the copy bandwidth and the other ceilings):
 2 * 2304 * N * Nk for the straightforward formulation (unfolded 3x3x256 patches) and 2 * 256 * N * Nk
 for the lean one (pixel dot products; its tile borders add ~15 %), N and Nk the LR and Ref positions.
 
 Prints the machine, a Markdown table with the ratios and the lean path's peak memory against image
-size; writes <out>/search_transfer.json (every number) and <out>/search_transfer_memory.png.
+size; writes <out>/search_transfer.json (every number) and <out>/search_transfer_memory.png
+(<out>: outputs/benchmarks by default).
 """
 
 from __future__ import annotations
@@ -36,16 +42,16 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from _machine import machine_description
 from _measure import (
     gib,
-    matmul_flops_per_second,
     memory_budget,
     parse_arguments,
     ratio,
@@ -55,6 +61,7 @@ from _measure import (
     timed_peak,
     write_record,
 )
+from environment import describe, environment
 
 from ttsr_lightning.models import lean_search_transfer, patch_search
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
@@ -84,6 +91,8 @@ GPU_CROSSOVER_SIZES = [
     "40x40b9",
     "64x64b9",
 ]
+FUSED_SIZES = ["256x192", "480x270"]
+TINY = {"sizes": ["16x12"], "curve": ["8x6", "16x12"], "crossover": ["8x8b2"], "fused": ["16x12"]}
 
 _FLOAT_BYTES = 4
 _PATCH_LENGTH = 9 * 256  # an unfolded 3x3 lv3 patch
@@ -139,7 +148,7 @@ def lte_like_features(width: int, height: int, device: str, batch: int = 1) -> t
 def estimated_bytes(implementation: str, positions: int) -> int:
     """Rough peak footprint for an LR and a Ref of ``positions`` lv3 positions each (batch 1, fp32)."""
     outputs = _OUTPUT_PER_POSITION * positions
-    if implementation == "straightforward":
+    if implementation in ("straightforward", "direct"):
         # relevance + unfolded query/key patches + the lv1 value unfold and its gathered copy.
         return _FLOAT_BYTES * (
             positions * positions
@@ -151,8 +160,9 @@ def estimated_bytes(implementation: str, positions: int) -> int:
     return 2 * 2**30 + _FLOAT_BYTES * (2 * 64 * 16 * positions + outputs)
 
 
-def run_worker(implementation: str, size: str, device: str) -> dict[str, float | int]:
+def run_worker(implementation: str, size: str, args: argparse.Namespace) -> dict[str, float | int]:
     """Runs one case in this process: seconds (best of the repeats) and peak bytes (first run)."""
+    device = args.device
     width, height, batch = parse_batched_size(size)
     patch_search.USE_TRITON_RELEVANCE = implementation != "tiled, torch passes"
     module = IMPLEMENTATIONS[implementation]()
@@ -290,24 +300,32 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.2f} ms"
 
 
-def crossover(args: argparse.Namespace, sizes: list[str]) -> dict[str, object]:
-    """Times "direct" and "tiled" per size; the relevance sizes bracketing where tiled starts to win."""
+def side_by_side(args: argparse.Namespace, sizes: list[str], names: tuple[str, str]) -> list[dict[str, Any]]:
+    """Times two implementations per size; prints a table with their ratio (second / first)."""
     rows = []
     for size in sorted(sizes, key=relevance_elements):
-        timings = {name: run_case(__file__, args, name, size) for name in ("direct", "tiled")}
-        direct, tiled = (t["seconds"] if isinstance(t, dict) else None for t in timings.values())
-        rows.append({"size": size, "elements": relevance_elements(size), "direct": direct, "tiled": tiled})
-        print(f"  {size:>9} ({relevance_elements(size):>12,} elements): direct {_ms(direct)}, "
-              f"tiled {_ms(tiled)}", flush=True)  # fmt: skip
-    direct_wins = [r["elements"] for r in rows if r["direct"] and r["tiled"] and r["direct"] < r["tiled"]]
-    tiled_wins = [r["elements"] for r in rows if r["direct"] and r["tiled"] and r["direct"] >= r["tiled"]]
-    print("\n| LR (WxH, batch) | relevance elements | direct | tiled | tiled / direct |")
+        timings = [run_case(__file__, args, name, size) for name in names]
+        first, second = (t["seconds"] if isinstance(t, dict) else None for t in timings)
+        rows.append({"size": size, "elements": relevance_elements(size), names[0]: first, names[1]: second})
+        print(f"  {size:>9} ({relevance_elements(size):>12,} elements): {names[0]} {_ms(first)}, "
+              f"{names[1]} {_ms(second)}", flush=True)  # fmt: skip
+    print(f"\n| LR (WxH, batch) | relevance elements | {names[0]} | {names[1]} | {names[1]} / {names[0]} |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['elements']:,} | {_ms(r['direct'])} | {_ms(r['tiled'])} "
-              f"| {ratio(r['tiled'], r['direct'])} |")  # fmt: skip
-    largest_direct_win = max(direct_wins, default=0)
-    smallest_tiled_win = min((e for e in tiled_wins if e > largest_direct_win), default=None)
+        print(f"| {r['size']} | {r['elements']:,} | {_ms(r[names[0]])} | {_ms(r[names[1]])} "
+              f"| {ratio(r[names[1]], r[names[0]])} |")  # fmt: skip
+    return rows
+
+
+def crossover(args: argparse.Namespace, sizes: list[str]) -> dict[str, object]:
+    """Times "direct" and "tiled" per size; the relevance sizes bracketing where tiled starts to win."""
+    rows = side_by_side(args, sizes, ("direct", "tiled"))
+    timed = [r for r in rows if r["direct"] and r["tiled"]]
+    largest_direct_win = max((r["elements"] for r in timed if r["direct"] < r["tiled"]), default=0)
+    smallest_tiled_win = min(
+        (r["elements"] for r in timed if r["direct"] >= r["tiled"] and r["elements"] > largest_direct_win),
+        default=None,
+    )
     print(
         f"\ndirect wins up to {largest_direct_win:,} elements; "
         f"tiled from {smallest_tiled_win or 'none measured'}"
@@ -322,35 +340,44 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", help="LR sizes WxH compared side by side")
     parser.add_argument("--curve", nargs="*", help="LR sizes WxH for the lean memory curve")
     parser.add_argument("--crossover", nargs="*", help="only the direct/tiled crossover, at these sizes")
+    parser.add_argument(
+        "--fused", nargs="*", help="only the tiled path with / without Triton, at these sizes"
+    )
     args = parse_arguments(parser)
     if run_worker_if_asked(args, run_worker):
         return
-    if args.crossover is not None:
-        sizes = args.crossover or (GPU_CROSSOVER_SIZES if args.device == "cuda" else CPU_CROSSOVER_SIZES)
-        for size in sizes:
-            parse_batched_size(size)
-        print(
-            f"Machine: {machine_description()}; device {args.device}; load average {os.getloadavg()[0]:.1f}"
-        )
-        record = {"machine": machine_description(), "device": args.device, "load_average": os.getloadavg()[0],
-                  **crossover(args, sizes)}  # fmt: skip
-        write_record(args.out, "search_transfer_crossover.json", record)
-        return
     on_gpu = args.device == "cuda"
-    sizes = args.sizes or (GPU_TABLE_SIZES if on_gpu else CPU_TABLE_SIZES)
-    curve_sizes = args.curve if args.curve is not None else (GPU_CURVE_SIZES if on_gpu else CPU_CURVE_SIZES)
-    for size in [*sizes, *curve_sizes]:
-        parse_size(size)
-
     # The load average says whether other processes shared the CPU (it skews small, many-op cases most).
     load_at_start = os.getloadavg()[0]
-    print(f"Machine: {machine_description()}; device {args.device}; load average {load_at_start:.1f}")
-    flops_per_second = matmul_flops_per_second(args.device)
+    env = environment(args.device, args.tiny)
+    print(f"{describe(env)}\nload average {load_at_start:.1f}", flush=True)
+    record: dict[str, Any] = {"environment": env, "command": sys.argv, "load_average": [load_at_start]}
+    if args.crossover is not None or args.fused is not None:
+        default_crossover = GPU_CROSSOVER_SIZES if on_gpu else CPU_CROSSOVER_SIZES
+        for mode, asked, default in (
+            ("crossover", args.crossover, default_crossover),
+            ("fused", args.fused, FUSED_SIZES),
+        ):
+            if asked is None:
+                continue
+            sizes = asked or (TINY[mode] if args.tiny else default)
+            for size in sizes:
+                parse_batched_size(size)
+            print(f"\n## {mode}")
+            if mode == "crossover":
+                record["crossover"] = crossover(args, sizes)
+            else:
+                record["fused"] = {"rows": side_by_side(args, sizes, ("tiled, torch passes", "tiled"))}
+            write_record(args.out, f"search_transfer_{mode}.json", record)
+        return
+    sizes = args.sizes or (TINY["sizes"] if args.tiny else GPU_TABLE_SIZES if on_gpu else CPU_TABLE_SIZES)
+    default_curve = TINY["curve"] if args.tiny else GPU_CURVE_SIZES if on_gpu else CPU_CURVE_SIZES
+    curve_sizes = args.curve if args.curve is not None else default_curve
+    for size in [*sizes, *curve_sizes]:
+        parse_size(size)
+    flops_per_second = env["matmul_flops_per_second"]["fp32"]
     budget = memory_budget(args.device, args.budget_gb)
-    print(
-        f"fp32 matmul rate: {flops_per_second / 1e9:.1f} GFLOP/s; budget {budget / 2**30:.1f} GiB\n",
-        flush=True,
-    )
+    print(f"budget {budget / 2**30:.1f} GiB\n", flush=True)
 
     started = time.perf_counter()
     cases: dict[tuple[str, str], Case] = {}
@@ -358,7 +385,7 @@ def main() -> None:
         set(sizes) | set(curve_sizes), key=lambda size: parse_size(size)[0] * parse_size(size)[1]
     )
     for size in by_size:
-        for implementation in IMPLEMENTATIONS:
+        for implementation in ("straightforward", "lean"):
             if implementation == "straightforward" and size not in sizes:
                 continue
             case = measure(implementation, size, args, budget)
@@ -383,14 +410,8 @@ def main() -> None:
         print(f"\nlinear fit: {intercept / 2**20:.0f} MiB + {slope / 1024:.2f} KiB per LR position")
         reference_cases = [case for (name, _), case in cases.items() if name == "straightforward"]
         plot_curve(curve, reference_cases, intercept, slope, args.out / "search_transfer_memory.png")
-    record = {
-        "machine": machine_description(),
-        "device": args.device,
-        "load_average": [load_at_start, os.getloadavg()[0]],
-        "matmul_flops_per_second": flops_per_second,
-        "budget_bytes": budget,
-        "cases": [asdict(case) for case in cases.values()],
-    }
+    record["load_average"].append(os.getloadavg()[0])
+    record.update(budget_bytes=budget, cases=[asdict(case) for case in cases.values()])
     write_record(args.out, "search_transfer.json", record)
     print(f"and {args.out / 'search_transfer_memory.png'}; total {time.perf_counter() - started:.0f} s")
 

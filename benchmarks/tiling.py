@@ -30,8 +30,8 @@ from typing import Any
 
 import skimage.data
 import torch
-from _machine import machine_description
 from _measure import RESULTS_DIR, write_record
+from environment import machine_description
 from PIL import Image
 
 from ttsr_lightning.budgeted import (

@@ -41,8 +41,8 @@ import numpy as np
 import skimage.data
 import torch
 import torch.nn.functional as F
-from _machine import machine_description
 from _measure import RESULTS_DIR, gib, ratio, run_case, seconds, status_bytes, timed_peak, write_record
+from environment import machine_description
 from inference import parse_size
 from PIL import Image
 

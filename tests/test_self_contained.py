@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# raw results, written by the benchmark scripts at the time and kept as they were written
-RECORDS = ("benchmarks/results/",)
 OUTSIDE_FILES = re.compile(r"\.\./shared|\b(OFFICIAL_CODE|TTSR|METHOD|H200|STACK_NOTES|STYLE)\.md\b")
 ISSUE_NUMBER = re.compile(r"\b[Ii]ssues?\s+#?\d+|\B#\d+\b(?=[),;:. ]|$)")
 
@@ -27,7 +25,7 @@ def _tracked_text_files() -> list[Path]:
     files = []
     for name in listed:
         path = REPO_ROOT / name
-        if name.startswith(RECORDS) or not path.is_file() or path.suffix in {".png", ".jpg", ".pt", ".npz"}:
+        if not path.is_file() or path.suffix in {".png", ".jpg", ".pt", ".npz"}:
             continue
         if b"\0" not in path.read_bytes()[:4096]:
             files.append(path)

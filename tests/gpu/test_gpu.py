@@ -4,7 +4,7 @@ search's tiles sized from free GPU memory and its fused Triton pass against the 
 inference path within a memory budget, a training step that never synchronises with the host, and
 the compiled step (with and without CUDA graphs) against the eager one.
 
-    pytest -m gpu tests/gpu          # benchmarks/gpu_suite.py runs them in its gpu_tests phase
+    pytest -m gpu tests/gpu          # the first step of `make gpu-suite`
 
 Every run is the real entry point (``train(cfg)``) on the tiny config of ``helpers.config`` with
 ``trainer=gpu``. The speed-option runs come last, the compiling ones last of all: they take longest
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import open_dict
 
-from helpers.config import compose_config
+from helpers.config import compose_config, paper_losses
 from helpers.interrupt import SimulatedKill
 from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
 from ttsr_lightning.budgeted import budgeted_forward, main_net_receptive_field, plan_forward
@@ -336,36 +336,20 @@ def test_fused_relevance_pass_equals_its_torch_oracle_on_gpu(monkeypatch: pytest
         assert torch.equal(getattr(fused, name), getattr(unfused, name)), name
 
 
-GPU_SYSTEM = {
-    "generator": {
-        "_target_": "ttsr_lightning.models.TTSRGenerator",
-        "n_feats": 16,
-        "num_res_blocks": [2, 2, 2, 2],
-        "vgg_weights": "random",
-    },
-    "discriminator": {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 64},
-    "losses": {
-        "terms": {
-            "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0},
-            "adversarial": {
-                "_target_": "ttsr_lightning.losses.WGANGPLoss",
-                "weight": 1e-3,
-                "after_warmup": True,
-            },
-            "perceptual": {
-                "_target_": "ttsr_lightning.losses.PerceptualLoss",
-                "weight": 1e-2,
-                "after_warmup": True,
-                "vgg_weights": "random",
-            },
-            "transferal_perceptual": {
-                "_target_": "ttsr_lightning.losses.TransferalPerceptualLoss",
-                "weight": 1e-2,
-                "after_warmup": True,
-            },
+def _gpu_system(**options: Any) -> TTSRSystem:
+    """A small generator with every loss of the paper's objective (the package's loss config)."""
+    return TTSRSystem(
+        generator={
+            "_target_": "ttsr_lightning.models.TTSRGenerator",
+            "n_feats": 16,
+            "num_res_blocks": [2, 2, 2, 2],
+            "vgg_weights": "random",
         },
-    },
-}
+        discriminator={"_target_": "ttsr_lightning.models.Discriminator", "in_size": 64},
+        losses=paper_losses(),
+        optim={"warmup_epochs": 0, "gan_k": 2},
+        **options,
+    )
 
 
 def _synthetic_batches(count: int) -> list[dict[str, torch.Tensor]]:
@@ -431,7 +415,7 @@ def test_a_training_step_never_synchronises_with_the_host() -> None:
     sync debug mode reports no synchronising call in steady state. (The non-finite checks of the batch
     two back are read from page-locked memory after waiting on a CUDA event recorded then.)"""
     torch.manual_seed(0)
-    system = TTSRSystem(**GPU_SYSTEM, optim={"warmup_epochs": 0, "gan_k": 2})
+    system = _gpu_system()
     syncs = SyncsPerBatch()
     _fit_on_gpu(system, batches=6, callbacks=[syncs])
     print(f"synchronising calls per batch from the third: {[len(c) for c in syncs.caught]}: {syncs.caught}")
@@ -467,9 +451,7 @@ def test_compiled_step_equals_the_eager_one_on_gpu(mode: str) -> None:
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         torch.manual_seed(0)
-        system = TTSRSystem(
-            **GPU_SYSTEM, optim={"warmup_epochs": 0, "gan_k": 2}, compile=compiled, compile_mode=mode
-        )
+        system = _gpu_system(compile=compiled, compile_mode=mode)
         runs[compiled] = FirstBatchAndGraphs()
         _fit_on_gpu(system, batches=4, callbacks=[runs[compiled]])
     eager, compiled_run = runs[False].first, runs[True].first

@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ttsr_lightning.config_paths import CONFIG_DIR
 
@@ -96,3 +96,12 @@ def compose_evaluate(
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def paper_losses() -> dict:
+    """The ``loss`` group as the package composes it (conf/loss/default.yaml: the paper's terms and
+    weights), with random VGG weights for the perceptual loss."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model.generator.vgg_weights=random"])
+    return OmegaConf.to_container(cfg.loss, resolve=True)  # type: ignore[return-value]
