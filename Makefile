@@ -4,13 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install train study test test-all lint format bench bench-memory bench-protocols gpu-suite gpu-suite-dry-run clean
+.PHONY: help install train study test test-slow test-all lint format bench bench-memory bench-protocols gpu-suite gpu-suite-dry-run clean
 
 help:
 	@echo "make install   create $(VENV), install torch==$(TORCH_VERSION) first, then this package [dev]"
 	@echo "make train     train the default experiment on the embedded sample dataset (CPU, ~8 min on 2 cores)"
 	@echo "make study     the paper's claims in miniature: its ablations on the sample set (CPU, ~45 min)"
 	@echo "make test      fast test suite (CPU, < 10 min)"
+	@echo "make test-slow the slow tier (CPU, ~40-50 min on 2 cores; CI runs it after make test)"
 	@echo "make test-all  every test, slow ones included"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench / bench-memory / bench-protocols   benchmarks (numbers in benchmarks/RESULTS.md)"
@@ -39,6 +40,9 @@ study: install
 
 test: install
 	$(PY) -m pytest -m "not slow and not gpu" -q --durations=10
+
+test-slow: install
+	$(PY) -m pytest -m "slow and not gpu" -q --durations=15
 
 test-all: install
 	$(PY) -m pytest -q

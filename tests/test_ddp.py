@@ -37,6 +37,7 @@ def test_two_process_ddp_trains_and_reduces_metrics_over_both_ranks(
         "optim.warmup_epochs=1",
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=2",
+        "trainer.check_val_every_n_epoch=1",
         "trainer.enable_progress_bar=false",
         "test=false",
         "logger=csv",

@@ -313,9 +313,16 @@ def test_two_processes_write_every_image_once_with_the_values_of_one(
                 measure,
             )
     assert [row["images"] for row in read_csv(tmp_path / "two" / "test_per_set.csv")] == ["3", "3", "3"]
+    panels = {}
     for run in ("one", "two"):
         assert len(list((tmp_path / run / "images").rglob("*.png"))) == 9
-        assert len(list((tmp_path / run / "panels").rglob("*.png"))) == 9
+        # a panel of each image, and of what the L1 reference brings (over the LR as reference)
+        panels[run] = sorted(
+            p.relative_to(tmp_path / run).as_posix() for p in (tmp_path / run).rglob("panels/**/*.png")
+        )
+        assert len([p for p in panels[run] if "/epoch_" in p]) == 9
+        assert len([p for p in panels[run] if "/transfer/" in p]) == 3
+    assert panels["one"] == panels["two"]
 
 
 @pytest.mark.slow  # ~35 s on 2 cores

@@ -102,6 +102,7 @@ def test_search_transfer_prints_the_comparison_and_the_memory_curve(tmp_path: Pa
     assert (tmp_path / "search_transfer_memory.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # ~14 s each; the main table's test runs the same script in the fast tier
 @pytest.mark.parametrize(
     ("mode", "names"), [("crossover", ("direct", "tiled")), ("fused", ("tiled, torch passes", "tiled"))]
 )
