@@ -32,7 +32,6 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import official_harness
@@ -210,13 +209,7 @@ def main() -> None:
     parser.add_argument(
         "--max-memory", type=float, help="GiB: also infer's budgeted path at the largest size"
     )
-    parser.add_argument(
-        "--official",
-        type=Path,
-        nargs="?",
-        const=official_harness.OFFICIAL_DIR,
-        help="also the official generator, copied into this folder (default third_party/TTSR)",
-    )
+    official_harness.add_official_argument(parser, "generator")
     args = parse_arguments(parser)
     if run_worker_if_asked(args, run_worker):
         return

@@ -25,6 +25,7 @@ to the device, the forward, the losses, the critic steps, the backward and the A
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import logging
 import statistics
@@ -46,6 +47,18 @@ PATCHES = [
     "torchvision.models.vgg19(pretrained=True) -> random weights (no download)",
     "loss.AdversarialLoss Adam betas (0, 0.9) -> (0.0, 0.9) (torch >= 2 refuses int betas)",
 ]
+
+
+def add_official_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--official [DIR]``: also time ``what`` of the official code copied into DIR (default
+    third_party/TTSR), side by side in the same run."""
+    parser.add_argument(
+        "--official",
+        type=Path,
+        nargs="?",
+        const=OFFICIAL_DIR,
+        help=f"also the official {what}, copied into this folder (default third_party/TTSR)",
+    )
 
 
 def missing_reason(root: Path = OFFICIAL_DIR) -> str | None:

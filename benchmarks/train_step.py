@@ -326,13 +326,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="timed steps (default: 2 on CPU, 20 on GPU, 1 tiny)")
     parser.add_argument("--warmup", type=int, help="untimed steps (default: 1 on CPU, 5 on GPU, 0 tiny)")
     parser.add_argument("--sets", nargs="+", choices=list(OPTION_SETS), help="only these option sets")
-    parser.add_argument(
-        "--official",
-        type=Path,
-        nargs="?",
-        const=official_harness.OFFICIAL_DIR,
-        help="also the official code's step, copied into this folder (default third_party/TTSR)",
-    )
+    official_harness.add_official_argument(parser, "code's step")
     args = parse_arguments(parser)
     if run_worker_if_asked(args, measure):
         return
