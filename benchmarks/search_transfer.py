@@ -6,6 +6,7 @@
     python benchmarks/search_transfer.py --threads 1      # every case on one torch thread
     python benchmarks/search_transfer.py --crossover      # where the straightforward path stops winning
     python benchmarks/search_transfer.py --device cuda --fused   # the tiled path with / without Triton
+    python benchmarks/search_transfer.py --device cuda --relevance-kernel triton   # the lean path with it
     python benchmarks/search_transfer.py --tiny           # every mode's code path, tiny sizes: seconds
 
 ``--crossover [SIZES]`` times, per size (``WxH`` or ``WxHbB`` for batch B), the two paths
@@ -13,8 +14,11 @@ LeanSearchTransfer switches between: "direct" (the straightforward formulation, 
 kernels) and "tiled" (the lean chunked search, 9x fewer FLOPs, ~60 small kernels), and reports the
 relevance size (B x LR positions x Ref positions) where tiled starts to win: the source of
 ``lean_search_transfer.DIRECT_SEARCH_MAX_ELEMENTS``. ``--fused [SIZES]`` times the tiled path with
-its fused Triton relevance pass (CUDA; "tiled") against its torch passes ("tiled, torch passes").
-Both print a table with the ratio and write <out>/search_transfer_{crossover,fused}.json.
+its fused Triton relevance pass (``relevance_kernel="triton"``, CUDA only; "tiled") against its torch
+passes ("tiled, torch passes"). Both print a table with the ratio and write
+<out>/search_transfer_{crossover,fused}.json. Elsewhere the lean and tiled paths run
+``--relevance-kernel`` (default torch, as the model does by default). Where the Triton kernel fails,
+a case asked to run it fails too, rather than timing the torch passes under its name.
 
 Inputs: random LTE-like features (post-ReLU; 256/128/64 channels at lv3/lv2/lv1), batch 1, for an
 LR image of W x H lv3 positions and a same-size reference (Ref = 4x the LR pixels). Sizes are LR
@@ -44,6 +48,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,12 +76,14 @@ CPU_TABLE_SIZES = ["40x40", "125x83", "256x192"]
 GPU_TABLE_SIZES = [*CPU_TABLE_SIZES, "480x270", "960x540"]
 CPU_CURVE_SIZES = ["40x40", "80x45", "125x83", "160x90", "256x192", "320x180"]
 GPU_CURVE_SIZES = [*CPU_CURVE_SIZES, "480x270", "640x360", "960x540"]
-IMPLEMENTATIONS: dict[str, Callable[[], torch.nn.Module]] = {
-    "straightforward": SearchTransfer,
-    "lean": LeanSearchTransfer,  # as the model runs it: the straightforward path below its threshold
-    "direct": lambda: LeanSearchTransfer(direct_max_elements=2**62),
-    "tiled": lambda: LeanSearchTransfer(direct_max_elements=0),
-    "tiled, torch passes": lambda: LeanSearchTransfer(direct_max_elements=0),  # no Triton kernel
+# Each built for a relevance kernel (patch_search.RELEVANCE_KERNELS), which the tiled search uses.
+IMPLEMENTATIONS: dict[str, Callable[[str], torch.nn.Module]] = {
+    "straightforward": lambda kernel: SearchTransfer(),
+    # as the model runs it: the straightforward path below its threshold
+    "lean": lambda kernel: LeanSearchTransfer(relevance_kernel=kernel),
+    "direct": lambda kernel: LeanSearchTransfer(direct_max_elements=2**62),
+    "tiled": lambda kernel: LeanSearchTransfer(direct_max_elements=0, relevance_kernel=kernel),
+    "tiled, torch passes": lambda kernel: LeanSearchTransfer(direct_max_elements=0),
 }
 CPU_CROSSOVER_SIZES = ["4x4", "6x6", "8x8", "12x12", "16x16", "24x24", "40x40", "8x8b9", "16x16b9", "40x40b9"]
 GPU_CROSSOVER_SIZES = [
@@ -164,8 +171,9 @@ def run_worker(implementation: str, size: str, args: argparse.Namespace) -> dict
     """Runs one case in this process: seconds (best of the repeats) and peak bytes (first run)."""
     device = args.device
     width, height, batch = parse_batched_size(size)
-    patch_search.USE_TRITON_RELEVANCE = implementation != "tiled, torch passes"
-    module = IMPLEMENTATIONS[implementation]()
+    module = IMPLEMENTATIONS[implementation](args.relevance_kernel)
+    # A Triton kernel that fails falls back to the torch passes: an error here, not a time under its name.
+    warnings.simplefilter("error", patch_search.RelevanceKernelFallback)
     with torch.no_grad():
         module(*lte_like_features(8, 6, device))  # warm-up: thread pools, allocator, kernels
         module(*lte_like_features(width, height, device, batch))  # and this size's kernels (Triton's JIT)
@@ -186,7 +194,7 @@ def measure(implementation: str, size: str, args: argparse.Namespace, budget_byt
     if case.estimated_bytes > budget_bytes:
         case.skipped = "does not fit"
         return case
-    result = run_case(__file__, args, implementation, size)
+    result = run_case(__file__, args, implementation, size, ["--relevance-kernel", args.relevance_kernel])
     if isinstance(result, str):
         case.skipped = result
     else:
@@ -300,11 +308,15 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.2f} ms"
 
 
-def side_by_side(args: argparse.Namespace, sizes: list[str], names: tuple[str, str]) -> list[dict[str, Any]]:
-    """Times two implementations per size; prints a table with their ratio (second / first)."""
+def side_by_side(
+    args: argparse.Namespace, sizes: list[str], names: tuple[str, str], relevance_kernel: str
+) -> list[dict[str, Any]]:
+    """Times two implementations per size (the tiled search with ``relevance_kernel``); prints a table
+    with their ratio (second / first)."""
     rows = []
+    kernel = ["--relevance-kernel", relevance_kernel]
     for size in sorted(sizes, key=relevance_elements):
-        timings = [run_case(__file__, args, name, size) for name in names]
+        timings = [run_case(__file__, args, name, size, kernel) for name in names]
         first, second = (t["seconds"] if isinstance(t, dict) else None for t in timings)
         rows.append({"size": size, "elements": relevance_elements(size), names[0]: first, names[1]: second})
         print(f"  {size:>9} ({relevance_elements(size):>12,} elements): {names[0]} {_ms(first)}, "
@@ -319,7 +331,7 @@ def side_by_side(args: argparse.Namespace, sizes: list[str], names: tuple[str, s
 
 def crossover(args: argparse.Namespace, sizes: list[str]) -> dict[str, object]:
     """Times "direct" and "tiled" per size; the relevance sizes bracketing where tiled starts to win."""
-    rows = side_by_side(args, sizes, ("direct", "tiled"))
+    rows = side_by_side(args, sizes, ("direct", "tiled"), args.relevance_kernel)
     timed = [r for r in rows if r["direct"] and r["tiled"]]
     largest_direct_win = max((r["elements"] for r in timed if r["direct"] < r["tiled"]), default=0)
     smallest_tiled_win = min(
@@ -342,6 +354,13 @@ def main() -> None:
     parser.add_argument("--crossover", nargs="*", help="only the direct/tiled crossover, at these sizes")
     parser.add_argument(
         "--fused", nargs="*", help="only the tiled path with / without Triton, at these sizes"
+    )
+    parser.add_argument(
+        "--relevance-kernel",
+        choices=patch_search.RELEVANCE_KERNELS,
+        default="torch",
+        help="the lean and tiled search's relevance pass, but in --fused (which times both): torch "
+        "(default, as the model runs by default) or triton (CUDA only)",
     )
     args = parse_arguments(parser)
     if run_worker_if_asked(args, run_worker):
@@ -367,7 +386,8 @@ def main() -> None:
             if mode == "crossover":
                 record["crossover"] = crossover(args, sizes)
             else:
-                record["fused"] = {"rows": side_by_side(args, sizes, ("tiled, torch passes", "tiled"))}
+                names = ("tiled, torch passes", "tiled")
+                record["fused"] = {"rows": side_by_side(args, sizes, names, "triton")}
             write_record(args.out, f"search_transfer_{mode}.json", record)
         return
     sizes = args.sizes or (TINY["sizes"] if args.tiny else GPU_TABLE_SIZES if on_gpu else CPU_TABLE_SIZES)

@@ -16,7 +16,6 @@ the runs built and shown in the paper's unit, 2^20 parameters.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import textwrap
@@ -31,6 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import TABLES, PaperValue, Table  # noqa: E402
+
+from ttsr_lightning.files import save_figure, write_csv, write_text  # noqa: E402
 
 # The paper counts parameters in units of 2^20 ("M").
 PARAMS_UNIT = 2**20
@@ -229,8 +230,7 @@ def plot(table: Table, rows: list[dict[str, Any]], smoke: bool, path: Path) -> N
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(path, fig)
     plt.close(fig)
 
 
@@ -245,15 +245,12 @@ def main(argv: list[str] | None = None) -> None:
     table = TABLES[args.table]
     rows, smoke = collect(table, find_runs(args.runs))
     missing = [row["experiment"] for row in rows if not row["run"]]
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / args.table
-    stem.with_suffix(".md").write_text(to_markdown(table, rows, smoke))
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    markdown = to_markdown(table, rows, smoke)
+    write_text(stem.with_suffix(".md"), markdown)
+    write_csv(stem.with_suffix(".csv"), rows)
     plot(table, rows, smoke, stem.with_suffix(".png"))
-    print(stem.with_suffix(".md").read_text())
+    print(markdown)
     print(f"wrote {stem}.md, {stem}.csv, {stem}.png")
     if missing:
         print(f"missing runs for: {', '.join(missing)}", file=sys.stderr)

@@ -10,6 +10,8 @@ for each seed; then this script writes, into ``--out``:
 - ``miniature.md`` / ``.csv``: the study laid out as the paper's tables (Table 2: Base -> Base+TT,
   Table 3: + CSFI, Table 4: TTSR-rec with references of decreasing similarity, and TTSR with all
   losses beside TTSR-rec), the mean over seeds with the spread (min..max), the paper's numbers beside;
+- ``miniature_per_seed.csv``: every row's value for every seed, with the commit each run trained on
+  (``experiments/results/`` keeps the study's, and a slow test retrains one row against it);
 - ``miniature.png``: the same as bars with the seeds' range;
 - the paper's orderings, each marked "holds" (every seed), "holds on the mean" or "does not hold".
 
@@ -21,7 +23,6 @@ orderings say whether the mechanisms the paper credits work at all, and a failin
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -40,9 +41,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import TABLES, PaperValue  # noqa: E402
 
+from ttsr_lightning.files import save_figure, write_csv, write_json, write_text  # noqa: E402
+
 STUDY = "miniature"
 EXPERIMENTS = ("ablation_base", "ablation_ha", "ablation_ha_sa", "ablation_tt", "ttsr_rec", "ttsr")
 SEEDS = (0, 1)
+MEASURES = ("psnr", "ssim", "psnr_bicubic", "lpips")
 # The measured set: the sample's CUFED5 with the most similar reference (it shares the HR's texture).
 MAIN_SET = "CUFED5_L1"
 LEVELS = ("L1", "L2", "L3", "L4", "L5", "LR")
@@ -134,15 +138,34 @@ def sweep_command(seeds: tuple[int, ...], sweep_dir: Path, extra: list[str]) -> 
     ]  # fmt: skip
 
 
-def load_runs(root: Path) -> dict[str, dict[int, dict[str, float]]]:
-    """The study's runs below ``root``: model -> seed -> final test metrics (the newest run per seed)."""
-    runs: dict[str, dict[int, dict[str, float]]] = {}
+def load_runs(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """The study's runs below ``root``: model -> seed -> final test metrics, and the commit the run
+    trained on under ``git_commit`` (the newest run per seed)."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
     for info_file in sorted(root.rglob("run.json")):  # folders sort by time: the newest wins
         info = json.loads(info_file.read_text())
         if info.get("study") != STUDY:
             continue
-        runs.setdefault(info.get("trains", info["name"]), {})[int(info["seed"])] = info["metrics"]
+        metrics = {**info["metrics"], "git_commit": info.get("git_commit", "unknown")}
+        runs.setdefault(info.get("trains", info["name"]), {})[int(info["seed"])] = metrics
     return runs
+
+
+def per_seed_rows(runs: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every study row's measures for every seed, with the commit its run trained on."""
+    return [
+        {
+            "section": row.section,
+            "model": row.label,
+            "experiment": row.experiment,
+            "set": row.set_name,
+            "seed": seed,
+            **{measure: metrics.get(f"test/{row.set_name}/{measure}") for measure in MEASURES},
+            "git_commit": metrics["git_commit"],
+        }
+        for row in ROWS
+        for seed, metrics in sorted(runs.get(row.experiment, {}).items())
+    ]
 
 
 def summarise(runs: dict[str, dict[int, dict[str, float]]]) -> list[dict[str, Any]]:
@@ -160,7 +183,7 @@ def summarise(runs: dict[str, dict[int, dict[str, float]]]) -> list[dict[str, An
             "paper_ssim": row.paper.ssim,
             "paper_psnr_verified": row.paper.psnr_verified,
         }
-        for measure in ("psnr", "ssim", "psnr_bicubic", "lpips"):
+        for measure in MEASURES:
             values = [
                 m[f"test/{row.set_name}/{measure}"]
                 for m in seeds.values()
@@ -265,23 +288,23 @@ def plot(lines: list[dict[str, Any]], path: Path) -> None:
     axes[0].set_ylabel("PSNR (dB, Y), mean and range over seeds")
     fig.suptitle("TTSR's claims in miniature (sample set, small model, CPU)", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(path, fig)
     plt.close(fig)
 
 
 def report(runs_root: Path, out: Path, command: str) -> str:
-    lines = summarise(load_runs(runs_root))
+    runs = load_runs(runs_root)
+    lines = summarise(runs)
     checks = check_orderings(lines)
-    out.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(lines, checks, command)
-    (out / "miniature.md").write_text(markdown)
-    with open(out / "miniature.csv", "w", newline="") as file:
-        fields = [key for key in lines[0] if not key.endswith("_values")]
-        writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(lines)
-    (out / "orderings.json").write_text(json.dumps(checks, indent=2) + "\n")
+    write_text(out / "miniature.md", markdown)
+    # the per-seed values stay out of the CSV: its cells hold the mean and the range
+    write_csv(
+        out / "miniature.csv",
+        [{k: v for k, v in line.items() if not k.endswith("_values")} for line in lines],
+    )
+    write_csv(out / "miniature_per_seed.csv", per_seed_rows(runs))
+    write_json(out / "orderings.json", checks)
     plot(lines, out / "miniature.png")
     return markdown
 
@@ -304,7 +327,9 @@ def main(argv: list[str] | None = None) -> None:
         environment = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
         subprocess.run(command, check=True, env=environment)
     print(report(runs_root, args.out, shown))
-    print(f"wrote {args.out}/miniature.md, miniature.csv, miniature.png, orderings.json")
+    print(
+        f"wrote {args.out}/miniature.md, miniature.csv, miniature_per_seed.csv, miniature.png, orderings.json"
+    )
 
 
 if __name__ == "__main__":

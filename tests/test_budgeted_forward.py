@@ -17,7 +17,7 @@ from ttsr_lightning.budgeted import (
     plan_forward,
 )
 from ttsr_lightning.budgeted.forward import _lte_strips
-from ttsr_lightning.models import LTE, MainNet, TTSRGenerator
+from ttsr_lightning.models import LTE, MainNet, TTSRGenerator, patch_search
 from ttsr_lightning.models.block_transfer import block_table, chosen_blocks, transfer_window, window_rows
 from ttsr_lightning.models.patch_search import chunk_size_for_budget
 from ttsr_lightning.models.search_transfer import SearchTransfer
@@ -291,6 +291,38 @@ def test_a_halo_short_of_the_receptive_field_deviates_less_as_it_grows() -> None
         sr = budgeted_forward(model, lr, lr_up, refs[0], down_ups[0], tiled_plan(lr_size, (15, 17), halo)).sr
         deviations.append(float((sr - whole).abs().max()))
     assert deviations[0] > deviations[1] > deviations[2] > 0
+
+
+@pytest.mark.parametrize("strips", [False, True], ids=["one_pass", "lte_strips"])
+def test_the_budgeted_search_runs_the_generators_relevance_kernel(
+    monkeypatch: pytest.MonkeyPatch, strips: bool
+) -> None:
+    """``relevance_kernel`` reaches the budgeted forward's global search, whole or strip by strip: a
+    stand-in for the Triton kernel (given CPU tensors here) is called with "triton" only, and the
+    outputs are the same."""
+    calls: list[tuple[int, int]] = []
+
+    def stand_in(*arguments: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(arguments[2])
+        return patch_search.relevance_max(*arguments)
+
+    monkeypatch.setattr(patch_search, "_TRITON_DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(patch_search, "_triton_failure", None)
+    monkeypatch.setattr(patch_search, "_triton_kernel", lambda: stand_in)
+    lr_size = (12, 14)
+    lr, lr_up, refs, down_ups = photo_inputs(lr_size, [(28, 36)])
+    outputs = {}
+    for kernel in ("torch", "triton"):
+        model = generator(relevance_kernel=kernel)
+        strip_plan = ForwardPlan(lr_size, lr_size, 0, 4, 2**20, 0, None)  # one main-network tile
+        plan = strip_plan if strips else untiled(model, lr_size, refs)
+        outputs[kernel] = budgeted_forward(model, lr, lr_up, refs[0], down_ups[0], plan)
+        assert bool(calls) == (kernel == "triton"), kernel
+    # every LR position searched once; in 3 strips of 4 rows also the row beyond each inner strip border
+    searched_rows = 12 + 2 * 2 if strips else 12
+    assert sum(rows * cols for rows, cols in calls) == searched_rows * 14
+    for name in ("sr", "soft_attention", "hard_index"):
+        assert torch.equal(getattr(outputs["triton"], name), getattr(outputs["torch"], name)), name
 
 
 def test_chunk_size_is_counted_in_float32_under_autocast() -> None:

@@ -20,7 +20,7 @@ import torch
 
 from helpers.checkpoints import one_batch_run_checkpoint
 from helpers.config import compose_config
-from test_files import FullDisk
+from helpers.file_faults import FullDisk
 from ttsr_lightning import files
 from ttsr_lightning.checkpoints import check_run_checkpoint, save_generator
 from ttsr_lightning.errors import CheckpointError

@@ -16,14 +16,7 @@ from hydra.errors import InstantiationException, MissingConfigException
 from ttsr_lightning.cli import one_line
 from ttsr_lightning.errors import ConfigError
 
-TINY = [
-    "model.generator.n_feats=8",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-]
+TINY = ["debug=tiny"]  # conf/debug/tiny.yaml
 
 
 def run(
@@ -62,7 +55,11 @@ TRAIN, EVALUATE, INFER = "ttsr_lightning", "ttsr_lightning.evaluate", "ttsr_ligh
             ["optim.gan_k=0", *TINY],
             "optim.gan_k must be >= 1 (critic steps per generator step), got 0",
         ),
-        (TRAIN, ["model.generator.n_feats=1", "logger=none"], "model.generator: n_feats must be >= 2"),
+        (
+            TRAIN,
+            ["model.generator.n_feats=1", "logger=none"],
+            "model.generator.n_feats: n_feats must be >= 2",
+        ),
         (
             TRAIN,
             ["init_weights=/nowhere/TTSR.pt", *TINY],
@@ -91,6 +88,7 @@ def test_hydra_full_error_shows_the_traceback(tmp_path: Path) -> None:
     assert "Traceback" in result.stderr and "MissingMandatoryValue" in result.stderr
 
 
+@pytest.mark.slow  # two training subprocesses
 def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoints(tmp_path: Path) -> None:
     """The run of the report: Adam at lr 1000 goes non-finite in its second batch."""
     run_dir = tmp_path / "run"
@@ -104,6 +102,8 @@ def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoint
     line = error_line(result)
     assert line.startswith("error: non-finite loss or gradient at epoch 0, batch 1 of the epoch"), line
     assert "reconstruction=nan" in line
+    message, command = line.split("; to skip it and continue: ")
+    assert command.endswith(f"optim.max_nonfinite_skips=1 ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
     checkpoints = list((run_dir / "checkpoints").glob("*.ckpt"))
     assert checkpoints, "the good batch before the divergence was checkpointed"
     for path in checkpoints:
@@ -114,6 +114,19 @@ def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoint
                 t for state in optimizer["state"].values() for t in state.values() if torch.is_tensor(t)
             ]
         assert all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()), path
+
+    # the printed command, pasted as it is: the same folder, from the batch after the checkpoint, skipping it
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "TTSR_SHOW_TRACEBACK")
+    }
+    pasted = subprocess.run(
+        command, shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True,
+        env={**environment, "WANDB_MODE": "disabled"}, timeout=600,
+    )  # fmt: skip
+    assert f"resuming {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    assert "epoch 0, batch 1 of the epoch (training batch 2 of the run)" in pasted.stderr
+    assert "batch skipped (1 of optim.max_nonfinite_skips=1)" in pasted.stderr, pasted.stderr[-3000:]
+    assert not (tmp_path / "outputs").exists()  # no other run folder
 
 
 def test_one_line_names_the_config_key_of_a_failed_instantiation() -> None:

@@ -1,7 +1,8 @@
 """`make train` as a new user runs it: the default experiment shows reference-based super-resolution.
 
 The command is the README's, unchanged (``python -m ttsr_lightning``, started in an empty folder: the
-sample set is built there), so this takes the default run's few minutes.
+sample set is built there; W&B offline, its default, which needs no network or account), so this takes
+the default run's few minutes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers.wandb_records import offline_runs
+
 
 @pytest.mark.slow
 def test_the_default_run_beats_bicubic_and_its_reference_beats_none(tmp_path: Path) -> None:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    env.pop("TTSR_DATA_DIR", None)
+    env = dict(os.environ)
+    for setting in ("WANDB_MODE", "TTSR_DATA_DIR"):  # the test suite's settings, not a new user's
+        env.pop(setting, None)
     result = subprocess.run(
         [sys.executable, "-m", "ttsr_lightning"],
         cwd=tmp_path,
@@ -43,3 +47,6 @@ def test_the_default_run_beats_bicubic_and_its_reference_beats_none(tmp_path: Pa
     # the texture-transfer panels: SR with the LR as reference beside SR with the L1 reference
     panels = sorted((run / "panels" / "test" / "transfer").glob("CUFED5_*.png"))
     assert len(panels) == 4 and Image.open(panels[0]).width > 6 * 160
+    # and the offline W&B run a user syncs later, finished
+    (wandb_run,) = offline_runs(run)
+    assert wandb_run.exit_code == 0 and wandb_run.run_id == (run / "wandb_run_id").read_text().strip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,13 +22,17 @@ from PIL import Image
 
 from helpers.checkpoints import one_batch_run_checkpoint
 from helpers.config import compose_evaluate
+from helpers.file_faults import killed_writers_leftover
 from helpers.lpips_reference import seeded_alexnet_state_dict
 from ttsr_lightning import lpips_setting as lpips_module
 from ttsr_lightning import pretrained
+from ttsr_lightning.budgeted import DEFAULT_HALO, plan_forward
 from ttsr_lightning.checkpoints import load_generator, project_to_official_state_dict
 from ttsr_lightning.data import CUFED5Dataset
 from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.evaluate import evaluate, select_test_sets
+from ttsr_lightning.evaluation_module import EvaluationModule
+from ttsr_lightning.files import TEMPORARY_SUFFIX
 from ttsr_lightning.lpips_setting import lpips_from_files
 from ttsr_lightning.metrics import y_psnr, y_ssim
 from ttsr_lightning.models import MainNet, TTSRGenerator
@@ -453,3 +458,45 @@ def test_lpips_true_without_weights_refuses_to_start(
     with pytest.raises(ConfigError, match=r"^lpips=true: could not download .*alexnet-owt-7be5be79\.pth"):
         evaluate(cfg)
     assert not (tmp_path / "test_per_image.csv").exists()
+
+
+def test_killed_writers_leftovers_in_the_run_folder_are_removed_at_the_start(
+    tmp_path: Path, data_dir: Path, official_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run folder and the folders below it (panels, images): an evaluation into a folder that
+    holds earlier results (overwrite=true) finds what a killed one left there."""
+    leftovers = [
+        killed_writers_leftover(tmp_path, "results.json"),
+        killed_writers_leftover(tmp_path / "panels" / "test" / "epoch_000", "CUFED5_L1_000_0.png"),
+    ]
+    cfg = compose_evaluate(tmp_path, data_dir, [f"ckpt={official_checkpoint}", "sets=CUFED5_L1", "halo=5"])
+    with caplog.at_level(logging.INFO, logger="ttsr_lightning.files"):
+        evaluate(cfg)
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert [f"removed {leftover}, the unfinished write of a killed run" for leftover in leftovers] == [
+        record.getMessage() for record in caplog.records if record.name == "ttsr_lightning.files"
+    ]
+    assert not list(tmp_path.rglob(f"*{TEMPORARY_SUFFIX}"))
+    assert json.loads((tmp_path / "results.json").read_text())["provenance"]["halo"] == 5
+
+
+def test_halo_is_the_context_of_the_tiles_and_a_bad_one_is_refused_before_the_checkpoint_is_read(
+    tmp_path: Path, data_dir: Path, tiny_generator: TTSRGenerator, caplog: pytest.LogCaptureFixture
+) -> None:
+    astronaut = torch.tensor(skimage.data.astronaut()).permute(2, 0, 1).float().div(127.5).sub(1)
+    lr_up = astronaut[:, 100:244, :512].unsqueeze(0)
+    batch = {
+        "lr": torch.nn.functional.interpolate(lr_up, scale_factor=0.25, mode="area"),
+        "lr_up": lr_up,
+        "ref": astronaut[:, 300:340, 100:160].unsqueeze(0),
+        "ref_down_up": astronaut[:, 300:340, 160:220].unsqueeze(0),
+    }
+    budget = plan_forward(tiny_generator, (36, 128), [(40, 60)], None).estimated_bytes
+    while not plan_forward(tiny_generator, (36, 128), [(40, 60)], budget, halo=5).tiled:
+        budget = budget * 3 // 4
+    assert EvaluationModule(tiny_generator).halo == DEFAULT_HALO
+    with caplog.at_level(logging.INFO, logger="ttsr_lightning.evaluation_module"), torch.no_grad():
+        EvaluationModule(tiny_generator, max_memory=budget, halo=5)(batch)
+    assert "main-network tiles of" in caplog.text and "with a halo of 5," in caplog.text
+    with pytest.raises(ConfigError, match=r"^halo: expected an integer >= 0 \(LR pixels .*got -3$"):
+        evaluate(compose_evaluate(tmp_path, data_dir, [f"ckpt={tmp_path / 'missing.pt'}", "halo=-3"]))

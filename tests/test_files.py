@@ -4,8 +4,8 @@ strict JSON, the run-folder lock, and outputs refused before they would overwrit
 from __future__ import annotations
 
 import errno
-import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ttsr_lightning import files
+from helpers.file_faults import fill_disk_after, killed_writers_leftover
 from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.files import (
@@ -24,30 +24,13 @@ from ttsr_lightning.files import (
     check_new_output,
     check_output_folder,
     remove_stale_temporaries,
+    remove_unfinished_writes,
+    save_figure,
     write_json,
     write_text,
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-class FullDisk(io.FileIO):
-    """A file on a disk with ``room`` bytes left: the write that crosses it fails with ENOSPC."""
-
-    room = 0
-
-    def write(self, data: Any) -> int:
-        data = bytes(data)
-        if self.tell() + len(data) > self.room:
-            super().write(data[: max(0, self.room - self.tell())])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return super().write(data)
-
-
-def fill_disk_after(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
-    """Every atomic write from now on runs out of space after ``room`` bytes (an injected ENOSPC)."""
-    monkeypatch.setattr(FullDisk, "room", room)
-    monkeypatch.setattr(files, "open", lambda path, mode: FullDisk(path, mode), raising=False)
 
 
 def test_a_full_disk_leaves_the_previous_file_whole_and_no_temporary_file(
@@ -85,15 +68,51 @@ def test_the_temporary_file_is_a_sibling_of_its_destination_whatever_tmpdir_says
 
 
 def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
-    dead_pid = int(dead.stdout)
-    stale = tmp_path / f".last.ckpt.{dead_pid}.0123abcd.partial"
+    stale = killed_writers_leftover(tmp_path, "last.ckpt")
     live = tmp_path / f".last.ckpt.{os.getppid()}.0123abcd.partial"
     unrelated = tmp_path / "notes.partial"
-    for path in (stale, live, unrelated):
+    for path in (live, unrelated):
         path.write_bytes(b"x")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
+
+
+def test_a_command_removes_the_leftovers_of_its_folders_below_them_too_when_asked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    top = killed_writers_leftover(tmp_path / "run")
+    below = killed_writers_leftover(tmp_path / "run" / "images" / "Set5", "baby.png")
+    elsewhere = killed_writers_leftover(tmp_path / "other")
+    assert remove_unfinished_writes([tmp_path / "run"]) == [top]  # one folder: not the ones below it
+    assert below.exists()
+    with caplog.at_level(logging.INFO, logger="ttsr_lightning.files"):
+        assert remove_unfinished_writes([tmp_path / "run", tmp_path / "run"], recursive=True) == [below]
+    assert caplog.messages == [f"removed {below}, the unfinished write of a killed run"]
+    assert elsewhere.exists() and remove_unfinished_writes([tmp_path / "missing"]) == []
+
+
+def test_a_figure_is_saved_atomically_in_the_format_its_suffix_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    save_figure(tmp_path / "plot.png", fig)
+    save_figure(tmp_path / "plot.pdf", fig)
+    before = (tmp_path / "plot.png").read_bytes()
+    assert before[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "plot.pdf").read_bytes()[:5] == b"%PDF-"
+    ax.plot([0, 1], [0, 1])
+    fill_disk_after(monkeypatch, room=100)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        save_figure(tmp_path / "plot.png", fig)
+    plt.close(fig)
+    assert error.value.filename == str(tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes() == before  # the previous figure, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.pdf", "plot.png"]
 
 
 def test_json_is_strict_nonfinite_numbers_become_null_with_a_note(tmp_path: Path) -> None:

@@ -34,8 +34,9 @@ LAYERS = {
         "settings",
         "checkpoints",
         "protocols",
+        "preflight",
     ),
-    2: ("evaluation_module", "system", "callbacks", "builders", "cli"),
+    2: ("evaluation_module", "system", "callbacks", "builders", "cli", "rehearsal"),
 }
 
 

@@ -5,27 +5,25 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
 from PIL import Image
 
+from helpers.config import TINY_GENERATOR, compose_infer
+from helpers.file_faults import killed_writers_leftover
+from ttsr_lightning.budgeted import DEFAULT_HALO, plan_forward
 from ttsr_lightning.checkpoints import load_generator, save_generator
-from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.infer import infer, prepare_inputs, super_resolve
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.panel_images import to_uint8_image
-
-TINY_GENERATOR = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 
 
 def photo(top: int, left: int, height: int, width: int, name: str = "astronaut") -> Image.Image:
@@ -47,13 +45,6 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
     photo(100, 100, 17, 23).save(lr)
     photo(60, 80, 50, 70).save(ref)
     return lr, ref
-
-
-def compose_infer(overrides: list[str]) -> DictConfig:
-    """The config `python -m ttsr_lightning.infer <overrides>` runs, on CPU."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="infer", overrides=["device=cpu", *overrides])
 
 
 def direct_sr(ckpt: Path, lr: Path, ref: Path) -> np.ndarray:
@@ -133,11 +124,23 @@ def test_search_transfer_is_the_lean_one_and_unknown_names_are_refused(
     tmp_path: Path, pair: tuple[Path, Path], ckpt: Path
 ) -> None:
     loaded = load_generator(ckpt)
-    assert loaded.description.endswith("search_transfer=lean")
+    assert loaded.description.endswith("search_transfer=lean; relevance_kernel=torch")
     assert isinstance(loaded.generator.search_transfer, LeanSearchTransfer)
+    assert loaded.generator.search_transfer.relevance_kernel == "torch"
     lr, ref = pair
     with pytest.raises(ConfigError, match="search_transfer: expected one of .*, got 'fast'"):
         infer(compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.png'}", "search_transfer=fast"]))
+    with pytest.raises(
+        ConfigError, match=r"relevance_kernel: expected one of \['torch', 'triton'\], got 'cuda'"
+    ):
+        infer(
+            compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.png'}", "relevance_kernel=cuda"])
+        )
+    # on the CPU the kernel is never tried: relevance_kernel=triton gives the torch result, with no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        on = load_generator(ckpt, relevance_kernel="triton").generator
+    assert on.search_transfer.relevance_kernel == "triton"
 
 
 def test_errors_name_the_file_or_the_argument(tmp_path: Path, pair: tuple[Path, Path], ckpt: Path) -> None:
@@ -240,3 +243,37 @@ def test_several_references_are_searched_at_once(tmp_path: Path, pair: tuple[Pat
         Image.open(path).save(folder / "lr" / path.name)
     infer(compose_infer([f"lr={lr}", f"ref={folder}", f"out={tmp_path / 'sr2.png'}", f"ckpt={ckpt}"]))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "sr2.png")), expected)
+
+
+def test_a_killed_writers_leftover_in_the_out_folder_is_removed_at_the_start(
+    tmp_path: Path, pair: tuple[Path, Path], ckpt: Path
+) -> None:
+    lr, ref = pair
+    leftover = killed_writers_leftover(tmp_path / "out", "lr.png")
+    assert infer(compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'out'}", f"ckpt={ckpt}"])) == [
+        tmp_path / "out" / "lr.png"
+    ]
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["lr.png"]
+    assert not leftover.exists()
+
+
+def test_halo_is_the_context_of_the_tiles_the_plan_makes_and_a_bad_one_is_refused(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An LR of 160x36 px under a budget that makes it run in tiles: the logged plan has halo=5."""
+    lr, ref = tmp_path / "lr.png", tmp_path / "ref.png"
+    photo(200, 100, 36, 160).save(lr)
+    photo(50, 50, 40, 60, "coffee").save(ref)
+    generator = load_generator(ckpt).generator
+    budget = plan_forward(generator, (36, 160), [(40, 60)], None).estimated_bytes
+    while not plan_forward(generator, (36, 160), [(40, 60)], budget, halo=5).tiled:
+        budget = budget * 3 // 4
+    common = [f"lr={lr}", f"ref={ref}", f"ckpt={ckpt}", f"out={tmp_path / 'sr.png'}", f"max_memory={budget}"]
+    assert compose_infer(common).halo == DEFAULT_HALO  # the documented default is the plan's
+    with caplog.at_level(logging.INFO, logger="ttsr_lightning.infer"):
+        infer(compose_infer([*common, "halo=5"]))
+    assert "main-network tiles of" in caplog.text and "with a halo of 5," in caplog.text
+    for value in ("-1", "1.5", "abc", "true", "null"):
+        with pytest.raises(ConfigError) as error:
+            infer(compose_infer([*common, f"halo={value}"]))
+        assert str(error.value).startswith("halo: expected an integer >= 0 (LR pixels of context around")

@@ -17,21 +17,8 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("ttsr-train", "ttsr-evaluate", "ttsr-infer", "ttsr-score", "ttsr-convert", "ttsr-prepare")
-TINY = [
-    "model.generator.n_feats=8",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "data.train.batch_size=2",
-    "trainer.max_epochs=1",
-    "optim.warmup_epochs=0",
-    "trainer.limit_train_batches=1",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.check_val_every_n_epoch=1",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-]
+# conf/debug/tiny.yaml, one epoch of one batch
+TINY = ["debug=tiny", "trainer.max_epochs=1", "optim.warmup_epochs=0", "trainer.limit_train_batches=1"]
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:

@@ -11,8 +11,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-from helpers.config import compose_evaluate
-from test_infer import TINY_GENERATOR, compose_infer, photo
+from helpers.config import TINY_GENERATOR, compose_evaluate, compose_infer
+from helpers.dataset_trees import photo_crop
 from ttsr_lightning.budgeted import (
     AUTO_FRACTION,
     available_memory,
@@ -91,8 +91,8 @@ def test_infer_within_a_budget_tiles_and_logs_the_tiling(
     """An LR of 160x36 px with a 60x40 reference: a budget under the whole image's runs tiles whose SR
     differs from the untiled one by at most one 8-bit level."""
     lr, ref = tmp_path / "lr.png", tmp_path / "ref.png"
-    photo(200, 100, 36, 160).save(lr)
-    photo(50, 50, 40, 60, "coffee").save(ref)
+    photo_crop("astronaut", 200, 100, 36, 160).save(lr)
+    photo_crop("coffee", 50, 50, 40, 60).save(ref)
     generator = TTSRGenerator(**TINY_GENERATOR)
     budget = tiling_budget(generator, (36, 160), (40, 60))
 
@@ -111,8 +111,8 @@ def test_infer_auto_budget_gives_the_untiled_image(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     lr, ref = tmp_path / "lr.png", tmp_path / "ref.png"
-    photo(100, 100, 17, 23).save(lr)
-    photo(60, 80, 50, 70).save(ref)
+    photo_crop("astronaut", 100, 100, 17, 23).save(lr)
+    photo_crop("astronaut", 60, 80, 50, 70).save(ref)
     common = [f"lr={lr}", f"ref={ref}", f"ckpt={ckpt}"]
     with caplog.at_level(logging.INFO, logger="ttsr_lightning.infer"):
         infer(compose_infer([*common, f"out={tmp_path / 'auto.png'}"]))
@@ -153,9 +153,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = data_dir / "CUFED" / "test" / "CUFED5"
     root.mkdir(parents=True)
     for group, name in (("000", "astronaut"), ("001", "coffee")):
-        photo(150, 200, 50, 66, name).save(root / f"{group}_0.png")
+        photo_crop(name, 150, 200, 50, 66).save(root / f"{group}_0.png")
         for level in range(1, 6):
-            photo(130 + 10 * level, 180 + 8 * level, 34 + 4 * level, 50 - 3 * level, name).save(
+            photo_crop(name, 130 + 10 * level, 180 + 8 * level, 34 + 4 * level, 50 - 3 * level).save(
                 root / f"{group}_{level}.png"
             )
     return data_dir

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from helpers.file_faults import fill_disk_after
+from ttsr_lightning import files
 from ttsr_lightning.config_paths import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
@@ -34,7 +38,14 @@ def write_run(root: Path, name: str, seed: int, psnr_l1: float, study: str | Non
         metrics[f"test/CUFED5_{level}/ssim"] = 0.8 + 0.001 * seed
         metrics[f"test/CUFED5_{level}/psnr_bicubic"] = 28.5
         metrics[f"test/CUFED5_{level}/lpips"] = 0.2 if name == "ttsr" else 0.3
-    summary = {"name": name, "trains": name, "seed": seed, "study": study, "metrics": metrics}
+    summary = {
+        "name": name,
+        "trains": name,
+        "seed": seed,
+        "study": study,
+        "metrics": metrics,
+        "git_commit": f"c0ffee{seed}",
+    }
     (folder / "run.json").write_text(json.dumps(summary))
 
 
@@ -58,6 +69,14 @@ def test_the_report_lays_the_study_out_as_the_papers_tables(study_runs: Path, tm
     for name in ("miniature.md", "miniature.csv", "miniature.png", "orderings.json"):
         assert (out / name).stat().st_size > 0
     assert (out / "miniature.png").stat().st_size > 10_000
+    with open(out / "miniature_per_seed.csv") as file:  # every row and seed, with the run's commit
+        per_seed = list(csv.DictReader(file))
+    assert len(per_seed) == 2 * len(miniature.ROWS)
+    base = [row for row in per_seed if row["model"] == "Base"]
+    assert [(row["seed"], float(row["psnr"]), row["git_commit"]) for row in base] == [
+        ("0", 29.0, "c0ffee0"),
+        ("1", 29.02, "c0ffee1"),
+    ]
 
 
 def test_each_ordering_is_judged_on_every_seed(study_runs: Path, tmp_path: Path) -> None:
@@ -98,3 +117,29 @@ def test_the_sweep_is_the_papers_experiments_at_the_miniature_scale() -> None:
     ]
     assert command.index("+scale=miniature") > command.index("--multirun") + 1  # after +experiment
     assert "seed=0,1" in command and command[-1] == "trainer.max_epochs=1"
+
+
+def test_every_output_is_written_atomically_and_a_full_disk_keeps_the_previous_report(
+    study_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "report"
+    through_atomic_write = []
+    atomic_write = files.atomic_write
+
+    def recorded(path: Path, write: Any) -> None:
+        through_atomic_write.append(path)
+        atomic_write(path, write)
+
+    monkeypatch.setattr(files, "atomic_write", recorded)
+    miniature.report(study_runs, out, "command")
+    names = ("miniature.md", "miniature.csv", "miniature_per_seed.csv", "orderings.json", "miniature.png")
+    outputs = [out / name for name in names]
+    assert through_atomic_write == outputs
+    before = {path: path.read_bytes() for path in outputs}
+    write_run(study_runs, "ablation_base", 2, 31.0)  # a third seed: every output would change
+    fill_disk_after(monkeypatch, room=0)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        miniature.report(study_runs, out, "command")
+    assert error.value.filename == str(out / "miniature.md")
+    assert {path: path.read_bytes() for path in outputs} == before
+    assert sorted(path.name for path in out.iterdir()) == sorted(path.name for path in outputs)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.file_faults import killed_writers_leftover
 from ttsr_lightning.checkpoints import load_generator
 from ttsr_lightning.official import main
 
@@ -47,3 +48,12 @@ def test_convert_runs_as_a_module_and_errors_in_one_line(official_weights: Path,
         f"error: {tmp_path / 'notes.txt'}: cannot be read"
     )
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_a_killed_writers_leftover_beside_the_output_is_removed_at_the_start(
+    official_weights: Path, tmp_path: Path
+) -> None:
+    leftover = killed_writers_leftover(tmp_path, "small.ckpt")
+    main(["convert", str(official_weights), str(tmp_path / "small.ckpt")])
+    assert [path.name for path in tmp_path.iterdir()] == ["small.ckpt"]
+    assert not leftover.exists()

@@ -5,6 +5,7 @@ bit-identical to an uninterrupted run."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,75 @@ def test_sigterm_checkpoints_the_batch_and_the_same_command_continues_the_run(
     assert second.exit_code == 0 and not second.preempting
     [uninterrupted] = offline_runs(tmp_path / "whole")
     assert _loss_steps(first) + _loss_steps(second) == _loss_steps(uninterrupted)  # no gap, no repeat
+
+
+@pytest.mark.slow  # two training subprocesses with W&B
+def test_outside_slurm_the_printed_command_pasted_as_it_is_continues_the_run_in_its_folder(
+    tmp_path: Path, sample_data_dir: Path
+) -> None:
+    common = [
+        *TINY_CLI,
+        f"paths.data_dir={sample_data_dir}",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        "name=pasted",
+        "logger=wandb",
+        "callbacks.resume_checkpoint.every_n_batches=1000",  # the SIGTERM checkpoint is the only one
+    ]
+    env = {**cli_env(), "WANDB_MODE": "offline"}
+    stopped = run_and_kill(common, tmp_path / "markers", REPO_ROOT, env, sigterm_before_batch=6)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.output[-4000:]
+    [run_dir] = (tmp_path / "outputs" / "pasted").iterdir()
+    [line] = [line for line in stopped.output.splitlines() if line.startswith("error: stopped by SIGTERM")]
+    message, command = line.split("; continue it with: ")
+    assert message.endswith(f"after 6 training batches, saved in {run_dir / 'checkpoints' / 'last.ckpt'}")
+    assert command.endswith(f" ckpt_path={run_dir.resolve() / 'checkpoints' / 'last.ckpt'}")
+
+    pasted = subprocess.run(  # as a person pastes it: a shell line, from the same folder
+        command, shell=True, executable="/bin/bash", cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert pasted.returncode == 0, pasted.stderr[-4000:]
+    assert list((tmp_path / "outputs" / "pasted").iterdir()) == [run_dir]  # one run folder
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["callbacks"]["ResumeCheckpoint"]["batches_seen"] == 12  # 3 epochs of 4 batches
+    first, second = offline_runs(run_dir)
+    assert first.run_id == second.run_id  # one W&B run
+    steps = _loss_steps(first) + _loss_steps(second)
+    assert (
+        len(_loss_steps(first)) == 6 and len(steps) == 12 and steps == sorted(set(steps))
+    )  # no gap, no repeat
+
+
+@pytest.mark.slow  # three training subprocesses
+def test_a_killed_run_is_noticed_at_the_next_start_which_says_how_to_continue_it(
+    tmp_path: Path, sample_data_dir: Path
+) -> None:
+    common = [
+        *TINY_CLI,
+        f"paths.data_dir={sample_data_dir}",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        "name=k",
+    ]
+    killed = run_and_kill(common, tmp_path / "markers", REPO_ROOT, cli_env(), kill_after_batch=3)
+    assert killed.returncode == -9
+    [killed_dir] = (tmp_path / "outputs" / "k").iterdir()
+
+    again = run_cli(common, REPO_ROOT, cli_env())  # the same command: a new training, and a note
+    [note] = [line for line in again.stdout.splitlines() if "stopped before it finished" in line]
+    assert f"an earlier run of k, in {killed_dir}, stopped before it finished" in note
+    command = note.split("To continue that one instead: ")[1]
+    assert len(list((tmp_path / "outputs" / "k").iterdir())) == 2
+
+    pasted = subprocess.run(
+        command,
+        shell=True,
+        executable="/bin/bash",
+        cwd=REPO_ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert pasted.returncode == 0, pasted.stderr[-4000:]
+    assert len(list((tmp_path / "outputs" / "k").iterdir())) == 2  # continued in the killed run's folder
+    resumed = torch.load(killed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["callbacks"]["ResumeCheckpoint"]["batches_seen"] == 12
+    assert (killed_dir / "run.json").is_file()

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
+from helpers.file_faults import killed_writers_leftover
 from helpers.lpips_reference import (
     REFERENCE_VALUES,
     SEEDED_WEIGHTS_SHA256,
@@ -146,3 +147,18 @@ def test_lpips_of_saved_images_equals_the_reference_implementation(
     document = json.loads((tmp_path / "scores.summary.json").read_text())
     assert document["lpips"].startswith("AlexNet v0.1 (lower is better")
     assert "| protocol | images | PSNR | SSIM | LPIPS ↓ | what |" in capsys.readouterr().out
+
+
+def test_a_killed_writers_leftover_beside_out_is_removed_at_the_start(tmp_path: Path) -> None:
+    sr_dir, hr_dir, out_dir = tmp_path / "sr", tmp_path / "hr", tmp_path / "scores"
+    sr_dir.mkdir(), hr_dir.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(hr_dir / "a.png")
+    Image.fromarray(255 - pixels).save(sr_dir / "a.png")
+    leftover = killed_writers_leftover(out_dir, "x.csv")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("score", [f"sr={sr_dir}", f"hr={hr_dir}", f"out={out_dir / 'x.csv'}", "lpips=false"])
+    score(cfg)
+    assert sorted(path.name for path in out_dir.iterdir()) == ["x.csv", "x.summary.json"]
+    assert not leftover.exists()

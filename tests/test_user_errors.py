@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from test_files import fill_disk_after
+from helpers.file_faults import fill_disk_after
 from ttsr_lightning import files
 from ttsr_lightning.__main__ import main as train_main
 from ttsr_lightning.checkpoints import save_generator
@@ -37,14 +37,7 @@ from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.official import main as official_main
 from ttsr_lightning.score import main as score_main
 
-TINY = [
-    "model.generator.n_feats=8",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-]
+TINY = ["debug=tiny"]  # conf/debug/tiny.yaml
 
 
 def one_error_line(

@@ -50,6 +50,7 @@ from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.files import atomic_write
 from ttsr_lightning.models import SEARCH_TRANSFERS, TTSRGenerator
 from ttsr_lightning.models.interface import architecture
+from ttsr_lightning.models.patch_search import RELEVANCE_KERNELS
 from ttsr_lightning.models.vgg19 import IMAGENET_MEAN, IMAGENET_STD
 
 GENERATOR_FORMAT = "ttsr-lightning/generator"
@@ -65,7 +66,7 @@ RUN_GENERATOR_PREFIX = "generator."
 
 # Arguments of TTSRGenerator that choose an implementation or an initialisation, not the function:
 # never taken from a file.
-IMPLEMENTATION_ARGUMENTS = ("vgg_weights", "search_transfer", "batched_extractor")
+IMPLEMENTATION_ARGUMENTS = ("vgg_weights", "search_transfer", "batched_extractor", "relevance_kernel")
 # Architecture switches younger than some weights files; absent from a file means the default.
 ARCHITECTURE_SWITCHES = ("bicubic_residual",)
 # Architecture keys renamed since generator files of version 1 (and older run checkpoints).
@@ -398,18 +399,27 @@ def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Te
 
 
 def build_generator(
-    weights: GeneratorWeights, search_transfer: str = "lean", key: str | None = None
+    weights: GeneratorWeights,
+    search_transfer: str = "lean",
+    key: str | None = None,
+    relevance_kernel: str = "torch",
 ) -> nn.Module:
-    """A generator (eval mode, CPU) with the file's architecture and weights; ``search_transfer``
-    chooses TTSR's implementation. No VGG19 file is looked for: every LTE weight comes from the file.
-    Another generator is built by its recorded ``_target_`` and arguments."""
+    """A generator (eval mode, CPU) with the file's architecture and weights; ``search_transfer`` and
+    ``relevance_kernel`` choose TTSR's implementation (never taken from the file). No VGG19 file is
+    looked for: every LTE weight comes from the file. Another generator is built by its recorded
+    ``_target_`` and arguments."""
     source = _source(weights.path, key)
     generator: nn.Module
     try:
         if "_target_" in weights.config:
             generator = instantiate(weights.config, _convert_="all")
         else:
-            generator = TTSRGenerator(**weights.config, vgg_weights="random", search_transfer=search_transfer)
+            generator = TTSRGenerator(
+                **weights.config,
+                vgg_weights="random",
+                search_transfer=search_transfer,
+                relevance_kernel=relevance_kernel,
+            )
     except (TypeError, ValueError, InstantiationException) as exc:  # a constructor's refusal
         cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ else exc
         raise CheckpointError(
@@ -420,20 +430,26 @@ def build_generator(
 
 
 def load_generator(
-    path: str | Path, search_transfer: str = "lean", key: str | None = "ckpt"
+    path: str | Path, search_transfer: str = "lean", key: str | None = "ckpt", relevance_kernel: str = "torch"
 ) -> LoadedGenerator:
-    """The generator held by a file of any kind, in eval mode on the CPU (``evaluate``, ``infer``)."""
+    """The generator held by a file of any kind, in eval mode on the CPU (``evaluate``, ``infer``), with
+    the search-transfer implementation and relevance kernel asked for (settings of those commands)."""
     if search_transfer not in SEARCH_TRANSFERS:
         raise ConfigError(
             f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {search_transfer!r}"
         )
+    if relevance_kernel not in RELEVANCE_KERNELS:
+        raise ConfigError(
+            f"relevance_kernel: expected one of {list(RELEVANCE_KERNELS)}, got {relevance_kernel!r}"
+        )
     weights = read_generator_weights(path, key)
-    generator = build_generator(weights, search_transfer, key)
+    generator = build_generator(weights, search_transfer, key, relevance_kernel)
     if not isinstance(generator, TTSRGenerator):
         config = ", ".join(f"{name}={value}" for name, value in weights.config.items())
         return LoadedGenerator(generator, f"{weights.description}; {config}", dict(weights.config))
     config = ", ".join(f"{name}={value}" for name, value in generator.config.items())
-    description = f"{weights.description}; {config}; search_transfer={search_transfer}"
+    implementation = f"search_transfer={search_transfer}; relevance_kernel={relevance_kernel}"
+    description = f"{weights.description}; {config}; {implementation}"
     return LoadedGenerator(generator, description, generator.config)
 
 

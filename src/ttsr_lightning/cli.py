@@ -35,7 +35,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data.errors import DatasetError
-from ttsr_lightning.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
+from ttsr_lightning.errors import (
+    CheckpointError,
+    ConfigError,
+    NonFiniteError,
+    Preempted,
+    PreflightError,
+    RehearsalFailed,
+)
 from ttsr_lightning.run_folder import register_resolvers
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -46,7 +53,13 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
     HydraException,
     OmegaConfBaseException,
 )
-REPORTED_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, Preempted, OSError, *USAGE_ERRORS)
+REPORTED_ERRORS: tuple[type[BaseException], ...] = (
+    NonFiniteError,
+    Preempted,
+    RehearsalFailed,
+    OSError,
+    *USAGE_ERRORS,
+)
 # operating-system errors that are the machine's failure, not a wrong path (exit status 1)
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.ENOMEM})
 USAGE_EXIT_CODE = 2
@@ -102,8 +115,22 @@ def exit_code(exc: BaseException) -> int:
 
 
 def _report(exc: BaseException) -> NoReturn:
-    print(f"error: {one_line(exc)}", file=sys.stderr)
+    for line in exc.problems if isinstance(exc, PreflightError) else [one_line(exc)]:
+        print(f"error: {line}", file=sys.stderr)
     raise SystemExit(exit_code(exc)) from None
+
+
+def applied_last(arguments: list[str], groups: tuple[str, ...]) -> list[str]:
+    """The command line with ``<group>=<option>`` of ``groups`` (absent from the defaults list) moved to
+    the end as ``+<group>=<option>``: Hydra merges appended groups in command-line order, so the debug
+    settings then come after ``+experiment=...`` and ``+scale=...``, wherever they were typed."""
+    moved = [
+        f"+{argument.lstrip('+')}"
+        for argument in arguments
+        if argument.lstrip("+").split("=", 1)[0] in groups
+    ]
+    kept = [argument for argument in arguments if argument.lstrip("+").split("=", 1)[0] not in groups]
+    return [*kept, *moved]
 
 
 @contextlib.contextmanager
@@ -119,10 +146,13 @@ def reported_errors() -> Iterator[None]:
         _report(exc)
 
 
-def hydra_entry_point(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], None]:
+def hydra_entry_point(
+    task: Callable[[DictConfig], Any], config_name: str, applied_last_groups: tuple[str, ...] = ()
+) -> Callable[[], None]:
     """``main()`` for ``python -m ttsr_lightning.<module>``: runs ``task`` on the composed config
     ``conf/<config_name>.yaml`` (command-line overrides, multirun sweeps, launchers: all Hydra) and
-    reports errors as the module docstring says. ``task``'s return value goes to Hydra (sweepers)."""
+    reports errors as the module docstring says. ``task``'s return value goes to Hydra (sweepers).
+    ``applied_last_groups``: config groups merged last, wherever typed (:func:`applied_last`)."""
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)
     def run(cfg: DictConfig) -> Any:
@@ -137,6 +167,8 @@ def hydra_entry_point(task: Callable[[DictConfig], Any], config_name: str) -> Ca
     def main() -> None:
         os.environ.setdefault(_TRACEBACK_SETTING, os.environ.get("HYDRA_FULL_ERROR", "0"))
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its own (composition) errors to us
+        # in place: Lightning's DDP launcher starts the other ranks with sys.argv
+        sys.argv[1:] = applied_last(sys.argv[1:], applied_last_groups)
         try:
             run()
         except REPORTED_ERRORS as exc:

@@ -7,6 +7,9 @@ clone find them the same way; a clone's top-level ``conf/`` is a link to that fo
 ``hydra.runtime.cwd``; where Hydra resolves a config before any job exists (a ``--multirun`` sweeper
 computing ``hydra.sweep.dir``), it is the process's working directory, which then is the same folder.
 ``${hydra:runtime.cwd}`` itself fails there ("HydraConfig was not set").
+
+``${ttsr.cores_up_to:N}``: N, or this machine's CPU cores when it has fewer (the cores this process may
+use): loader worker counts that fit every machine the config runs on.
 """
 
 from __future__ import annotations
@@ -35,4 +38,11 @@ def launch_dir() -> str:
     return os.getcwd()
 
 
+def cores_up_to(limit: int) -> int:
+    """``limit``, or the CPU cores this process may use when there are fewer."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(int(limit), cores)
+
+
 OmegaConf.register_new_resolver("ttsr.launch_dir", launch_dir, replace=True)
+OmegaConf.register_new_resolver("ttsr.cores_up_to", cores_up_to, replace=True)

@@ -8,6 +8,15 @@ class ConfigError(ValueError):
     """A config value (or command-line argument) that cannot work; the message names its key."""
 
 
+class PreflightError(ConfigError):
+    """Every problem the pre-flight found before a run started, one line each (the command line prints
+    each as its own ``error:`` line)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
 class CheckpointError(ValueError):
     """A weights file that cannot be used; the one-line message names the file and what is wrong."""
 
@@ -19,3 +28,7 @@ class NonFiniteError(RuntimeError):
 class Preempted(RuntimeError):
     """SIGTERM (a scheduler's time limit, a preemption, a requeue) stopped training; the checkpoint to
     resume from was written first. The message says where."""
+
+
+class RehearsalFailed(RuntimeError):
+    """A step of a rehearsal (``debug=rehearse``) failed; the message names it and the log that shows why."""

@@ -36,7 +36,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ttsr_lightning.budgeted import parse_memory_setting
+from ttsr_lightning.budgeted import parse_halo, parse_memory_setting
 from ttsr_lightning.builders import finish_loggers, instantiate_group
 from ttsr_lightning.callbacks import EvaluationResults, ImagePanelLogger
 from ttsr_lightning.checkpoints import load_generator
@@ -45,7 +45,8 @@ from ttsr_lightning.data.eval_sets import plain, validate_eval_set_specs
 from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluation_module import EvaluationModule
-from ttsr_lightning.files import check_new_output, run_folder_lock
+from ttsr_lightning.files import check_new_output, remove_unfinished_writes, run_folder_lock
+from ttsr_lightning.preflight import preflight_evaluation
 from ttsr_lightning.protocols import protocols_from_config
 from ttsr_lightning.provenance import git_commit
 from ttsr_lightning.result_files import RESULT_FILES, write_table_layout
@@ -98,6 +99,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     earlier = [output_dir / name for name in RESULT_FILES]
     check_new_output(earlier, "hydra.run.dir", bool(cfg.overwrite))
     with run_folder_lock(output_dir, enabled=launched_as_rank_zero()):
+        remove_unfinished_writes([output_dir], recursive=True)  # panels/ and images/ included
         return evaluate_checkpoint(cfg)
 
 
@@ -105,21 +107,25 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """:func:`evaluate` once its run folder is checked and locked."""
     if cfg.ckpt is None:
         raise ConfigError("ckpt: give the checkpoint to evaluate, e.g. ckpt=TTSR-rec.pt")
-    generator, description, generator_config = load_generator(cfg.ckpt, cfg.search_transfer)
-    log.info("ckpt %s: %s", cfg.ckpt, description)
+    try:
+        max_memory = parse_memory_setting(cfg.max_memory)
+        halo = parse_halo(cfg.halo)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     output_dir = Path(cfg.paths.output_dir)
-
     wanted = cfg.sets
     if isinstance(wanted, str):  # sets=CUFED5_L1, without brackets
         wanted = [wanted]
     sets = select_test_sets(cfg.data.test.sets, None if wanted is None else list(wanted))
+    if launched_as_rank_zero():  # before the other processes exist
+        preflight_evaluation(cfg, sets, output_dir)
+    generator, description, generator_config = load_generator(
+        cfg.ckpt, cfg.search_transfer, relevance_kernel=cfg.relevance_kernel
+    )
+    log.info("ckpt %s: %s", cfg.ckpt, description)
     datamodule = instantiate(cfg.data.test, sets=sets)
     protocols = protocols_from_config(OmegaConf.to_container(cfg.protocol, resolve=True))  # type: ignore[arg-type]
-    try:
-        max_memory = parse_memory_setting(cfg.max_memory)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    module = EvaluationModule(generator, protocols, max_memory=max_memory, lpips=cfg.lpips)
+    module = EvaluationModule(generator, protocols, max_memory=max_memory, lpips=cfg.lpips, halo=halo)
 
     if cfg.logger and "wandb" in cfg.logger:
         with open_dict(cfg):
@@ -140,7 +146,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
         run=source[0] if source else Path(cfg.ckpt).stem,
         trains=source[1] if source else Path(cfg.ckpt).stem,
         search_transfer=cfg.search_transfer,
+        relevance_kernel=cfg.relevance_kernel,
         max_memory=max_memory,
+        halo=halo,
         protocols=[protocol.as_dict() for protocol in protocols],
         lpips=module.lpips_description,
         git_commit=git_commit(),

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from ttsr_lightning.budgeted import (
+    DEFAULT_HALO,
     MemorySetting,
     budgeted_forward,
     memory_budget,
@@ -73,6 +74,7 @@ class EvaluationModule(LightningModule):
         lpips: LPIPS beside PSNR/SSIM: ``"auto"`` (when the AlexNet weights are found, else skipped with
             one warning), ``True`` (required), ``False``, or the AlexNet file's path; see
             :func:`~ttsr_lightning.lpips_setting.load_lpips`. ``lpips_description`` says what was used.
+        halo: LR pixels of context around each main-network tile (when ``max_memory`` tiles).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class EvaluationModule(LightningModule):
         protocols: Sequence[Protocol] | None = None,
         max_memory: MemorySetting = None,
         lpips: LpipsSetting = False,
+        halo: int = DEFAULT_HALO,
     ) -> None:
         super().__init__()
         self.generator = generator
@@ -90,6 +93,7 @@ class EvaluationModule(LightningModule):
         self.eval_metrics = nn.ModuleDict()
         self.eval_set_names: dict[str, list[str]] = {"val": [], "test": []}
         self.max_memory = max_memory
+        self.halo = halo
         self._memory_budget: int | None = None  # max_memory in bytes, resolved at the first image
         self._plans_logged: set[bool] = set()  # tiled or not: each kind of plan is logged once
 
@@ -143,7 +147,7 @@ class EvaluationModule(LightningModule):
                 self.trainer.num_devices if self._trainer is not None and self.device.type == "cpu" else 1
             )
             self._memory_budget = memory_budget(self.max_memory, self.device, processes)
-        plan = plan_for_inputs(self.generator, batch["lr"], batch["ref"], self._memory_budget)
+        plan = plan_for_inputs(self.generator, batch["lr"], batch["ref"], self._memory_budget, self.halo)
         if plan.tiled not in self._plans_logged:
             self._plans_logged.add(plan.tiled)
             log.info("max_memory=%s: %s", self.max_memory, plan.describe())

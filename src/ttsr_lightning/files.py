@@ -4,8 +4,10 @@
   destination folder (``.<name>.<pid>.<random>.partial``), flushed, fsynced and renamed over the
   destination (then the folder is fsynced). The rename never crosses filesystems, so a kill or a full
   disk at any moment leaves either the previous file or the new one, whole; a failed write removes
-  its temporary file, and :func:`remove_stale_temporaries` removes those of writers that were killed.
-- :func:`write_json`: strict JSON (no ``Infinity`` / ``NaN``: such numbers become ``null``), atomically.
+  its temporary file, and :func:`remove_stale_temporaries` removes those of writers that were killed
+  (:func:`remove_unfinished_writes`: what every writing command does at its start).
+- :func:`write_text`, :func:`write_csv`, :func:`save_figure` and :func:`write_json` (strict JSON: no
+  ``Infinity`` / ``NaN``, such numbers become ``null``): one writer per format, each atomic.
 - :class:`RunFolderLock`: one live run per run folder (an ``flock`` the OS releases when the process
   dies, so a killed run leaves no stale lock).
 - :func:`check_new_output` / :func:`check_output_folder`: an output path is refused before any work
@@ -23,15 +25,21 @@ import errno
 import fcntl
 import io
 import json
+import logging
 import math
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ttsr_lightning.errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 TEMPORARY_SUFFIX = ".partial"
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
@@ -111,6 +119,12 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
     write_text(path, buffer.getvalue())
 
 
+def save_figure(path: str | Path, figure: Figure) -> None:
+    """A matplotlib figure in the format ``path``'s suffix names (``.png``, ``.pdf``...), atomically."""
+    path = Path(path)
+    atomic_write(path, lambda file: figure.savefig(file, format=path.suffix.lstrip(".").lower() or "png"))
+
+
 def finite_or_null(value: Any) -> tuple[Any, list[str]]:
     """``value`` with every NaN / infinite float replaced by None, and the dotted keys replaced."""
     replaced: list[str] = []
@@ -139,19 +153,33 @@ def write_json(path: str | Path, document: Any, sort_keys: bool = False) -> list
     return replaced
 
 
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Removes the temporary files of :func:`atomic_write` in ``folder`` whose writer process is no
-    longer alive (a killed writer's leftovers); returns them."""
+def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Removes the temporary files of :func:`atomic_write` in ``folder`` (``recursive``: and in every
+    folder below it) whose writer process is no longer alive (a killed writer's leftovers); returns them."""
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for path in folder.iterdir():
-        match = _TEMPORARY.match(path.name)
-        if match and not _process_alive(int(match.group(1))):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed.append(path)
+    # os.walk follows no symbolic link: only the folder's own tree is searched
+    folders = [Path(parent) for parent, _, _ in os.walk(folder)] if recursive else [folder]
+    for searched in folders:
+        for path in sorted(searched.iterdir()):
+            match = _TEMPORARY.match(path.name)
+            if match and path.is_file() and not _process_alive(int(match.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def remove_unfinished_writes(folders: Iterable[str | Path], recursive: bool = False) -> list[Path]:
+    """What a command does at its start for the folders it writes into: :func:`remove_stale_temporaries`
+    of each (``recursive``: with the folders below it), every removal logged; returns the removed files."""
+    removed = []
+    for folder in dict.fromkeys(Path(folder) for folder in folders):
+        for leftover in remove_stale_temporaries(folder, recursive):
+            log.info("removed %s, the unfinished write of a killed run", leftover)
+            removed.append(leftover)
     return removed
 
 

@@ -22,13 +22,14 @@ x4; the SR is saved as ``round((sr + 1) * 127.5)``.
   attention | hard-attention correspondences | Ref colour key (:mod:`ttsr_lightning.attention_maps`);
   with several references, which reference each region took its texture from.
 
-Memory: ``max_memory`` (``auto``: 60 % of the free memory; ``4GiB``, ``512MB``, bytes; ``null``: no
-budget) bounds the peak memory growth of each image's forward pass, so any LR size runs
-(:mod:`ttsr_lightning.budgeted`): when the whole image fits, the generator's forward runs
-as it is (lean: every map dropped once used); otherwise the search stays global and the main
-network runs in overlapping tiles of the LR grid (the tiling is logged). Only references whose
-search features alone (~0.5 KB per reference pixel) cannot fit the budget are refused, before any
-work starts. The budget is TTSR's: another generator runs its whole forward, whatever ``max_memory``.
+Memory: ``max_memory`` (``auto``: 60 % of the free RAM on CPU, 80 % of the free GPU memory on CUDA;
+``4GiB``, ``512MB``, bytes; ``null``: no budget) bounds the peak memory growth of each image's forward
+pass, so any LR size runs (:mod:`ttsr_lightning.budgeted`): when the whole image fits, the generator's
+forward runs as it is (lean: every map dropped once used); otherwise the search stays global and the
+main network runs in overlapping tiles of the LR grid with ``halo`` LR pixels of context around each
+(default 32; the tiling is logged). Only references whose search features alone (~0.5 KB per
+reference pixel) cannot fit the budget are refused, before any work starts. The budget is TTSR's:
+another generator runs its whole forward, whatever ``max_memory``.
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ from tqdm import tqdm
 
 from ttsr_lightning.attention_maps import attention_panel, reference_choice_panel
 from ttsr_lightning.budgeted import (
+    DEFAULT_HALO,
     ForwardPlan,
     MemoryBudgetError,
     budgeted_forward,
     format_bytes,
     memory_budget,
+    parse_halo,
     parse_memory_setting,
     plan_for_inputs,
     plan_forward,
@@ -73,8 +76,9 @@ from ttsr_lightning.data.preprocessing import (
     to_tensor,
 )
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.files import check_output_folder
+from ttsr_lightning.files import check_output_folder, remove_unfinished_writes
 from ttsr_lightning.models import SEARCH_TRANSFERS, GeneratorOutput, TTSRGenerator
+from ttsr_lightning.models.patch_search import RELEVANCE_KERNELS
 from ttsr_lightning.panel_images import to_uint8_image
 
 log = logging.getLogger(__name__)
@@ -90,10 +94,12 @@ _RANDOM_WEIGHTS_WARNING = "\n".join(
 )
 
 
-def random_generator(search_transfer: str) -> TTSRGenerator:
+def random_generator(search_transfer: str, relevance_kernel: str = "torch") -> TTSRGenerator:
     """The paper's generator with random weights (ckpt=null), loudly announced."""
     log.warning(_RANDOM_WEIGHTS_WARNING)
-    return TTSRGenerator(vgg_weights="random", search_transfer=search_transfer).eval()
+    return TTSRGenerator(
+        vgg_weights="random", search_transfer=search_transfer, relevance_kernel=relevance_kernel
+    ).eval()
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -222,6 +228,7 @@ def check_memory(
     sizes: Sequence[tuple[tuple[int, int], list[tuple[int, int]]]],
     generator: nn.Module,
     max_memory: int | None,
+    halo: int = DEFAULT_HALO,
 ) -> None:
     """Fails before any work for a job that cannot run within ``max_memory`` bytes (its references'
     search features alone do not fit), naming its files and the budget (TTSR only: another generator
@@ -230,7 +237,7 @@ def check_memory(
         return
     for job, (lr_size, ref_sizes) in zip(jobs, sizes, strict=True):
         try:
-            plan_forward(generator, lr_size, ref_sizes, max_memory)
+            plan_forward(generator, lr_size, ref_sizes, max_memory, halo=halo)
         except MemoryBudgetError as exc:
             files = ", ".join(str(path) for path in (job.lr, *job.refs))
             raise ImageError(f"{files}: {exc} (max_memory, see conf/infer.yaml)") from exc
@@ -261,13 +268,13 @@ def prepare_inputs(lr: Image.Image, refs: Sequence[tuple[Image.Image, Path]]) ->
 
 
 def plan_inference(
-    generator: nn.Module, inputs: GeneratorInputs, max_memory: int | None
+    generator: nn.Module, inputs: GeneratorInputs, max_memory: int | None, halo: int = DEFAULT_HALO
 ) -> ForwardPlan | None:
-    """How TTSR's forward pass of ``inputs`` runs within ``max_memory`` bytes (None: untiled); None
-    for another generator (its whole forward)."""
+    """How TTSR's forward pass of ``inputs`` runs within ``max_memory`` bytes (None: untiled), tiles
+    with ``halo`` LR pixels of context; None for another generator (its whole forward)."""
     if not isinstance(generator, TTSRGenerator):
         return None
-    return plan_for_inputs(generator, inputs.lr, inputs.ref, max_memory)
+    return plan_for_inputs(generator, inputs.lr, inputs.ref, max_memory, halo)
 
 
 def super_resolve(
@@ -311,10 +318,11 @@ def run_jobs(
     save_attention: bool = False,
     progress: bool = True,
     max_memory: int | None = None,
+    halo: int = DEFAULT_HALO,
 ) -> list[Path]:
-    """Super-resolves every job within ``max_memory`` bytes each (None: untiled), writing the SR (and
-    its attention picture); returns the files written. The first untiled and the first tiled plan are
-    logged."""
+    """Super-resolves every job within ``max_memory`` bytes each (None: untiled; tiles with ``halo``
+    LR pixels of context), writing the SR (and its attention picture); returns the files written. The
+    first untiled and the first tiled plan are logged."""
     generator = generator.to(device).eval()
     if save_attention and getattr(generator, "search_transfer", None) is None:
         how = "use_hard_attention=false" if isinstance(generator, TTSRGenerator) else type(generator).__name__
@@ -325,7 +333,7 @@ def run_jobs(
     logged: set[bool] = set()  # tiled or not: each kind of plan is logged once
     for job in tqdm(jobs, desc="super-resolving", unit="image", disable=not progress):
         inputs = prepare_inputs(reader.read(job.lr), [(reader.read(path), path) for path in job.refs])
-        plan = plan_inference(generator, inputs, max_memory)
+        plan = plan_inference(generator, inputs, max_memory, halo)
         if plan is not None and plan.tiled not in logged:
             logged.add(plan.tiled)
             log.info("%s: %s", job.lr.name, plan.describe())
@@ -352,28 +360,36 @@ def infer(cfg: DictConfig) -> list[Path]:
     """The whole command: check every input, load the generator, super-resolve; returns the files written."""
     try:
         memory_setting = parse_memory_setting(cfg.max_memory)
+        halo = parse_halo(cfg.halo)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     ref = cfg.ref if isinstance(cfg.ref, str) else list(cfg.ref or [])
     jobs = plan_jobs(cfg.lr, ref, cfg.out)
     sizes = check_image_sizes(jobs)
+    remove_unfinished_writes(job.out.parent for job in jobs)
     device = resolve_device(str(cfg.device))
     if cfg.search_transfer not in SEARCH_TRANSFERS:
         raise ConfigError(
             f"search_transfer: expected one of {sorted(SEARCH_TRANSFERS)}, got {cfg.search_transfer!r}"
         )
+    if cfg.relevance_kernel not in RELEVANCE_KERNELS:
+        raise ConfigError(
+            f"relevance_kernel: expected one of {list(RELEVANCE_KERNELS)}, got {cfg.relevance_kernel!r}"
+        )
     generator: nn.Module
     if cfg.ckpt is None:
-        generator = random_generator(cfg.search_transfer)
+        generator = random_generator(cfg.search_transfer, cfg.relevance_kernel)
     else:
-        generator, description, _ = load_generator(cfg.ckpt, cfg.search_transfer)
+        generator, description, _ = load_generator(
+            cfg.ckpt, cfg.search_transfer, relevance_kernel=cfg.relevance_kernel
+        )
         log.info("ckpt %s: %s", cfg.ckpt, description)
     max_memory = memory_budget(memory_setting, device)
     if memory_setting == "auto" and max_memory is not None:
         log.info("max_memory=auto: %s of memory for each image's forward pass", format_bytes(max_memory))
-    check_memory(jobs, sizes, generator.to(device), max_memory)
+    check_memory(jobs, sizes, generator.to(device), max_memory, halo)
     written = run_jobs(
-        generator, jobs, device, save_attention=bool(cfg.save_attention), max_memory=max_memory
+        generator, jobs, device, save_attention=bool(cfg.save_attention), max_memory=max_memory, halo=halo
     )
     log.info("wrote %d file(s), the first %s", len(written), written[0])
     return written

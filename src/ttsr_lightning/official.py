@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ttsr_lightning.checkpoints import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, convert
 from ttsr_lightning.cli import reported_errors
+from ttsr_lightning.files import remove_unfinished_writes
 from ttsr_lightning.models.interface import architecture
 
 
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("output", help="generator file to write (e.g. TTSR.ckpt)")
     args = parser.parse_args(argv)
     with reported_errors():
+        remove_unfinished_writes([Path(args.output).parent])
         weights, generator = convert(args.input, args.output)
     print(f"{args.input}: {weights.description}")
     for note in weights.notes:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ttsr_lightning.files import atomic_write, write_csv, write_json, write_text
+from ttsr_lightning.files import save_figure, write_csv, write_json, write_text
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
 # measured when the LPIPS weights are present (lower is better)
@@ -216,7 +216,7 @@ def plot_protocols(
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda file: fig.savefig(file, format="png"))
+    save_figure(path, fig)
     plt.close(fig)
 
 
@@ -319,7 +319,7 @@ def write_table_layout(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(output_dir / "table.png")
+    save_figure(output_dir / "table.png", fig)
     plt.close(fig)
     return markdown
 

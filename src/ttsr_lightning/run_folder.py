@@ -12,18 +12,41 @@
   needs no path.
 - The W&B run id is kept in ``<run>/wandb_run_id`` (:func:`wandb_run_id`), so a resumed run logs to
   the same W&B run.
+- :func:`continue_command` is the command, to paste as it is, that continues a run in its folder: the
+  program as it was started, the run's own overrides, and ``ckpt_path=<run>/checkpoints/last.ckpt``.
+  Every message that says how to continue a run prints it; :func:`unfinished_runs` finds the runs of a
+  name that stopped before they finished, so a new training started beside them can say how to continue
+  them instead.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
+import shlex
+import shutil
+import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from ttsr_lightning.files import LOCK_NAME, write_text
+
 RUN_ID_FILE = "wandb_run_id"
+# Hydra settings of a sweep (and how it was launched), not of the run: a continued run is one run
+_SWEEP_SETTINGS = (
+    "hydra.mode",
+    "hydra.sweep",
+    "hydra.sweeper",
+    "hydra/sweeper",
+    "hydra.launcher",
+    "hydra/launcher",
+)
+_CHECKPOINT_KEYS = ("ckpt_path=", "+ckpt_path=", "++ckpt_path=")
 
 
 @functools.cache  # one answer per process: the folders it looks at change once the run writes
@@ -72,8 +95,7 @@ def wandb_run_id(output_dir: Path) -> str:
     if path.is_file():
         return path.read_text().strip()
     run_id = uuid.uuid4().hex[:8]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id + "\n")
+    write_text(path, run_id + "\n")
     return run_id
 
 
@@ -81,3 +103,77 @@ def register_resolvers() -> None:
     """Make ``ttsr_run_dir`` and ``ttsr_config_subdir`` known to the configs (conf/config.yaml)."""
     OmegaConf.register_new_resolver("ttsr_run_dir", run_dir, replace=True)
     OmegaConf.register_new_resolver("ttsr_config_subdir", config_subdir, replace=True)
+
+
+def program() -> list[str]:
+    """How this process was started, for a command to paste: ``python -m <module>`` (``python`` when that
+    name finds this interpreter, else its path), or the console script (its name when that name finds
+    it)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        module = spec.name.removesuffix(".__main__")
+        python = "python" if shutil.which("python") == sys.executable else sys.executable
+        return [python, "-m", module]
+    script = sys.argv[0]
+    name = Path(script).name
+    found = shutil.which(name)
+    return [name if found and Path(found).resolve() == Path(script).resolve() else script]
+
+
+def run_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (a sweep member's own values), less ``ckpt_path``
+    and the sweep's settings."""
+    config = HydraConfig.get()
+    typed = [*config.overrides.hydra, *config.overrides.task]
+    return [
+        override
+        for override in typed
+        if not override.startswith(_CHECKPOINT_KEYS) and not override.startswith(_SWEEP_SETTINGS)
+    ]
+
+
+def continue_command(
+    checkpoint: Path, overrides: Sequence[str] | None = None, extra: Sequence[str] = ()
+) -> str:
+    """The shell command that continues the run of ``checkpoint`` (``<run>/checkpoints/<file>.ckpt``) in
+    its folder and W&B run: this job's program and ``overrides`` (default: :func:`run_overrides`),
+    ``extra`` ones, and the checkpoint's absolute path."""
+    words = [*program(), *(run_overrides() if overrides is None else overrides), *extra]
+    words.append(f"ckpt_path={checkpoint.resolve()}")
+    return shlex.join(words)
+
+
+def unfinished_runs(base: Path, exclude: Path) -> list[Path]:
+    """Run folders under ``base`` (``<log_dir>/<name>``), newest first, that stopped before they finished:
+    a ``checkpoints/last.ckpt``, no ``run.json``, and no live process holding the folder's lock."""
+    found = []
+    for folder in sorted(base.glob("*/"), reverse=True):
+        if folder.resolve() == exclude.resolve() or (folder / "run.json").exists():
+            continue
+        if (folder / "checkpoints" / "last.ckpt").is_file() and not _locked(folder):
+            found.append(folder)
+    return found
+
+
+def recorded_overrides(run: Path) -> list[str] | None:
+    """The overrides a run folder's first part was started with (Hydra's ``.hydra/overrides.yaml``)."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    recorded = OmegaConf.load(path)
+    return [str(item) for item in recorded if not str(item).startswith(_CHECKPOINT_KEYS)]  # type: ignore[union-attr]
+
+
+def _locked(folder: Path) -> bool:
+    """Whether a live process holds the run folder's lock (``files.RunFolderLock``)."""
+    path = folder / LOCK_NAME
+    if not path.is_file():
+        return False
+    with open(path) as file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+    return False

@@ -40,7 +40,7 @@ from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.data.image_io import IMAGE_SUFFIXES, RGBImageReader, list_images, require_unique_stems
 from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.files import check_new_output, write_csv, write_json
+from ttsr_lightning.files import check_new_output, remove_unfinished_writes, write_csv, write_json
 from ttsr_lightning.lpips_setting import load_lpips
 from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.protocols import Protocol, protocols_from_config
@@ -145,6 +145,7 @@ def score(cfg: DictConfig) -> list[dict[str, Any]]:
         raise ConfigError(f"out: {out} must end with .csv")
     summary_file = out.with_name(f"{out.stem}.summary.json")
     check_new_output([out, summary_file], "out", bool(cfg.overwrite))
+    remove_unfinished_writes([out.parent])
     protocols = protocols_from_config(OmegaConf.to_container(cfg.protocol, resolve=True))  # type: ignore[arg-type]
     pairs = pair_images(Path(cfg.sr), Path(cfg.hr))
     lpips, lpips_description = load_lpips(cfg.lpips)

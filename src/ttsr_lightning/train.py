@@ -21,11 +21,19 @@ from ttsr_lightning.callbacks import AtomicCheckpointIO, EvaluationResults, Resu
 from ttsr_lightning.checkpoints import check_run_checkpoint, load_generator_weights
 from ttsr_lightning.cli import exit_code
 from ttsr_lightning.distributed import launched_as_rank_zero
-from ttsr_lightning.errors import Preempted
-from ttsr_lightning.files import remove_stale_temporaries, run_folder_lock, write_json
+from ttsr_lightning.errors import NonFiniteError, Preempted
+from ttsr_lightning.files import remove_unfinished_writes, run_folder_lock, write_json
+from ttsr_lightning.preflight import preflight_training
 from ttsr_lightning.provenance import git_commit, parameter_counts
 from ttsr_lightning.result_files import margins
-from ttsr_lightning.run_folder import resume_checkpoint, wandb_run_id
+from ttsr_lightning.run_folder import (
+    continue_command,
+    recorded_overrides,
+    resume_checkpoint,
+    run_overrides,
+    unfinished_runs,
+    wandb_run_id,
+)
 from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
 
@@ -65,9 +73,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def fit_and_test(cfg: DictConfig) -> dict[str, float]:
-    """:func:`train` once its config is checked and its run folder locked."""
-    pl.seed_everything(cfg.seed, workers=True)
+    """:func:`train` once its config is checked and its run folder locked: the pre-flight (rank 0, before
+    the other processes exist), then fit and test."""
     output_dir = Path(cfg.paths.output_dir)
+    if launched_as_rank_zero():
+        preflight_training(cfg, output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data.train)
     system = build_system(cfg)
@@ -78,14 +89,16 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
         ckpt_path = resume_checkpoint(ckpt_path, resume.dirpath)
     if cfg.train:
         log.info("run folder %s: %s", output_dir, f"resuming {ckpt_path}" if ckpt_path else "a new training")
+        if ckpt_path is None and launched_as_rank_zero():
+            _mention_unfinished_run(output_dir, cfg.name)
     if cfg.init_weights is not None and ckpt_path in (None, "last"):
         weights = load_generator_weights(system.generator, cfg.init_weights)
         log.info("generator initialised from %s (%s)", cfg.init_weights, weights.description)
     if ckpt_path not in (None, "last"):
         check_run_checkpoint(ckpt_path, system)
-    for folder in {output_dir, *(Path(getattr(c, "dirpath", None) or output_dir) for c in callbacks)}:
-        for leftover in remove_stale_temporaries(folder):
-            log.info("removed %s, the unfinished write of a killed run", leftover)
+    remove_unfinished_writes(
+        {output_dir, *(Path(getattr(c, "dirpath", None) or output_dir) for c in callbacks)}
+    )
     _continue_wandb_run(cfg.get("logger"), output_dir)
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     # checkpoints are written atomically, next to their destination (see AtomicCheckpointIO)
@@ -129,7 +142,10 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
                 if row["protocol"] == system.protocols[0].name
             ]
     except SIGTERMException as exc:
-        ended_by = Preempted(_preempted_message(trainer, resume, output_dir))
+        ended_by = Preempted(_preempted_message(trainer, resume))
+        raise ended_by from exc
+    except NonFiniteError as exc:
+        ended_by = NonFiniteError(_nonfinite_message(exc, resume, system.nonfinite_skips))
         raise ended_by from exc
     except BaseException as exc:
         ended_by = exc
@@ -176,14 +192,41 @@ def _continue_wandb_run(loggers: DictConfig | None, output_dir: Path) -> None:
                 node.resume = "allow"
 
 
-def _preempted_message(trainer: Trainer, resume: ResumeCheckpoint | None, output_dir: Path) -> str:
+def _preempted_message(trainer: Trainer, resume: ResumeCheckpoint | None) -> str:
     where = f"at epoch {trainer.current_epoch}"
     if resume is None:
         return f"stopped by SIGTERM {where}; no ResumeCheckpoint is configured"
     return (
         f"stopped by SIGTERM {where} after {resume.batches_seen} training batches, saved in "
-        f"{resume.last_path}; the same command (ckpt_path=last) continues it in {output_dir}"
+        f"{resume.last_path}; continue it with: {continue_command(resume.last_path)}"
     )
+
+
+def _nonfinite_message(exc: NonFiniteError, resume: ResumeCheckpoint | None, skips: int) -> str:
+    """The non-finite stop's line, with the command that continues from the last good checkpoint,
+    skipping one more such batch (the same batch would stop the run again)."""
+    if resume is None or not resume.last_path.is_file():
+        return str(exc)
+    extra = [f"optim.max_nonfinite_skips={skips + 1}"]
+    overrides = [o for o in run_overrides() if not o.startswith("optim.max_nonfinite_skips=")]
+    return f"{exc}; to skip it and continue: {continue_command(resume.last_path, overrides, extra)}"
+
+
+def _mention_unfinished_run(output_dir: Path, name: str) -> None:
+    """A new training beside an earlier run of the same name that stopped before it finished (killed):
+    say how to continue that one instead (this one goes on anew)."""
+    for earlier in unfinished_runs(output_dir.parent, exclude=output_dir):
+        recorded = recorded_overrides(earlier)
+        if recorded is not None:
+            log.warning(
+                "an earlier run of %s, in %s, stopped before it finished (killed?); this run starts a new "
+                "training in %s. To continue that one instead: %s",
+                name,
+                earlier,
+                output_dir,
+                continue_command(earlier / "checkpoints" / "last.ckpt", recorded),
+            )
+            return
 
 
 def write_run_summary(

@@ -1,4 +1,5 @@
-"""The preparation CLI: reports every problem, exits non-zero, never writes; builds the sample set."""
+"""The preparation CLI: reports every problem, exits non-zero, never writes; builds the sample set (and
+removes a killed writer's leftovers there)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.file_faults import killed_writers_leftover
 from ttsr_lightning.data import prepare
 
 
@@ -111,3 +113,12 @@ def test_sample_is_built_and_checked_from_the_command_line(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert f"cufed at {tmp_path / 'CUFED' / 'train'}: ready" in result.stdout
     assert f"cufed5 at {tmp_path / 'CUFED' / 'test' / 'CUFED5'}: ready" in result.stdout
+
+
+def test_sample_removes_a_killed_writers_leftover_in_its_folder(
+    sample_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = sample_data_dir / "sample"
+    leftover = killed_writers_leftover(root, "PROVENANCE.md")
+    assert prepare.main(["sample", str(root)]) == 0, capsys.readouterr().err
+    assert not leftover.exists() and [path.name for path in root.iterdir()] == ["CUFED"]

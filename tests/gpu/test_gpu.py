@@ -308,11 +308,23 @@ def test_budgeted_inference_on_gpu_stays_within_its_budget() -> None:
     )
 
 
-def test_fused_relevance_pass_equals_its_torch_oracle_on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def triton_kernel_must_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Triton installed, the kernel not marked as failed by an earlier test, and a failure of it an
+    error: the verification of the kernel must not pass by falling back to the torch passes."""
+    pytest.importorskip("triton")
+    monkeypatch.setattr(patch_search, "_triton_failure", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", patch_search.RelevanceKernelFallback)
+        yield
+
+
+@pytest.mark.usefixtures("triton_kernel_must_run")
+def test_fused_relevance_pass_equals_its_torch_oracle_on_gpu() -> None:
     """The Triton kernel (models/relevance_triton.py) against the torch passes it replaces, on the same
     CUDA tensors: bit-identical maxima and positions (two blocks of Ref positions, a ragged last one);
-    and the whole lean search with and without it: identical outputs."""
-    pytest.importorskip("triton")
+    and the whole lean search with it turned on (``relevance_kernel="triton"``, off by default) and
+    off: identical outputs."""
     from ttsr_lightning.models import relevance_triton
 
     generator = torch.Generator(device="cuda").manual_seed(0)
@@ -329,11 +341,35 @@ def test_fused_relevance_pass_equals_its_torch_oracle_on_gpu(monkeypatch: pytest
 
     features = [tensor.cuda() for tensor in _lte_like((48, 64), seed=4)]
     with torch.no_grad():
-        fused = LeanSearchTransfer(direct_max_elements=0)(*features)
-        monkeypatch.setattr(patch_search, "USE_TRITON_RELEVANCE", False)
+        fused = LeanSearchTransfer(direct_max_elements=0, relevance_kernel="triton")(*features)
         unfused = LeanSearchTransfer(direct_max_elements=0)(*features)
     for name in fused._fields:
         assert torch.equal(getattr(fused, name), getattr(unfused, name)), name
+
+
+@pytest.mark.usefixtures("triton_kernel_must_run")
+@pytest.mark.parametrize(
+    "lr_size", [(83, 125), (270, 480)], ids=["cufed5_lr_125x83_ref_500x332", "1080p_output_lr_480x270"]
+)
+def test_triton_relevance_kernel_equals_the_torch_passes_at_full_size(lr_size: tuple[int, int]) -> None:
+    """The check that decides whether ``relevance_kernel="triton"`` may become the default: the search
+    with and without the kernel on a CUFED5 image (LR 125x83 against its 500x332 reference: 125x83
+    lv3 positions each) and on a 1080p output (LR 480x270 against a same-size reference), with the
+    same relevance tiles. Prints the largest difference of S and how many hard indices differ; the
+    kernel claims 0 and 0."""
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    query, key = (torch.randn(1, 256, *lr_size, generator=generator, device="cuda").relu() for _ in range(2))
+    chunk_size = patch_search.chunk_size_for_budget(query, key)  # the same tiles, the same matmuls
+    with torch.no_grad():
+        torch_best, torch_index = patch_search.search(query, [key], chunk_size)
+        best, index = patch_search.search(query, [key], chunk_size, relevance_kernel="triton")
+    difference = (best - torch_best).abs().max().item()
+    differing = int((index != torch_index).sum())
+    print(
+        f"LR {lr_size[1]}x{lr_size[0]}: Triton against torch passes: largest S difference {difference:.3g}, "
+        f"{differing} of {index.numel()} hard indices differ"
+    )
+    assert difference == 0 and differing == 0
 
 
 def _gpu_system(**options: Any) -> TTSRSystem:

@@ -222,19 +222,11 @@ def _kill_group(process: subprocess.Popen[Any]) -> None:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # the tiny model and run of the SIGKILL tests (the CLI's own overrides)
+# conf/debug/tiny.yaml with three epochs of four batches, a checkpoint after every batch, no test
 TINY_CLI = [
-    "model.generator.n_feats=8",
-    "model.generator.num_res_blocks=[1,1,1,1]",
-    "model.generator.vgg_weights=random",
-    "data.train.patch_size=32",
-    "data.train.batch_size=2",
+    "debug=tiny",
     "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=1",
     "trainer.max_epochs=3",
-    "trainer.check_val_every_n_epoch=1",
-    "trainer.enable_progress_bar=false",
-    "optim.warmup_epochs=1",
-    "logger=none",
     "test=false",
     "callbacks.resume_checkpoint.every_n_batches=1",
 ]

@@ -10,7 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
+from helpers.checkpoints import one_batch_run_checkpoint
+from helpers.config import compose_config
+from ttsr_lightning.checkpoints import load_generator
+from ttsr_lightning.models import GeneratorOutput, LeanSearchTransfer, TTSRGenerator
 
 CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "generator" / "ttsr.yaml"
 
@@ -115,6 +118,8 @@ def test_argument_validation() -> None:
         small(use_hard_attention=False, use_soft_attention=False)
     with pytest.raises(ValueError, match="search_transfer must be one of"):
         TTSRGenerator(search_transfer="fast", vgg_weights="random")
+    with pytest.raises(ValueError, match=r"relevance_kernel must be one of \['torch', 'triton'\]"):
+        TTSRGenerator(relevance_kernel="cuda", vgg_weights="random")
 
 
 def test_input_shape_validation() -> None:
@@ -186,3 +191,40 @@ def test_bicubic_residual_is_off_in_the_paper_network() -> None:
     paper = TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random")
     assert paper.config["bicubic_residual"] is False
     assert paper.main_net.output_conv.weight.abs().sum() > 0  # default initialisation
+
+
+def _relevance_kernel(generator: object) -> str:
+    assert isinstance(generator, TTSRGenerator)
+    assert isinstance(generator.search_transfer, LeanSearchTransfer)
+    return generator.search_transfer.relevance_kernel
+
+
+def test_relevance_kernel_is_off_by_default_and_set_by_the_hydra_config(tmp_path: Path) -> None:
+    """``model.generator.relevance_kernel=triton`` reaches the generator's lean search; the composed
+    default is the torch passes."""
+    default = compose_config(tmp_path, tmp_path / "data")
+    turned_on = compose_config(tmp_path, tmp_path / "data", ["model.generator.relevance_kernel=triton"])
+    assert default.model.generator.relevance_kernel == "torch"
+    assert _relevance_kernel(instantiate(default.model.generator)) == "torch"
+    assert _relevance_kernel(instantiate(turned_on.model.generator)) == "triton"
+    constructed = TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random")
+    assert _relevance_kernel(constructed) == "torch"
+
+
+def test_the_relevance_kernel_is_the_loading_commands_choice_never_the_files(tmp_path: Path) -> None:
+    """Like search_transfer, the kernel is an implementation, not the network: evaluate / infer choose it
+    (their relevance_kernel setting), whatever the run that wrote the checkpoint used; a checkpoint
+    written before the setting existed (no such key) loads the same."""
+    path = one_batch_run_checkpoint(
+        tmp_path / "triton.ckpt",
+        {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random", "relevance_kernel": "triton"},
+    )
+    assert _relevance_kernel(load_generator(path).generator) == "torch"
+    assert _relevance_kernel(load_generator(path, relevance_kernel="triton").generator) == "triton"
+    older = torch.load(path, weights_only=True)
+    del older["hyper_parameters"]["generator"]["relevance_kernel"]
+    torch.save(older, tmp_path / "older.ckpt")
+    loaded = load_generator(tmp_path / "older.ckpt").generator
+    assert _relevance_kernel(loaded) == "torch"
+    for name, value in load_generator(path).generator.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name

@@ -21,6 +21,7 @@ from ttsr_lightning.budgeted.plan import (
     DEFAULT_HALO,
     ForwardPlan,
     MemoryBudgetError,
+    parse_halo,
     plan_for_inputs,
     plan_forward,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "global_attention",
     "main_net_receptive_field",
     "memory_budget",
+    "parse_halo",
     "parse_memory_setting",
     "plan_for_inputs",
     "plan_forward",

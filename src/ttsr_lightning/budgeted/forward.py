@@ -114,8 +114,8 @@ def global_attention(
     ref_down_up: torch.Tensor | Sequence[torch.Tensor],
     plan: ForwardPlan,
 ) -> GlobalAttention | None:
-    """The LTE (in strips), the search and the value tables, as ``plan`` says; None without texture
-    transfer. Needs the lean search-transfer."""
+    """The LTE (in strips), the search (with the lean search-transfer's ``relevance_kernel``) and the
+    value tables, as ``plan`` says; None without texture transfer. Needs the lean search-transfer."""
     if generator.lte is None or generator.search_transfer is None:
         return None
     assert isinstance(generator.search_transfer, LeanSearchTransfer)
@@ -125,8 +125,9 @@ def global_attention(
     lte = generator.lte
     keys = [_lv3_in_strips(lte, image, plan.strip_rows) for image in refs_down_up]
     chunk_size = generator.search_transfer.chunk_size if plan.search_tile_bytes is None else None
+    kernel = generator.search_transfer.relevance_kernel
     if plan.strip_rows >= height:
-        best_relevance, hard_index = search(lte(lr_up)[2], keys, chunk_size, plan.search_tile_bytes)
+        best_relevance, hard_index = search(lte(lr_up)[2], keys, chunk_size, plan.search_tile_bytes, kernel)
     else:
         # LR strip by strip: only a strip's query features exist at a time. A strip's 3x3 patches
         # reach one lv3 row beyond it: searched with those rows, whose own results are dropped.
@@ -135,7 +136,9 @@ def global_attention(
         for first in range(0, height, plan.strip_rows):
             last = min(height, first + plan.strip_rows)
             top, bottom = max(0, first - 1), min(height, last + 1)
-            best, index = search(_lv3_rows(lte, lr_up, top, bottom), keys, chunk_size, plan.search_tile_bytes)
+            best, index = search(
+                _lv3_rows(lte, lr_up, top, bottom), keys, chunk_size, plan.search_tile_bytes, kernel
+            )
             rows = slice(first - top, last - top)
             best_relevance[:, first:last] = best.view(batch, bottom - top, width)[:, rows]
             hard_index[:, first:last] = index.view(batch, bottom - top, width)[:, rows]

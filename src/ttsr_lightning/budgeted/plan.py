@@ -21,8 +21,20 @@ from ttsr_lightning.models.patch_search import default_search_tile_bytes, search
 # units at a halo of 8 (under the 8-bit step 1.96e-3), 4.4e-7 at 16, and by float rounding only (6e-8)
 # from 20 on. 32 leaves a margin for trained weights, which may carry context farther than a random
 # initialisation does (measure them with benchmarks/tiling.py --ckpt); it costs ~13 % more
-# main-network work for a 1080p SR under 4 GiB.
+# main-network work for a 1080p SR under 4 GiB. evaluate and infer take another as ``halo=``.
 DEFAULT_HALO = 32
+
+
+def parse_halo(value: object, key: str = "halo") -> int:
+    """A configured halo: an integer >= 0 (LR pixels; more than the receptive field changes nothing).
+    Raises ValueError naming ``key`` and what is expected."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"{key}: expected an integer >= 0 (LR pixels of context around each main-network tile), "
+            f"got {value!r}"
+        )
+    return value
+
 
 _ELEMENT_BYTES = 4  # counted in float32, an upper bound under autocast
 # Channels of image-sized maps alive at once inside an LTE pass (lv1, conv1_2, its pooling, lv2...), +5 %.
@@ -272,13 +284,14 @@ def plan_for_inputs(
     lr: torch.Tensor,
     ref: torch.Tensor | Sequence[torch.Tensor],
     max_memory: int | None,
+    halo: int = DEFAULT_HALO,
 ) -> ForwardPlan:
     """:func:`plan_forward` for the tensors :func:`budgeted_forward` will get: lr (B, 3, h, w) and one
     reference (B, 3, H, W) or a list of them."""
     refs = [ref] if isinstance(ref, torch.Tensor) else ref
     lr_size = (lr.size(2), lr.size(3))
     return plan_forward(
-        generator, lr_size, [(image.size(2), image.size(3)) for image in refs], max_memory, lr.size(0)
+        generator, lr_size, [(image.size(2), image.size(3)) for image in refs], max_memory, lr.size(0), halo
     )
 
 

@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
+from ttsr_lightning.data.image_io import save_image
 from ttsr_lightning.distributed import gather_lists
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.panel_images import to_uint8_image
@@ -74,9 +75,9 @@ class EvaluationResults(Callback):
                 i = number % batch_size
                 sr = to_uint8_image(outputs["sr"][i])
                 if self.save_images:
-                    folder = self.output_dir / "images" / row["set"]
-                    folder.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(sr).save(folder / f"{row['image']}.png")
+                    save_image(
+                        Image.fromarray(sr), self.output_dir / "images" / row["set"] / f"{row['image']}.png"
+                    )
                 if with_table:
                     lr_up, hr = to_uint8_image(batch["lr_up"][i]), to_uint8_image(batch["hr"][i])
                     thumbnails = (self._thumbnail(lr_up), self._thumbnail(sr), self._thumbnail(hr))

@@ -12,6 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
+from ttsr_lightning.data.image_io import save_image
 from ttsr_lightning.distributed import gather_lists
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.panel_images import (
@@ -79,8 +80,7 @@ class ImagePanelLogger(Callback):
                 caption=caption,
             )
             folder = self.output_dir / stage / f"epoch_{trainer.current_epoch:03d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(panel).save(folder / f"{row['set']}_{row['image']}.png")
+            save_image(Image.fromarray(panel), folder / f"{row['set']}_{row['image']}.png")
             self._panels.append((row["set_index"], row["set"], row["index"], row["image"], panel))
             data, _, level = row["set"].rpartition("_")
             if stage == "test" and level in (_WITH_REFERENCE, _LR_REFERENCE):
@@ -160,8 +160,7 @@ class ImagePanelLogger(Callback):
                 caption=f"{data} {with_reference['image']}: texture transfer from {with_reference['ref']}",
             )
             folder = self.output_dir / "test" / "transfer"
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(panel).save(folder / f"{data}_{with_reference['image']}.png")
+            save_image(Image.fromarray(panel), folder / f"{data}_{with_reference['image']}.png")
             items.setdefault(data, []).append((with_reference["image"], panel))
         for data, panels in items.items():
             self._send(trainer, f"test/{data}/texture_transfer", panels, TRANSFER_CAPTION)

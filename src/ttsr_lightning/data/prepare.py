@@ -9,9 +9,10 @@
     python -m ttsr_lightning.data.prepare sample   data/sample              # builds data/sample/CUFED
 
 A check reads every image the way training and testing will (decoding, colour mode, sizes), prints
-every problem it finds and exits with status 1; it never writes anything. The expected layouts are
-in the docstrings of ``cufed.py``, ``cufed5.py``, ``sun80.py``, ``urban100.py``, ``manga109.py`` and
-``wrsr.py``.
+every problem it finds and exits with status 1; it never writes anything. ``sample`` writes: it builds
+the embedded sample set in the folder (when it is not there yet; see ``sample.py``), then checks it.
+The expected layouts are in the docstrings of ``cufed.py``, ``cufed5.py``, ``sun80.py``,
+``urban100.py``, ``manga109.py`` and ``wrsr.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.sun80 import Sun80Dataset
 from ttsr_lightning.data.urban100 import Urban100Dataset
 from ttsr_lightning.data.wrsr import WRSRDataset
+from ttsr_lightning.files import remove_unfinished_writes
 
 # Sizes of the real datasets: training pairs, CUFED5 groups, test images.
 EXPECTED_COUNTS = {"cufed": 11871, "cufed5": 126, "sun80": 80, "urban100": 100, "manga109": 109, "wrsr": 80}
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dataset == "sample":
         with reported_errors():  # e.g. a read-only folder: one line naming it
             try:
+                remove_unfinished_writes([args.folder])
                 root = build_sample_dataset(args.folder)
             except DatasetLayoutError as exc:
                 print(exc, file=sys.stderr)

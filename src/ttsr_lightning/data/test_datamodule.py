@@ -8,7 +8,8 @@ lists their names in dataloader order so the system logs ``test/<name>/psnr``, a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -56,6 +57,15 @@ class TestDataModule(LightningDataModule):
         """Build the embedded sample dataset when configured (once per node; idempotent)."""
         if self.hparams["sample_root"] is not None:
             build_sample_dataset(self.hparams["sample_root"])
+
+    def dataset_builders(self) -> list[tuple[str, str, Callable[[], EvalDataset]]]:
+        """Every set, as (its key below ``data.test``, its name, a function that builds it, validating its
+        folder tree): the pre-flight builds and checks each on its own."""
+        specs = self.hparams["sets"]
+        return [
+            (f"sets[{i}]", name, partial(build_eval_set, spec))
+            for i, (spec, name) in enumerate(zip(specs, self.test_set_names, strict=True))
+        ]
 
     def setup(self, stage: str | None = None) -> None:
         """Scan every set's folder tree (validated here; images are checked when read)."""

@@ -19,6 +19,7 @@ library that draws random numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from ttsr_lightning.data.epoch_sampler import EpochSampler
 from ttsr_lightning.data.eval_dataset import EvalDataset, EvalItem
 from ttsr_lightning.data.eval_sets import build_eval_set, plain, validate_eval_set_specs
 from ttsr_lightning.data.loaders import check_loader_arguments, evaluation_loader, ignore_stop_signals
+from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.seeding import split_generator
 
@@ -99,6 +101,10 @@ class TrainDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         check_loader_arguments("data.train", batch_size, num_workers)
+        if patch_size <= 0 or patch_size % SCALE:
+            raise ValueError(
+                f"data.train.patch_size must be a positive multiple of {SCALE}, got {patch_size}"
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"data.train.val_fraction must be in [0, 1), got {val_fraction}")
         if seed < 0:
@@ -120,12 +126,30 @@ class TrainDataModule(LightningDataModule):
         if self.hparams["sample_root"] is not None:
             build_sample_dataset(self.hparams["sample_root"])
 
+    def dataset_builders(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        """Every dataset this module reads, as (its key below ``data.train``, its name, a function that
+        builds it, validating its folder tree): the pre-flight builds and checks each on its own."""
+        hp = self.hparams
+        specs = hp["val_sets"]
+        names = validate_eval_set_specs(specs, "data.train.val_sets")
+        return [
+            ("train_root", "CUFED train", self._build_train_set),
+            *(
+                (f"val_sets[{i}]", name, partial(build_eval_set, spec))
+                for i, (spec, name) in enumerate(zip(specs, names, strict=True))
+            ),
+        ]
+
+    def _build_train_set(self) -> CUFEDTrainDataset:
+        hp = self.hparams
+        return CUFEDTrainDataset(hp["train_root"], hp["patch_size"], hp["augment"], hp["seed"])
+
     def setup(self, stage: str | None = None) -> None:
         """Scan the training folder and the validation sets (folder trees are validated here)."""
         if self.train_set is not None:
             return
         hp = self.hparams
-        self.train_set = CUFEDTrainDataset(hp["train_root"], hp["patch_size"], hp["augment"], hp["seed"])
+        self.train_set = self._build_train_set()
         self.train_indices = list(range(len(self.train_set)))
         self.val_datasets = []
         if hp["val_fraction"] > 0:

@@ -11,6 +11,7 @@ from torch import nn
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.lte import LTE
 from ttsr_lightning.models.main_net import MainNet
+from ttsr_lightning.models.patch_search import check_relevance_kernel
 from ttsr_lightning.models.search_transfer import SearchTransfer
 from ttsr_lightning.pretrained import VggWeights
 
@@ -72,11 +73,18 @@ class TTSRGenerator(nn.Module):
             MainNet has no global skip and needs many thousand steps to reach bicubic quality; the
             small model of the CPU default run (``model=small``) turns this on to show texture
             transfer within minutes.
+        relevance_kernel: what computes each relevance tile's patch sums, Ref-norm scaling and max
+            in the lean search's tiles: ``"torch"`` (torch passes, the default) or ``"triton"`` (one
+            fused Triton kernel on CUDA; opt-in until a GPU run has shown it equal to the torch
+            passes; a kernel that fails falls back to them with one warning). The same results either
+            way; the ``"reference"`` search-transfer has no tiles and ignores it. See
+            :class:`~ttsr_lightning.models.lean_search_transfer.LeanSearchTransfer`.
 
-    ``config`` holds the architecture arguments (all but ``vgg_weights``, ``search_transfer`` and
-    ``batched_extractor``, which choose an initialisation and an implementation, not the function) as
-    plain values, so a generator-only checkpoint can rebuild the module. State-dict keys are
-    ``lte.*`` and ``main_net.*``: the official ``LTE.*`` / ``MainNet.*`` with the prefix renamed.
+    ``config`` holds the architecture arguments (all but ``vgg_weights``, ``search_transfer``,
+    ``batched_extractor`` and ``relevance_kernel``, which choose an initialisation and an
+    implementation, not the function) as plain values, so a generator-only checkpoint can rebuild the
+    module. State-dict keys are ``lte.*`` and ``main_net.*``: the official ``LTE.*`` / ``MainNet.*``
+    with the prefix renamed.
 
     ``forward(lr, lr_up, ref, ref_down_up)``:
         lr: (B, 3, h, w) in [-1, 1]; lr_up: (B, 3, 4h, 4w) in [-1, 1], bicubic x4 of lr;
@@ -104,6 +112,7 @@ class TTSRGenerator(nn.Module):
         search_transfer: str = "lean",
         batched_extractor: bool = False,
         bicubic_residual: bool = False,
+        relevance_kernel: str = "torch",
     ) -> None:
         super().__init__()
         if not use_hard_attention and (use_soft_attention or learnable_extractor):
@@ -116,6 +125,7 @@ class TTSRGenerator(nn.Module):
             raise ValueError(
                 f"search_transfer must be one of {sorted(SEARCH_TRANSFERS)}, got {search_transfer!r}"
             )
+        check_relevance_kernel(relevance_kernel)
         self.config: dict[str, Any] = {
             "n_feats": n_feats,
             "num_res_blocks": [int(n) for n in num_res_blocks],
@@ -132,7 +142,11 @@ class TTSRGenerator(nn.Module):
         self.search_transfer: nn.Module | None = None
         if use_hard_attention:
             self.lte = LTE(vgg_weights, requires_grad=learnable_extractor)
-            self.search_transfer = SEARCH_TRANSFERS[search_transfer]()
+            self.search_transfer = (
+                LeanSearchTransfer(relevance_kernel=relevance_kernel)
+                if search_transfer == "lean"
+                else SEARCH_TRANSFERS[search_transfer]()
+            )
         self.main_net = MainNet(n_feats, num_res_blocks, use_hard_attention, use_soft_attention, csfi)
         if bicubic_residual:
             output_conv = self.main_net.output_conv

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ttsr_lightning.models.block_transfer import chosen_blocks, transfer_grid, window_rows
-from ttsr_lightning.models.patch_search import relevance_at, search, split_unchecked
+from ttsr_lightning.models.patch_search import check_relevance_kernel, relevance_at, search, split_unchecked
 from ttsr_lightning.models.search_transfer import SearchTransfer, TransferredTextures
 
 # One reference's features (a tensor) or several references' (a sequence, one tensor each).
@@ -58,6 +58,11 @@ class LeanSearchTransfer(nn.Module):
             is searched and transferred as :class:`SearchTransfer` does (fewer, larger kernels; same
             results); None: :data:`DIRECT_SEARCH_MAX_ELEMENTS` of the device; 0: never. Only when
             ``chunk_size`` is None.
+        relevance_kernel: what computes each relevance tile's patch sums, Ref-norm scaling and max in
+            the tiled search: ``"torch"`` (torch passes, the default) or ``"triton"`` (one fused
+            Triton kernel, for CUDA tensors only: opt-in, never yet run on a GPU; a kernel that fails
+            falls back to the torch passes with one warning, see
+            :mod:`~ttsr_lightning.models.patch_search`). The same results either way.
 
     ``forward(query_lv3, key_lv3, value_lv1, value_lv2, value_lv3)``, as :class:`SearchTransfer`:
         query_lv3: (B, 256, h, w) LTE lv3 of ``lr_up`` (Q);
@@ -73,8 +78,14 @@ class LeanSearchTransfer(nn.Module):
     tensor or a sequence of one, gives exactly the one-reference result. Returns :class:`TransferredTextures`.
     """
 
-    def __init__(self, chunk_size: int | None = None, direct_max_elements: int | None = None) -> None:
+    def __init__(
+        self,
+        chunk_size: int | None = None,
+        direct_max_elements: int | None = None,
+        relevance_kernel: str = "torch",
+    ) -> None:
         super().__init__()
+        check_relevance_kernel(relevance_kernel)
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(
                 f"chunk_size must be a positive number of LR positions or None, got {chunk_size}"
@@ -83,6 +94,7 @@ class LeanSearchTransfer(nn.Module):
             raise ValueError(f"direct_max_elements must be >= 0 or None, got {direct_max_elements}")
         self.chunk_size = chunk_size
         self.direct_max_elements = direct_max_elements
+        self.relevance_kernel = relevance_kernel
         self.straightforward = SearchTransfer()  # no parameters: nothing in the state dict
 
     def forward(
@@ -110,7 +122,9 @@ class LeanSearchTransfer(nn.Module):
                     query_lv3.float(), keys[0].float(), values_lv1[0], values_lv2[0], values_lv3[0]
                 )
         ref_sizes = [(key.size(2), key.size(3)) for key in keys]
-        best_relevance, hard_index = search(query_lv3, keys, chunk_size=self.chunk_size)
+        best_relevance, hard_index = search(
+            query_lv3, keys, chunk_size=self.chunk_size, relevance_kernel=self.relevance_kernel
+        )
         if torch.is_grad_enabled() and (query_lv3.requires_grad or any(key.requires_grad for key in keys)):
             # The search ran without a graph (keeping one would keep every relevance block for the
             # backward). The max of the relevance has the same gradient as the relevance at the

@@ -10,6 +10,13 @@ time (a strictly larger relevance wins, so a tie goes to the earlier reference, 
 concatenated positions would have it). ``hard_index`` counts positions in the concatenation of the
 references' row-major lv3 grids (:func:`split_hard_index` maps it back).
 
+After a tile's matmul, the nine shifted sums, the Ref-norm scaling and the max run as torch passes
+(:func:`relevance_max`), or, with ``relevance_kernel="triton"`` on CUDA, as one Triton kernel
+(:mod:`~ttsr_lightning.models.relevance_triton`). The kernel is opt-in: it has run only in Triton's
+CPU interpreter so far, never on a GPU. Where it cannot be imported, compiled or launched, the search
+falls back to the torch passes (the same results) with one :class:`RelevanceKernelFallback` warning
+per process.
+
 Used by :class:`~ttsr_lightning.models.lean_search_transfer.LeanSearchTransfer` and, for its global
 search, by :mod:`ttsr_lightning.budgeted`.
 """
@@ -17,8 +24,8 @@ search, by :mod:`ttsr_lightning.budgeted`.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -33,9 +40,38 @@ _CPU_TILE_BYTES = 256 * 2**20
 _CUDA_TILE_BYTES_MAX = 2 * 2**30
 # The search computes in float32 (see search()).
 _SEARCH_ELEMENT_BYTES = 4
-# The fused Triton pass over relevance tiles on CUDA (models/relevance_triton.py) where Triton is
-# installed; False keeps the torch passes (its oracle), e.g. to compare the two.
-USE_TRITON_RELEVANCE = True
+# What computes a tile's patch sums, scaling and max: "torch", the torch passes (relevance_max, the
+# default); "triton", one fused Triton kernel (models/relevance_triton.py) for CUDA tensors, opt-in
+# until a GPU run has shown it equal to the torch passes.
+RELEVANCE_KERNELS = ("torch", "triton")
+# Devices whose tensors the Triton kernel takes; elsewhere the torch passes run whatever was asked
+# (Triton's CPU interpreter, TRITON_INTERPRET=1, is for the kernel's own tests only).
+_TRITON_DEVICE_TYPES = ("cuda",)
+# Why the Triton kernel failed in this process (None: it has not), set by the first failure: every
+# later search runs the torch passes at once, without retrying a compilation that fails or warning again.
+_triton_failure: str | None = None
+
+# A tile's pass after the matmul: (pixel_dots, key_scale, tile_size, ref_size) -> (best, index).
+TilePass = Callable[
+    [torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int]], tuple[torch.Tensor, torch.Tensor]
+]
+
+
+class RelevanceKernelFallback(RuntimeWarning):
+    """``relevance_kernel="triton"`` was asked for, and the Triton kernel failed: the search ran the
+    torch passes instead (the same results). Warned once per process."""
+
+
+class _TritonFailed(Exception):
+    """The Triton kernel failed to import, compile or launch (the cause is ``__cause__``)."""
+
+
+def check_relevance_kernel(relevance_kernel: str) -> None:
+    """Raises ValueError unless ``relevance_kernel`` is one of :data:`RELEVANCE_KERNELS`."""
+    if relevance_kernel not in RELEVANCE_KERNELS:
+        raise ValueError(
+            f"relevance_kernel must be one of {list(RELEVANCE_KERNELS)}, got {relevance_kernel!r}"
+        )
 
 
 def split_hard_index(
@@ -132,24 +168,79 @@ def search(
     keys: Sequence[torch.Tensor],
     chunk_size: int | None = None,
     tile_bytes: int | None = None,
+    relevance_kernel: str = "torch",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best relevance and its position over every reference, in float32, without a graph.
 
     query_lv3: (B, C, h, w); keys: R tensors (B, C, Hi, Wi). ``chunk_size`` LR positions per
     relevance tile, or None to size the tiles from ``tile_bytes`` (None:
-    :func:`default_search_tile_bytes`). Returns (B, h*w) S and (B, h*w) int64 ``hard_index`` (positions
-    in the concatenation of the references' row-major lv3 grids).
+    :func:`default_search_tile_bytes`). ``relevance_kernel``: ``"torch"`` or ``"triton"`` (the fused
+    kernel on CUDA; see the module docstring). Returns (B, h*w) S and (B, h*w) int64 ``hard_index``
+    (positions in the concatenation of the references' row-major lv3 grids).
     """
+    check_relevance_kernel(relevance_kernel)
     chunk_sizes = [chunk_size or chunk_size_for_budget(query_lv3, key, tile_bytes) for key in keys]
     # The search runs in fp32 even under autocast: bf16 relevance (8-bit mantissa) would pick
     # other Ref patches wherever the best two are within ~1e-2, not only at true near-ties.
     with torch.autocast(query_lv3.device.type, enabled=False):
-        return _search(query_lv3.float(), keys, chunk_sizes)
+        query_lv3 = query_lv3.float()
+        if relevance_kernel == "triton" and _triton_applies(query_lv3.device):
+            try:
+                return _search(query_lv3, keys, chunk_sizes, _triton_pass)
+            except _TritonFailed as failure:
+                # Searched again from the start: the result is the torch passes' alone, not a mix of
+                # tiles made before the failure by the kernel and after it by torch.
+                _fall_back(failure.__cause__)
+        return _search(query_lv3, keys, chunk_sizes, relevance_max)
+
+
+def _triton_applies(device: torch.device) -> bool:
+    """Whether the Triton kernel is to be tried on ``device``: it takes its tensors and has not
+    failed in this process."""
+    return device.type in _TRITON_DEVICE_TYPES and _triton_failure is None
+
+
+def _triton_pass(
+    pixel_dots: torch.Tensor, key_scale: torch.Tensor, tile_size: tuple[int, int], ref_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`relevance_max` by the Triton kernel; whatever fails on the way (importing Triton,
+    compiling or launching the kernel) raises :class:`_TritonFailed` from it."""
+    try:
+        return _triton_kernel()(pixel_dots, key_scale, tile_size, ref_size)
+    except Exception as error:  # Triton fails in many ways: ImportError, CompilationError, RuntimeError...
+        raise _TritonFailed from error
+
+
+@functools.cache
+def _triton_kernel() -> TilePass:
+    """The Triton kernel's entry point (imported on first use: Triton is optional)."""
+    from ttsr_lightning.models.relevance_triton import relevance_max as fused
+
+    return fused
+
+
+def _fall_back(error: BaseException | None) -> None:
+    """Records the Triton kernel's failure for this process and warns, once: the torch passes run
+    from now on. A Python warning, as for the other settings that cannot take effect here (the
+    caller can filter it, or turn it into an error where the kernel must run: the GPU test, the
+    benchmark)."""
+    global _triton_failure
+    # The first line only: a compilation error's message runs to the generated source.
+    lines = str(error).strip().splitlines()
+    cause = type(error).__name__ + (f": {lines[0][:300]}" if lines else "")
+    _triton_failure = cause
+    warnings.warn(
+        f"relevance_kernel='triton': the Triton relevance kernel failed ({cause}); the search runs the "
+        "torch passes instead (the same results), for the rest of this process. relevance_kernel='torch' "
+        "asks for them directly.",
+        RelevanceKernelFallback,
+        stacklevel=2,
+    )
 
 
 @torch.no_grad()
 def _search(
-    query_lv3: torch.Tensor, keys: Sequence[torch.Tensor], chunk_sizes: Sequence[int]
+    query_lv3: torch.Tensor, keys: Sequence[torch.Tensor], chunk_sizes: Sequence[int], tile_pass: TilePass
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Max and arg-max over all references' positions of the cosine relevance between 3x3 lv3 patches.
 
@@ -182,7 +273,7 @@ def _search(
             for left in range(0, width, tile_cols):
                 cols = min(tile_cols, width - left)
                 tile = padded_query[:, :, top : top + rows + 2, left : left + cols + 2]
-                best, index = _tile_best(tile, padded_key, key_scale, (ref_height, ref_width))
+                best, index = _tile_best(tile, padded_key, key_scale, (ref_height, ref_width), tile_pass)
                 best, index = best.view(batch, rows, cols), index.view(batch, rows, cols) + first_position
                 region = (slice(None), slice(top, top + rows), slice(left, left + cols))
                 if number == 0:
@@ -198,24 +289,25 @@ def _search(
 
 
 def _tile_best(
-    tile: torch.Tensor, padded_key: torch.Tensor, key_scale: torch.Tensor, ref_size: tuple[int, int]
+    tile: torch.Tensor,
+    padded_key: torch.Tensor,
+    key_scale: torch.Tensor,
+    ref_size: tuple[int, int],
+    tile_pass: TilePass,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best scaled patch relevance of each LR position of a tile over one reference, and where.
 
     tile: (B, C, rows+2, cols+2) the zero-bordered LR features around the tile; padded_key:
     (B, C, (Hr+2)*(Wr+2)) the zero-bordered Ref features, flattened; key_scale: (B, Hr*Wr) the
     reciprocal Ref patch norms. Returns (B, rows*cols) maxima and their int64 Ref positions (the first
-    of equal maxima). One matmul over the C channels gives every pixel pair; on CUDA one Triton pass
-    makes the patch sums, the scaling and the max (:mod:`relevance_triton`), else :func:`relevance_max`.
+    of equal maxima). One matmul over the C channels gives every pixel pair; ``tile_pass`` makes the
+    patch sums, the scaling and the max (:func:`relevance_max` or the Triton kernel).
     """
     batch, channels, bordered_rows, bordered_cols = tile.shape
     tile_size = (bordered_rows - 2, bordered_cols - 2)
     # (B, (rows+2)*(cols+2), (Hr+2)*(Wr+2)): every pixel of the bordered tile against the Ref.
     pixel_dots = torch.bmm(tile.reshape(batch, channels, -1).transpose(1, 2), padded_key)
-    fused = _triton_relevance_max() if pixel_dots.is_cuda else None
-    if fused is not None:
-        return fused(pixel_dots, key_scale, tile_size, ref_size)
-    return relevance_max(pixel_dots, key_scale, tile_size, ref_size)
+    return tile_pass(pixel_dots, key_scale, tile_size, ref_size)
 
 
 def relevance_max(
@@ -245,20 +337,6 @@ def relevance_max(
     relevance *= key_scale.unsqueeze(1)
     best, index = relevance.max(dim=2)
     return best, index
-
-
-def _triton_relevance_max() -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
-    """The Triton kernel's entry point where Triton is installed and not turned off, else None."""
-    return _triton_kernel() if USE_TRITON_RELEVANCE else None
-
-
-@functools.cache
-def _triton_kernel() -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
-    if importlib.util.find_spec("triton") is None:
-        return None
-    from ttsr_lightning.models.relevance_triton import relevance_max as fused
-
-    return fused
 
 
 def relevance_at(

@@ -40,7 +40,7 @@ PAPER_ROWS: dict[str, str] = {
     "Base+TT+CSFI = TTSR": "ttsr_rec",
 }
 # Constructor arguments that choose an initialisation or implementation, not the architecture.
-_NOT_ARCHITECTURE = ("_target_", "vgg_weights", "search_transfer", "batched_extractor")
+_NOT_ARCHITECTURE = ("_target_", "vgg_weights", "search_transfer", "batched_extractor", "relevance_kernel")
 
 
 def experiment_settings(rows: dict[str, str] = PAPER_ROWS) -> dict[str, dict[str, Any]]:
