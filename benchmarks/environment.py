@@ -2,7 +2,8 @@
 
     python benchmarks/environment.py [--device cuda] [--tiny]
 
-:func:`machine_description` is one line (CPU, cores, torch threads, RAM, torch, the GPU);
+:func:`machine_description` (``ttsr_lightning.provenance``, what every run records too) is one line
+(CPU, cores, torch threads, RAM, torch, the GPU);
 :func:`environment` adds the package versions and the two ceilings a step's time is judged against,
 measured on random data: the device-to-device copy bandwidth (bytes read + written) and the matmul
 rates in bf16, fp32 and TF32 (8192^3 on a GPU, 1024^3 on a CPU, 256^3 with ``--tiny``).
@@ -11,56 +12,15 @@ rates in bf16, fp32 and TF32 (8192^3 on a GPU, 1024^3 on a CPU, 256^3 with ``--t
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from ttsr_lightning.provenance import machine_description
+
 PACKAGES = ("torch", "lightning", "torchmetrics", "triton", "hydra-core", "omegaconf")
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what the platform module knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def memory_gib() -> float | None:
-    """Total RAM in GiB from /proc/meminfo, or None where there is no such file."""
-    meminfo = Path("/proc/meminfo")
-    if not meminfo.is_file():
-        return None
-    for line in meminfo.read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 2**20  # the value is in kB
-    return None
-
-
-def gpu_description() -> str | None:
-    """'NVIDIA H100 80GB HBM3 (79.1 GiB)' for CUDA device 0, or None without CUDA."""
-    if not torch.cuda.is_available():
-        return None
-    properties = torch.cuda.get_device_properties(0)
-    return f"{properties.name} ({properties.total_memory / 2**30:.1f} GiB)"
-
-
-def machine_description() -> str:
-    """One line: CPU model, cores, torch threads, RAM, torch version and the GPU if any."""
-    parts = [f"{cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"]
-    if (memory := memory_gib()) is not None:
-        parts.append(f"{memory:.1f} GiB RAM")
-    parts.append(f"torch {torch.__version__}, Python {platform.python_version()}")
-    if (gpu := gpu_description()) is not None:
-        parts.append(f"GPU {gpu}, CUDA {torch.version.cuda}")
-    return ", ".join(parts)
 
 
 def _seconds(device: str, call: Any, repeats: int = 5) -> float:

@@ -10,8 +10,8 @@ for each seed; then this script writes, into ``--out``:
 - ``miniature.md`` / ``.csv``: the study laid out as the paper's tables (Table 2: Base -> Base+TT,
   Table 3: + CSFI, Table 4: TTSR-rec with references of decreasing similarity, and TTSR with all
   losses beside TTSR-rec), the mean over seeds with the spread (min..max), the paper's numbers beside;
-- ``miniature_per_seed.csv``: every row's value for every seed, with the commit each run trained on
-  (``experiments/results/`` keeps the study's, and a slow test retrains one row against it);
+- ``miniature_per_seed.csv``: every row's value for every seed, with the commit and machine each run
+  trained on (``experiments/results/`` keeps the study's; a slow test retrains one row against it);
 - ``miniature.png``: the same as bars with the seeds' range;
 - the paper's orderings, each marked "holds" (every seed), "holds on the mean" or "does not hold".
 
@@ -139,20 +139,24 @@ def sweep_command(seeds: tuple[int, ...], sweep_dir: Path, extra: list[str]) -> 
 
 
 def load_runs(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """The study's runs below ``root``: model -> seed -> final test metrics, and the commit the run
-    trained on under ``git_commit`` (the newest run per seed)."""
+    """The study's runs below ``root``: model -> seed -> final test metrics, and the commit and machine
+    the run trained on under ``git_commit`` and ``machine`` (the newest run per seed)."""
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for info_file in sorted(root.rglob("run.json")):  # folders sort by time: the newest wins
         info = json.loads(info_file.read_text())
         if info.get("study") != STUDY:
             continue
-        metrics = {**info["metrics"], "git_commit": info.get("git_commit", "unknown")}
+        metrics = {
+            **info["metrics"],
+            "git_commit": info.get("git_commit", "unknown"),
+            "machine": info.get("machine", "unknown"),
+        }
         runs.setdefault(info.get("trains", info["name"]), {})[int(info["seed"])] = metrics
     return runs
 
 
 def per_seed_rows(runs: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Every study row's measures for every seed, with the commit its run trained on."""
+    """Every study row's measures for every seed, with the commit and machine its run trained on."""
     return [
         {
             "section": row.section,
@@ -162,6 +166,7 @@ def per_seed_rows(runs: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, 
             "seed": seed,
             **{measure: metrics.get(f"test/{row.set_name}/{measure}") for measure in MEASURES},
             "git_commit": metrics["git_commit"],
+            "machine": metrics["machine"],
         }
         for row in ROWS
         for seed, metrics in sorted(runs.get(row.experiment, {}).items())

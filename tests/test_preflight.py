@@ -4,6 +4,7 @@ checked and every problem is reported at once, one line each, exit status 2, no 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import namedtuple
 from pathlib import Path
@@ -14,7 +15,7 @@ from omegaconf import open_dict
 
 from helpers.config import compose_config
 from helpers.dataset_trees import make_paper_tree
-from ttsr_lightning import preflight
+from ttsr_lightning import preflight, pretrained
 from ttsr_lightning.__main__ import main as train_main
 from ttsr_lightning.errors import PreflightError
 from ttsr_lightning.evaluate import main as evaluate_main
@@ -252,3 +253,27 @@ def test_evaluate_checks_its_checkpoint_and_sets_before_any_image(
         "expected the Sun80 folder holding Sun_Hays_SR_groundtruth/ and Sun_Hays_SR_scenematches/"
     )
     assert len(lines) == 2
+
+
+def test_the_readme_example_prints_what_the_readme_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The README's pre-flight example, typed as it is in a folder whose data/ lacks Urban100, on a
+    2-core machine with no network (``…`` in the README: what depends on the machine)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("$ python -m ttsr_lightning +experiment=ttsr data.train.patch_size=7", 1)[1]
+    command = "+experiment=ttsr data.train.patch_size=7" + block.split("\n", 1)[0]
+    shown = [line for line in block.split("```", 1)[0].splitlines() if line.startswith("error: ")]
+    make_paper_tree(tmp_path / "data", pairs=9, skip=("Urban100",))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(preflight, "available_cores", lambda: 2)
+
+    def offline(url: str, destination: str, progress: bool = True) -> None:
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(pretrained, "download_url_to_file", offline)
+    status, lines = run_train(command.split(), monkeypatch, capsys)
+    assert status == 2 and len(lines) == len(shown) == 4
+    for printed, expected in zip(lines, shown, strict=True):
+        pattern = ".*?".join(re.escape(part) for part in expected.split("…"))
+        assert re.fullmatch(pattern, printed), (printed, expected)

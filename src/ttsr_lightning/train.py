@@ -24,7 +24,7 @@ from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import NonFiniteError, Preempted
 from ttsr_lightning.files import remove_unfinished_writes, run_folder_lock, write_json
 from ttsr_lightning.preflight import preflight_training
-from ttsr_lightning.provenance import git_commit, parameter_counts
+from ttsr_lightning.provenance import git_commit, machine_description, parameter_counts
 from ttsr_lightning.result_files import margins
 from ttsr_lightning.run_folder import (
     continue_command,
@@ -237,7 +237,8 @@ def write_run_summary(
     set_margins: Sequence[dict[str, Any]] = (),
 ) -> None:
     """``run.json``: what experiments/collect.py reads (name, the model it trains, seed, study, data,
-    parameter counts, final metrics and their margins over bicubic and over the LR as reference)."""
+    parameter counts, final metrics and their margins over bicubic and over the LR as reference), and
+    the commit and machine it ran on."""
     data_name = str(cfg.data.get("name", "unknown"))
     study = cfg.get("study")
     summary = {
@@ -251,6 +252,7 @@ def write_run_summary(
         "smoke": data_name == "sample" and study is None,
         "margins": list(set_margins),
         "git_commit": run_info["git_commit"],
+        "machine": machine_description(),
         "params": {k: v for k, v in run_info.items() if k.startswith("params/")},
         "generator": OmegaConf.to_container(cfg.model.generator, resolve=True),
         # the protocol of the unprefixed test metrics (the first of conf/protocol/ selected)
