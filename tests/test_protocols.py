@@ -61,7 +61,7 @@ def test_a_batch_measures_each_image_as_alone() -> None:
 
 
 def test_the_conventions_differ_by_up_to_1_5_db_on_the_same_images() -> None:
-    """The issue's observation, measured: official vs BasicSR vs mmagic on the same three photographs."""
+    """The conventions' spread, measured: official vs BasicSR vs mmagic on the same three photographs."""
     means = {}
     for protocol in load_protocols("ttsr_official", "basicsr", "mmagic"):
         values = [
