@@ -66,7 +66,11 @@ TRAIN, EVALUATE, INFER = "ttsr_lightning", "ttsr_lightning.evaluate", "ttsr_ligh
             "init_weights: no weights file at /nowhere/TTSR.pt",
         ),
         (EVALUATE, [], "Missing mandatory value: ckpt"),
-        (EVALUATE, ["ckpt=/nowhere/TTSR.pt", "logger=none"], "ckpt=/nowhere/TTSR.pt: no file there"),
+        (
+            EVALUATE,
+            ["ckpt=/nowhere/TTSR.pt", "logger=none", "data=sample"],
+            "ckpt=/nowhere/TTSR.pt: no file there",
+        ),
         (
             INFER,
             ["lr=missing.png", "ref=ref.png", "out=sr.png"],

@@ -1,4 +1,6 @@
-"""`make train` as a new user runs it: the default experiment shows reference-based super-resolution.
+"""`make train` as a new user runs it: the default experiment shows reference-based super-resolution,
+and gives the miniature study's committed number for its row (TTSR with all losses, seed 0), so the
+study's table comes from the code as it is.
 
 The command is the README's, unchanged (``python -m ttsr_lightning``, started in an empty folder: the
 sample set is built there; W&B offline, its default, which needs no network or account), so this takes
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers.committed_study import assert_reproduces, committed_row
 from helpers.wandb_records import offline_runs
 
 
@@ -38,6 +41,9 @@ def test_the_default_run_beats_bicubic_and_its_reference_beats_none(tmp_path: Pa
     margins = {row["set"]: row for row in summary["margins"]}
     assert margins["CUFED5_L1"]["psnr_over_bicubic"] > 0
     assert margins["CUFED5_L1"]["psnr_over_lr_reference"] > 0
+    # the default recipe is the miniature study's TTSR row: its committed numbers come from this code
+    study = committed_row("TTSR (all losses)", seed=0)
+    assert_reproduces(summary["metrics"]["test/CUFED5_L1/psnr"], summary["machine"], study)
     results = json.loads((run / "results.json").read_text())
     assert {row["set"]: row for row in results["margins"]}["CUFED5_L1"] == margins["CUFED5_L1"]
     # the end-of-run summary prints both margins

@@ -29,7 +29,7 @@ from ttsr_lightning import pretrained
 from ttsr_lightning.budgeted import DEFAULT_HALO, plan_forward
 from ttsr_lightning.checkpoints import load_generator, project_to_official_state_dict
 from ttsr_lightning.data import CUFED5Dataset
-from ttsr_lightning.errors import CheckpointError, ConfigError
+from ttsr_lightning.errors import ConfigError, PreflightError
 from ttsr_lightning.evaluate import evaluate, select_test_sets
 from ttsr_lightning.evaluation_module import EvaluationModule
 from ttsr_lightning.files import TEMPORARY_SUFFIX
@@ -221,7 +221,7 @@ def test_sets_subset_and_unknown_names() -> None:
 
 
 def test_a_missing_checkpoint_is_named(tmp_path: Path, data_dir: Path) -> None:
-    with pytest.raises(CheckpointError, match="ckpt=.*missing.pt: no file there"):
+    with pytest.raises(PreflightError, match="ckpt=.*missing.pt: no file there"):  # before any image
         evaluate(compose_evaluate(tmp_path, data_dir, [f"ckpt={tmp_path / 'missing.pt'}"]))
 
 

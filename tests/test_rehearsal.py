@@ -65,7 +65,7 @@ def test_the_prediction_adds_up_the_recipe_from_the_measured_times() -> None:
     )
     timings = Timings(
         warmup_batch=0.2,
-        all_losses_batch=0.5,
+        after_warmup_batch=0.5,
         epoch_start_wait=3.0,
         validation_image={"CUFED5_L1": 0.1},
         test_image={"CUFED5_L1": 0.1, "Sun80": 1.0},
@@ -77,7 +77,7 @@ def test_the_prediction_adds_up_the_recipe_from_the_measured_times() -> None:
         {
             "start-up (imports, pre-flight, models, data)": 30.0,
             "training, warm-up": 2 * 1319 * 0.2,
-            "training, all losses": 50 * 1319 * 0.5,
+            "training, after warm-up": 50 * 1319 * 0.5,
             "waiting for data at epoch starts": 52 * 3.0,
             "validation": 5 * 63 * 0.1,  # each of the two processes evaluates half the images
             "test": 63 * 0.1 + 40 * 1.0,
@@ -97,7 +97,7 @@ def test_batch_timings_set_aside_each_parts_first_batch_of_a_phase() -> None:
     part2 = {"train": [batch(5, False, 33.0)]}
     assert batch_timings([part1, part2]) == {
         "warm-up": {"batches": 2, "steady_seconds": 20.0, "first_seconds": 30.0},
-        "all losses": {"batches": 3, "steady_seconds": 24.0, "first_seconds": 35.0},
+        "after warm-up": {"batches": 3, "steady_seconds": 24.0, "first_seconds": 35.0},
     }
 
 
@@ -140,7 +140,7 @@ def test_the_paper_recipe_rehearses_on_a_cufed_shaped_tree(tmp_path: Path) -> No
     assert report["recipe"]["warmup_epochs"] == 2 and report["recipe"]["max_epochs"] == 52
     assert report["recipe"]["batches_per_epoch"] == 2  # 18 pairs in batches of 9
     assert report["batch_seconds"]["warm-up"]["batches"] == 2
-    assert report["batch_seconds"]["all losses"]["batches"] == 3
+    assert report["batch_seconds"]["after warm-up"]["batches"] == 3
     assert report["sigterm"] == {"status": 143, "stopped_after_batch": 4, "continued_with_batch": 5}
     assert set(report["test_image_seconds"]) == set(report["recipe"]["test_sets"])  # every test set
     assert set(report["validation_image_seconds"]) == {"CUFED5_L1"}

@@ -315,7 +315,8 @@ def test_evaluate_never_overwrites_an_earlier_result(
     run = tmp_path / "evaluation"
     run.mkdir()
     (run / "results.json").write_text('{"earlier": true}\n')
-    args = ["ckpt=/nowhere/TTSR.pt", "logger=none", f"hydra.run.dir={run}"]
+    data = f"paths.data_dir={tmp_path / 'data'}"  # the sample set: only the checkpoint is missing
+    args = ["ckpt=/nowhere/TTSR.pt", "logger=none", f"hydra.run.dir={run}", "data=sample", data]
     status, line = one_error_line(evaluate_main, args, monkeypatch, capsys)
     assert status == 2
     assert line.startswith(f"error: hydra.run.dir: {run / 'results.json'} already holds an earlier result"), (

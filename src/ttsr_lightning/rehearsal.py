@@ -28,7 +28,6 @@ that fails stops the rehearsal with one line naming it and the log that shows wh
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import platform
@@ -61,8 +60,6 @@ from ttsr_lightning.preflight import (
 )
 from ttsr_lightning.run_folder import program, run_overrides
 from ttsr_lightning.settings import check_run_config
-
-log = logging.getLogger(__name__)
 
 PREEMPTED_STATUS = 128 + signal.SIGTERM
 CONTINUE_PREFIX = "continue it with: "
@@ -140,6 +137,10 @@ def rehearse(cfg: DictConfig) -> dict[str, Any]:
     """Runs the rehearsal of the module docstring; returns its report (also written to the run folder)."""
     check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     settings = RehearsalSettings.from_config(cfg.rehearsal)
+    if not cfg.train:
+        raise ConfigError("debug=rehearse rehearses a training: it needs train=true")
+    if cfg.trainer.get("max_epochs") in (None, -1):
+        raise ConfigError("debug=rehearse: trainer.max_epochs must be set, to predict the recipe's wall time")
     output_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
     print(f"Rehearsal of `{shlex.join(_user_overrides())}` in {output_dir}", flush=True)
@@ -148,7 +149,8 @@ def rehearse(cfg: DictConfig) -> dict[str, Any]:
     shape = RecipeShape.from_config(cfg, findings)
     probes = output_dir / PROBE_FOLDER
     warmup = shape.warmup_epochs
-    epochs = min(shape.max_epochs, warmup + settings.epochs_after_warmup)
+    # at least two epochs: one stopped by SIGTERM, one continued
+    epochs = max(2, min(shape.max_epochs, warmup + settings.epochs_after_warmup))
     stop_batch = max(1, (epochs - 1) * settings.batches_per_epoch)
     overrides = [
         *_user_overrides(),
@@ -160,11 +162,11 @@ def rehearse(cfg: DictConfig) -> dict[str, Any]:
         "preflight.decode_images=false",  # decoded above, seconds ago
         f"hydra.run.dir={output_dir}",
         "+callbacks.rehearsal_probe={_target_: ttsr_lightning.callbacks.RehearsalProbe, "
-        f"folder: '{probes}', sigterm_before_batch: {stop_batch}}}",
+        f'folder: "{probes}", sigterm_before_batch: {stop_batch}}}',
     ]
     siblings = _folders(output_dir.parent)
     print(
-        f"2. the run: {warmup} warm-up and {epochs - warmup} all-losses epoch(s) of "
+        f"2. the run: {warmup} warm-up and {epochs - warmup} after-warm-up epoch(s) of "
         f"{settings.batches_per_epoch} batch(es); SIGTERM during batch {stop_batch}",
         flush=True,
     )
@@ -243,7 +245,7 @@ def _print_progress(probes: Path, shown: dict[str, int]) -> None:
         key = str(record["pid"])
         lines = [
             f"   batch {row['run_batch']} (epoch {row['epoch']}, "
-            f"{'warm-up' if row['warmup'] else 'all losses'}): {row['seconds']:.1f} s"
+            f"{'warm-up' if row['warmup'] else 'after warm-up'}): {row['seconds']:.1f} s"
             for row in record["train"]
         ] + [
             f"   {stage} {row['set']}: {row['seconds']:.1f} s"
@@ -315,7 +317,7 @@ class Timings:
     validation and test set, a checkpoint write, and the start-up of a run."""
 
     warmup_batch: float
-    all_losses_batch: float
+    after_warmup_batch: float
     epoch_start_wait: float
     validation_image: dict[str, float]
     test_image: dict[str, float]
@@ -324,14 +326,14 @@ class Timings:
 
 
 def batch_timings(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per phase (``warm-up``, ``all losses``): batches measured, the median of those after each part's
+    """Per phase (``warm-up``, ``after warm-up``): batches measured, the median of those after each part's
     first batch of the phase (None when there is none) and that first batch's seconds (the part's
     start, the critic's first use: one-time costs)."""
-    phases: dict[str, list[tuple[bool, float]]] = {"warm-up": [], "all losses": []}
+    phases: dict[str, list[tuple[bool, float]]] = {"warm-up": [], "after warm-up": []}
     for record in records:
         seen: set[str] = set()
         for row in record["train"]:
-            phase = "warm-up" if row["warmup"] else "all losses"
+            phase = "warm-up" if row["warmup"] else "after warm-up"
             phases[phase].append((phase not in seen, row["seconds"]))
             seen.add(phase)
     timings = {}
@@ -357,7 +359,7 @@ def predicted_seconds(shape: RecipeShape, timings: Timings) -> dict[str, float]:
     return {
         "start-up (imports, pre-flight, models, data)": timings.startup,
         "training, warm-up": shape.warmup_epochs * shape.batches_per_epoch * timings.warmup_batch,
-        "training, all losses": after_warmup * shape.batches_per_epoch * timings.all_losses_batch,
+        "training, after warm-up": after_warmup * shape.batches_per_epoch * timings.after_warmup_batch,
         "waiting for data at epoch starts": shape.max_epochs * timings.epoch_start_wait,
         "validation": shape.validations * images(timings.validation_image, shape.validation_sets),
         "test": images(timings.test_image, shape.test_sets),
@@ -385,7 +387,7 @@ def _report(
     checkpoint = output_dir / "checkpoints" / "last.ckpt"
     timings = Timings(
         warmup_batch=batch_seconds("warm-up"),
-        all_losses_batch=batch_seconds("all losses"),
+        after_warmup_batch=batch_seconds("after warm-up"),
         epoch_start_wait=statistics.median(waits) if waits else 0.0,
         validation_image=_per_set(records, "validation"),
         test_image=_per_set(records, "test"),
@@ -499,7 +501,7 @@ def render_report(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"**Predicted wall time of the full recipe on this machine: {total}** ({recipe['warmup_epochs']} "
-        f"warm-up + {after_warmup} all-losses epochs of {recipe['batches_per_epoch']:,} batches on "
+        f"warm-up + {after_warmup} after-warm-up epochs of {recipe['batches_per_epoch']:,} batches on "
         f"{recipe['processes']} process(es), {recipe['validations']} validation(s)):",
         "",
         "| part | predicted |",
