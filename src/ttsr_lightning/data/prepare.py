@@ -7,10 +7,13 @@
     python -m ttsr_lightning.data.prepare manga109 data/Manga109            # 109 HR images
     python -m ttsr_lightning.data.prepare wrsr     data/WR-SR               # 80 images + 80 references
     python -m ttsr_lightning.data.prepare sample   data/sample              # builds data/sample/CUFED
+    python -m ttsr_lightning.data.prepare photos   data/my_photos_dataset   # built by data.build
 
 A check reads every image the way training and testing will (decoding, colour mode, sizes), prints
 every problem it finds and exits with status 1; it never writes anything. ``sample`` writes: it builds
 the embedded sample set in the folder (when it is not there yet; see ``sample.py``), then checks it.
+``photos`` checks a dataset built from your photographs by ``python -m ttsr_lightning.data.build``: its
+training pairs and test groups, counted and sized as its ``manifest.json`` says.
 The expected layouts are in the docstrings of ``cufed.py``, ``cufed5.py``, ``sun80.py``,
 ``urban100.py``, ``manga109.py`` and ``wrsr.py``.
 """
@@ -31,6 +34,7 @@ from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
 from ttsr_lightning.data.eval_dataset import EvalDataset
 from ttsr_lightning.data.image_io import RGBImageReader
 from ttsr_lightning.data.manga109 import Manga109Dataset
+from ttsr_lightning.data.photo_dataset import read_manifest
 from ttsr_lightning.data.sample import PATCH as SAMPLE_PATCH
 from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.sun80 import Sun80Dataset
@@ -40,7 +44,7 @@ from ttsr_lightning.files import remove_unfinished_writes
 
 # Sizes of the real datasets: training pairs, CUFED5 groups, test images.
 EXPECTED_COUNTS = {"cufed": 11871, "cufed5": 126, "sun80": 80, "urban100": 100, "manga109": 109, "wrsr": 80}
-DATASETS = (*EXPECTED_COUNTS, "sample")
+DATASETS = (*EXPECTED_COUNTS, "sample", "photos")
 CUFED_PATCH = 160  # the official training patch: CUFED's training images are 160x160
 
 
@@ -121,6 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks = [
             ("cufed", root / "train", None, SAMPLE_PATCH),
             ("cufed5", root / "test" / "CUFED5", None, CUFED_PATCH),
+        ]
+    elif args.dataset == "photos":
+        with reported_errors():
+            manifest = read_manifest(args.folder)
+        checks = [
+            (
+                "cufed",
+                args.folder / "CUFED" / "train",
+                len(manifest["train"]),
+                manifest["settings"]["patch_size"],
+            ),
+            ("cufed5", args.folder / "CUFED" / "test" / "CUFED5", len(manifest["test"]), CUFED_PATCH),
         ]
     else:
         checks = [(args.dataset, args.folder, EXPECTED_COUNTS[args.dataset], CUFED_PATCH)]

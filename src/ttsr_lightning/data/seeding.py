@@ -40,6 +40,7 @@ def reference_generator(seed: int, index: int) -> np.random.Generator:
 
 def build_generator(seed: int, *names: str) -> np.random.Generator:
     """A choice of the dataset builder (``photo_dataset.py``) keyed by ``names``: which albums are
-    tested (``"split"``), which collection photos a photo is matched against (its path)."""
+    tested (``"split"``), the order a test album's photos are tried in as group HRs (``"test"``, the
+    album), which photos a photo is matched against when its pool is too large (its path, the pool)."""
     keys = [int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") for name in names]
     return np.random.default_rng([_BUILD, seed, *keys])
