@@ -90,7 +90,7 @@ def run_table(runs: Sequence[Path]) -> list[str]:
         config = json.loads((run / "run.json").read_text())
         psnr = {level: _psnr(results, f"CUFED5_{level}") for level in levels}
         cells = " | ".join(f"{psnr[level]:.3f}" for level in levels)
-        rows.append(f"| {run.name} ({config['seed']}) | {cells} | {psnr['L1'] - psnr['LR']:+.3f} |")
+        rows.append(f"| {run} ({config['seed']}) | {cells} | {psnr['L1'] - psnr['LR']:+.3f} |")
     return rows
 
 

@@ -1,5 +1,4 @@
-"""Small dataset trees with the real folder layouts, and a small photo collection, cut from scikit-image's
-bundled photographs."""
+"""Small dataset trees with the real folder layouts, cut from scikit-image's bundled photographs."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ import pytest
 from PIL import Image
 
 from helpers.dataset_trees import make_cufed5, make_cufed_train, make_image_folder, make_sun80, photo_crop
-from helpers.photo_collection import SETTINGS, write_test_collection
 from ttsr_lightning.data import build_sample_dataset
-from ttsr_lightning.data.photo_dataset import BuildResult, build_photo_dataset
 
 
 @pytest.fixture(scope="session")
@@ -58,15 +55,3 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sample")
     build_sample_dataset(root)
     return root
-
-
-@pytest.fixture(scope="session")
-def photo_collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small collection of real photographs in albums, with bad files (helpers/photo_collection.py)."""
-    return write_test_collection(tmp_path_factory.mktemp("collection") / "photos")
-
-
-@pytest.fixture(scope="session")
-def built_photos(photo_collection: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
-    """That collection built once, uninterrupted, in this process (read-only for the tests)."""
-    return build_photo_dataset(photo_collection, tmp_path_factory.mktemp("built") / "dataset", SETTINGS)
