@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the official code's outputs (tests/fixtures/official), small real photographs."""
+"""Shared pytest fixtures: the official code's outputs (tests/fixtures/official), small real photographs, a
+small photo collection and the dataset built from it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ttsr_lightning.data.photo_dataset import BuildResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _TORCH_HOME = pytest.StashKey[str]()
@@ -28,6 +33,24 @@ def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("data")
     build_sample_dataset(data_dir / "sample")
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def photo_collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small collection of real photographs in albums, with bad files (helpers/photo_collection.py)."""
+    from helpers.photo_collection import write_test_collection
+
+    return write_test_collection(tmp_path_factory.mktemp("collection") / "photos")
+
+
+@pytest.fixture(scope="session")
+def built_photos(photo_collection: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """That collection built once by ``python -m ttsr_lightning.data.build``'s function, uninterrupted, in
+    this process (read-only for the tests)."""
+    from helpers.photo_collection import SETTINGS
+    from ttsr_lightning.data.photo_dataset import build_photo_dataset
+
+    return build_photo_dataset(photo_collection, tmp_path_factory.mktemp("built") / "dataset", SETTINGS)
 
 
 def pytest_configure(config: pytest.Config) -> None:

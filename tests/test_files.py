@@ -75,6 +75,9 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path: 
         path.write_bytes(b"x")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
+    # a caller holding the lock its writers held knows them gone: a live-looking pid is an unreaped one
+    assert remove_stale_temporaries(tmp_path, writers_gone=True) == [live]
+    assert [p.name for p in tmp_path.iterdir()] == [unrelated.name]
 
 
 def test_a_command_removes_the_leftovers_of_its_folders_below_them_too_when_asked(

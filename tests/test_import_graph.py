@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ttsr_lightning"
-ENTRY_POINTS = {"__main__", "train", "evaluate", "infer", "official", "score", "tools.params", "data.prepare"}
+ENTRY_POINTS = {
+    "__main__",
+    "train",
+    "evaluate",
+    "infer",
+    "official",
+    "score",
+    "tools.params",
+    "data.prepare",
+    "data.build",
+}
 # the layer of every other module: a module imports only from its own layer or lower ones
 LAYERS = {
     0: (

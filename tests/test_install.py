@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("ttsr-train", "ttsr-evaluate", "ttsr-infer", "ttsr-score", "ttsr-convert", "ttsr-prepare")
+SCRIPTS = (
+    "ttsr-train", "ttsr-evaluate", "ttsr-infer", "ttsr-score", "ttsr-convert", "ttsr-prepare", "ttsr-build"
+)  # fmt: skip
 # conf/debug/tiny.yaml, one epoch of one batch
 TINY = ["debug=tiny", "trainer.max_epochs=1", "optim.warmup_epochs=0", "trainer.limit_train_batches=1"]
 

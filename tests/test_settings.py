@@ -91,8 +91,17 @@ def test_the_nonfinite_policy_is_off_by_default_and_checked() -> None:
             {"trainer": {"max_epochs": 1}, "optim": {"warmup_epochs": 2}},
             r"trainer.max_epochs \(1\) is shorter",
         ),
+        (
+            {"study": "miniature", "data": {"name": "cufed5"}},
+            r"\+scale=miniature must come after \+experiment=.*its data is data=sample, or data=photos",
+        ),
     ],
 )
 def test_run_keys(run: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_run_config({"trainer": {}, "optim": {}, **run})
+
+
+def test_the_miniature_scale_trains_on_the_sample_or_your_photos() -> None:
+    for data in ("sample", "photos"):
+        check_run_config({"trainer": {}, "optim": {}, "study": "miniature", "data": {"name": data}})

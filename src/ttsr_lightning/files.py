@@ -153,9 +153,13 @@ def write_json(path: str | Path, document: Any, sort_keys: bool = False) -> list
     return replaced
 
 
-def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:
+def remove_stale_temporaries(
+    folder: str | Path, recursive: bool = False, writers_gone: bool = False
+) -> list[Path]:
     """Removes the temporary files of :func:`atomic_write` in ``folder`` (``recursive``: and in every
-    folder below it) whose writer process is no longer alive (a killed writer's leftovers); returns them."""
+    folder below it) whose writer process is no longer alive (a killed writer's leftovers); returns them.
+    ``writers_gone``: every one of them, when the caller knows that no earlier writer lives (it holds the
+    lock they held: then a writer that still looks alive is a killed process nobody has reaped)."""
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
@@ -165,19 +169,22 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> lis
     for searched in folders:
         for path in sorted(searched.iterdir()):
             match = _TEMPORARY.match(path.name)
-            if match and path.is_file() and not _process_alive(int(match.group(1))):
+            if match and path.is_file() and (writers_gone or not _process_alive(int(match.group(1)))):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed.append(path)
     return removed
 
 
-def remove_unfinished_writes(folders: Iterable[str | Path], recursive: bool = False) -> list[Path]:
+def remove_unfinished_writes(
+    folders: Iterable[str | Path], recursive: bool = False, writers_gone: bool = False
+) -> list[Path]:
     """What a command does at its start for the folders it writes into: :func:`remove_stale_temporaries`
-    of each (``recursive``: with the folders below it), every removal logged; returns the removed files."""
+    of each (``recursive``: with the folders below it; ``writers_gone``: as there), every removal logged;
+    returns the removed files."""
     removed = []
     for folder in dict.fromkeys(Path(folder) for folder in folders):
-        for leftover in remove_stale_temporaries(folder, recursive):
+        for leftover in remove_stale_temporaries(folder, recursive, writers_gone):
             log.info("removed %s, the unfinished write of a killed run", leftover)
             removed.append(leftover)
     return removed

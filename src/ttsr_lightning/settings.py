@@ -31,6 +31,8 @@ from ttsr_lightning.errors import ConfigError
 
 # the keys of a loss term's config that are policy (the training step's), not constructor arguments
 TERM_POLICY_KEYS = ("weight", "after_warmup")
+# the data configs at the default run's scale: what +scale=miniature trains on
+MINIATURE_DATA = ("sample", "photos")
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,11 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
             f"+experiment={cfg.get('name')} is an evaluation, not a training run: "
             f"python -m ttsr_lightning.evaluate +experiment={cfg.get('name')} ckpt=<checkpoint>"
         )
-    if cfg.get("study") == "miniature" and (cfg.get("data") or {}).get("name") != "sample":
+    if cfg.get("study") == "miniature" and (cfg.get("data") or {}).get("name") not in MINIATURE_DATA:
         raise ConfigError(
             "+scale=miniature must come after +experiment=... on the command line (Hydra merges them in "
-            "that order; here the experiment's paper-scale data and model won)"
+            "that order; here the experiment's paper-scale data and model won); its data is data=sample, "
+            "or data=photos (your own photos at the same scale)"
         )
     seed = cfg.get("seed", 0)
     check_type("seed", seed, int)

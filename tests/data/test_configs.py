@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data import TestDataModule, TrainDataModule
+from ttsr_lightning.data.photo_dataset import BuildResult
 
 DATA_CONFIGS = sorted(path.stem for path in (CONFIG_DIR / "data").glob("*.yaml"))
 
@@ -27,7 +28,9 @@ def compose_data(tmp_path: Path, name: str, data_dir: Path) -> DictConfig:
 
 
 def test_every_config_is_listed() -> None:
-    assert DATA_CONFIGS == ["cufed", "cufed5", "manga109", "paper", "sample", "sun80", "urban100", "wrsr"]
+    assert DATA_CONFIGS == [
+        "cufed", "cufed5", "manga109", "paper", "photos", "sample", "sun80", "urban100", "wrsr"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", DATA_CONFIGS)
@@ -53,6 +56,7 @@ def test_config_instantiates_both_datamodules(name: str, tmp_path: Path) -> None
         "sample": every_level,
         "cufed": ["CUFED5_L1"],
         "cufed5": every_level,
+        "photos": every_level,
         "sun80": ["Sun80", "Sun80_all"],
         "urban100": ["Urban100"],
         "manga109": ["Manga109", "Manga109_LR"],
@@ -73,3 +77,16 @@ def test_sample_config_runs_with_no_download(tmp_path: Path) -> None:
     patch = cfg.data.train.patch_size
     batch = next(iter(train.train_dataloader()))
     assert batch["hr"].shape == batch["ref"].shape == (cfg.data.train.batch_size, 3, patch, patch)
+
+
+def test_photos_config_reads_a_built_dataset_at_the_default_runs_scale(
+    built_photos: BuildResult, tmp_path: Path
+) -> None:
+    cfg = compose_data(tmp_path, "photos", built_photos.out)
+    train, test = instantiate(cfg.data.train), instantiate(cfg.data.test)
+    train.setup("fit")
+    test.setup("test")
+    assert len(train.train_set) == built_photos.manifest["counts"]["train_pairs"] == 21
+    assert [len(loader) for loader in test.test_dataloader()] == [1] * 9  # one group, every level
+    batch = next(iter(train.train_dataloader()))
+    assert batch["hr"].shape == batch["ref"].shape == (4, 3, 64, 64)  # the patch the dataset was built with

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image
 
 from ttsr_lightning.data import ImageError
@@ -95,3 +96,21 @@ def test_list_images_skips_hidden_and_non_image_files_only(tmp_path: Path) -> No
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "folder.png").mkdir()
     assert [path.name for path in list_images(tmp_path)] == ["a.JPG", "b.png", "c.bmp"]
+
+
+def test_a_bounded_read_shrinks_to_the_longer_side_and_refuses_too_many_pixels(tmp_path: Path) -> None:
+    photo = Image.fromarray(skimage.data.astronaut()).crop((0, 0, 512, 384))
+    jpeg, png = tmp_path / "photo.jpg", tmp_path / "photo.png"
+    photo.save(jpeg, quality=95)
+    photo.save(png)
+    reader = RGBImageReader("photos")
+    shrunk = reader.read(jpeg, longest_side=100)  # decoded at 1/4 (128 x 96), then shrunk
+    assert shrunk.size == (100, 75) and shrunk.mode == "RGB"
+    expected = np.asarray(photo.resize((100, 75), Image.Resampling.LANCZOS), dtype=np.float64)
+    assert np.abs(np.asarray(shrunk, dtype=np.float64) - expected).mean() < 3
+    assert reader.read(png, longest_side=1000).size == (512, 384)  # never enlarged
+    assert reader.read(jpeg, longest_side=100, max_pixels=128 * 96).size == (100, 75)  # counted after 1/4
+    with pytest.raises(
+        ImageError, match=r"photo\.png: 512x384 pixels to decode, more than max_pixels=100000"
+    ):
+        reader.read(png, longest_side=100, max_pixels=100_000)

@@ -11,11 +11,17 @@ rounding you want).
 Orientation: an EXIF orientation tag (phone photos) is applied as image viewers apply it
 (``ImageOps.exif_transpose``), so the pixels are the picture a person sees; the reader logs it once,
 naming the first such file. :func:`image_size` gives the size after that turn.
+
+Bounded decoding (photo collections of any size, ``RGBImageReader.read(path, longest_side, max_pixels)``):
+a JPEG is decoded at the smallest of its built-in reductions (1/2, 1/4, 1/8) that keeps
+``longest_side``, any image is then shrunk (Lanczos) to that longer side, and a file that would still
+decode to more than ``max_pixels`` pixels is refused before its pixels are read.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,15 +104,25 @@ class RGBImageReader:
         self._converted_modes: set[str] = set()
         self._turned = False
 
-    def read(self, path: Path) -> Image.Image:
+    def read(self, path: Path, longest_side: int | None = None, max_pixels: int | None = None) -> Image.Image:
         """The fully decoded image at ``path`` in mode RGB, turned as its EXIF orientation says;
-        ImageError naming the file otherwise."""
+        ImageError naming the file otherwise. ``longest_side``: shrunk (never enlarged) to at most that
+        many pixels on its longer side; ``max_pixels``: refused when its decoding would hold more pixels
+        (see the module docstring)."""
         try:
             with Image.open(path) as opened:
                 if _sixteen_bits(opened):
                     raise ImageError(
                         f"{path}: 16 bits per channel ({opened.mode}); expected 8 bits per channel "
                         "(convert it first, with the rounding you want: Pillow would drop the low byte)"
+                    )
+                if longest_side is not None and max(opened.size) > longest_side:
+                    ratio = longest_side / max(opened.size)
+                    opened.draft("RGB", (math.ceil(opened.width * ratio), math.ceil(opened.height * ratio)))
+                if max_pixels is not None and opened.width * opened.height > max_pixels:
+                    raise ImageError(
+                        f"{path}: {opened.width}x{opened.height} pixels to decode, more than max_pixels="
+                        f"{max_pixels}; expected a smaller image (or raise the limit)"
                     )
                 opened.load()  # decode now: a truncated file fails here, not later inside a resize
                 orientation = _orientation(opened)
@@ -126,8 +142,15 @@ class RGBImageReader:
                 path,
                 orientation,
             )
-        if image.mode == "RGB":
-            return image
+        if image.mode != "RGB":
+            image = self._converted(image, path)
+        if longest_side is not None and max(image.size) > longest_side:
+            ratio = longest_side / max(image.size)
+            size = (max(1, round(image.width * ratio)), max(1, round(image.height * ratio)))
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        return image
+
+    def _converted(self, image: Image.Image, path: Path) -> Image.Image:
         if image.mode not in CONVERTED_MODES:
             raise ImageError(
                 f"{path}: colour mode {image.mode!r} is not supported; expected 8-bit RGB "

@@ -7,10 +7,16 @@
     python -m ttsr_lightning.data.prepare manga109 data/Manga109            # 109 HR images
     python -m ttsr_lightning.data.prepare wrsr     data/WR-SR               # 80 images + 80 references
     python -m ttsr_lightning.data.prepare sample   data/sample              # builds data/sample/CUFED
+    python -m ttsr_lightning.data.prepare photos   data/my_photos_dataset   # built by data.build
 
 A check reads every image the way training and testing will (decoding, colour mode, sizes), prints
-every problem it finds and exits with status 1; it never writes anything. ``sample`` writes: it builds
+every problem it finds and exits with status 1; it never writes anything. A count that differs from the
+released dataset's is a note, not a problem: a subset, or a dataset of your own laid out the same way
+(``data.build`` writes one; ``--patch-size`` for training images smaller than CUFED's 160), is checked
+the same way. ``sample`` writes: it builds
 the embedded sample set in the folder (when it is not there yet; see ``sample.py``), then checks it.
+``photos`` checks a dataset built from your photographs by ``python -m ttsr_lightning.data.build``: its
+training pairs and test groups, counted and sized as its ``manifest.json`` says.
 The expected layouts are in the docstrings of ``cufed.py``, ``cufed5.py``, ``sun80.py``,
 ``urban100.py``, ``manga109.py`` and ``wrsr.py``.
 """
@@ -30,7 +36,9 @@ from ttsr_lightning.data.cufed5 import CUFED5Dataset, find_cufed5_groups
 from ttsr_lightning.data.errors import DatasetLayoutError, ImageError
 from ttsr_lightning.data.eval_dataset import EvalDataset
 from ttsr_lightning.data.image_io import RGBImageReader
+from ttsr_lightning.data.inspection import subset_note
 from ttsr_lightning.data.manga109 import Manga109Dataset
+from ttsr_lightning.data.photo_dataset import read_manifest
 from ttsr_lightning.data.sample import PATCH as SAMPLE_PATCH
 from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.data.sun80 import Sun80Dataset
@@ -38,9 +46,18 @@ from ttsr_lightning.data.urban100 import Urban100Dataset
 from ttsr_lightning.data.wrsr import WRSRDataset
 from ttsr_lightning.files import remove_unfinished_writes
 
-# Sizes of the real datasets: training pairs, CUFED5 groups, test images.
-EXPECTED_COUNTS = {"cufed": 11871, "cufed5": 126, "sun80": 80, "urban100": 100, "manga109": 109, "wrsr": 80}
-DATASETS = (*EXPECTED_COUNTS, "sample")
+# The released datasets this command checks, by the name of their released set (inspection.FULL_SIZES:
+# a count that differs from the release's is a note, not a problem: a subset or a dataset of one's own,
+# laid out the same way, is checked the same way)
+RELEASED = {
+    "cufed": "CUFED",
+    "cufed5": "CUFED5",
+    "sun80": "Sun80",
+    "urban100": "Urban100",
+    "manga109": "Manga109",
+    "wrsr": "WR-SR",
+}
+DATASETS = (*RELEASED, "sample", "photos")
 CUFED_PATCH = 160  # the official training patch: CUFED's training images are 160x160
 
 
@@ -80,8 +97,7 @@ def check(
         return exc.problems
     count = len(items)
     if expected is not None and count != expected:
-        unit = {"cufed": "pairs", "cufed5": "groups"}.get(dataset, "images")
-        return [f"{folder}: found {count} {unit}; expected {expected} (is the download complete?)"]
+        return [f"{folder}: found {count} {_unit(dataset)}; expected {expected} (is the download complete?)"]
     problems = []
     for index in tqdm(range(count), desc=f"{dataset}: items", unit="item", leave=False):
         try:
@@ -97,6 +113,15 @@ def check(
     return problems
 
 
+def count_items(dataset: str, folder: Path, pattern: str = "*.png") -> int:
+    """How many pairs, groups or images the dataset at ``folder`` holds (its layout must be valid)."""
+    return len(_open(dataset, folder, pattern, patch_size=4)[0])
+
+
+def _unit(dataset: str) -> str:
+    return {"cufed": "pairs", "cufed5": "groups"}.get(dataset, "images")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 = ready to use)."""
     parser = argparse.ArgumentParser(
@@ -105,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dataset", choices=DATASETS)
     parser.add_argument("folder", type=Path, help="the dataset's folder (see the examples below)")
     parser.add_argument("--pattern", default="*.png", help="glob of the HR images (urban100, manga109)")
+    parser.add_argument(
+        "--patch-size",
+        type=int,
+        default=CUFED_PATCH,
+        help="the training patch every cufed training HR must hold (default: CUFED's 160)",
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n")[1]
     args = parser.parse_args(argv)
@@ -122,12 +153,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("cufed", root / "train", None, SAMPLE_PATCH),
             ("cufed5", root / "test" / "CUFED5", None, CUFED_PATCH),
         ]
+    elif args.dataset == "photos":
+        with reported_errors():
+            manifest = read_manifest(args.folder)
+        checks = [
+            (
+                "cufed",
+                args.folder / "CUFED" / "train",
+                len(manifest["train"]),
+                manifest["settings"]["patch_size"],
+            ),
+            ("cufed5", args.folder / "CUFED" / "test" / "CUFED5", len(manifest["test"]), CUFED_PATCH),
+        ]
     else:
-        checks = [(args.dataset, args.folder, EXPECTED_COUNTS[args.dataset], CUFED_PATCH)]
+        checks = [(args.dataset, args.folder, None, args.patch_size)]
     status = 0
     for dataset, folder, expected, patch_size in checks:
         with reported_errors():
             problems = check(dataset, folder, args.pattern, expected, patch_size)
+            if args.dataset in RELEASED and not problems:
+                note = subset_note(
+                    RELEASED[dataset], count_items(dataset, folder, args.pattern), _unit(dataset)
+                )
+                if note:
+                    print(f"note: {note}")
         if problems:
             status = 1
             print(f"{dataset} at {folder}: {len(problems)} problem(s):", file=sys.stderr)

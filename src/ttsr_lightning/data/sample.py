@@ -242,7 +242,7 @@ def _title() -> str:
     return f"# ttsr-lightning embedded sample dataset, version {SAMPLE_VERSION}"
 
 
-def _load_photos() -> dict[str, Image.Image]:
+def load_photos() -> dict[str, Image.Image]:
     """The photographs as RGB PIL images (scikit-image ships them; nothing is downloaded)."""
     import skimage.data  # a runtime dependency of the sample set only
 
@@ -312,7 +312,7 @@ def _train_crops(photos: dict[str, Image.Image]) -> list[tuple[Crop, Crop]]:
 
 def _write_sample(folder: Path) -> int:
     """Write the sample dataset's CUFED folder contents into ``folder``; returns the training pair count."""
-    photos = _load_photos()
+    photos = load_photos()
     input_dir, ref_dir, test_dir = (
         folder / "train" / "input",
         folder / "train" / "ref",

@@ -7,12 +7,15 @@ The first word of each key names a stream, so the streams differ for the same se
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 _AUGMENTATION = 0xA06
 _SHUFFLE = 0x5F1
 _SPLIT = 0x5B1
 _REFERENCE = 0x2EF
+_BUILD = 0xB1D
 
 
 def augmentation_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -33,3 +36,11 @@ def split_generator(seed: int) -> np.random.Generator:
 def reference_generator(seed: int, index: int) -> np.random.Generator:
     """Which reference test image ``index`` gets when a test set picks one at random."""
     return np.random.default_rng([_REFERENCE, seed, index])
+
+
+def build_generator(seed: int, *names: str) -> np.random.Generator:
+    """A choice of the dataset builder (``photo_dataset.py``) keyed by ``names``: which albums are
+    tested (``"split"``), the order a test album's photos are tried in as group HRs (``"test"``, the
+    album), which photos a photo is matched against when its pool is too large (its path, the pool)."""
+    keys = [int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") for name in names]
+    return np.random.default_rng([_BUILD, seed, *keys])
