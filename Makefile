@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 
 help:
 	@echo "make install   create $(VENV), install torch==$(TORCH_VERSION) first, then this package [dev]"
-	@echo "make train     train the default experiment on the embedded sample dataset (CPU, ~8 min on 2 cores)"
+	@echo "make train     train the default experiment on the embedded sample dataset (CPU, ~3 min on 2 cores)"
 	@echo "make study     the paper's claims in miniature: its ablations on the sample set (CPU, ~45 min)"
 	@echo "make test      fast test suite (CPU, < 10 min)"
 	@echo "make test-slow the slow tier (CPU, ~40-50 min on 2 cores; CI runs it after make test)"
