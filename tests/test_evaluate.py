@@ -22,6 +22,7 @@ from PIL import Image
 
 from helpers.checkpoints import one_batch_run_checkpoint
 from helpers.config import compose_evaluate
+from helpers.dataset_trees import astronaut_batch
 from helpers.file_faults import killed_writers_leftover
 from helpers.lpips_reference import seeded_alexnet_state_dict
 from ttsr_lightning import lpips_setting as lpips_module
@@ -483,14 +484,7 @@ def test_killed_writers_leftovers_in_the_run_folder_are_removed_at_the_start(
 def test_halo_is_the_context_of_the_tiles_and_a_bad_one_is_refused_before_the_checkpoint_is_read(
     tmp_path: Path, data_dir: Path, tiny_generator: TTSRGenerator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    astronaut = torch.tensor(skimage.data.astronaut()).permute(2, 0, 1).float().div(127.5).sub(1)
-    lr_up = astronaut[:, 100:244, :512].unsqueeze(0)
-    batch = {
-        "lr": torch.nn.functional.interpolate(lr_up, scale_factor=0.25, mode="area"),
-        "lr_up": lr_up,
-        "ref": astronaut[:, 300:340, 100:160].unsqueeze(0),
-        "ref_down_up": astronaut[:, 300:340, 160:220].unsqueeze(0),
-    }
+    batch = astronaut_batch()
     budget = plan_forward(tiny_generator, (36, 128), [(40, 60)], None).estimated_bytes
     while not plan_forward(tiny_generator, (36, 128), [(40, 60)], budget, halo=5).tiled:
         budget = budget * 3 // 4

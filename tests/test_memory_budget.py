@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
 import torch
 from PIL import Image
 
 from helpers.config import TINY_GENERATOR, compose_evaluate, compose_infer
-from helpers.dataset_trees import photo_crop
+from helpers.dataset_trees import astronaut_batch, photo_crop
 from ttsr_lightning.budgeted import (
     AUTO_FRACTION,
     available_memory,
@@ -129,14 +128,7 @@ def test_evaluation_module_within_a_budget() -> None:
     under a smaller budget (the first plan of each kind logged)."""
     torch.manual_seed(0)
     generator = TTSRGenerator(**TINY_GENERATOR).eval()
-    astronaut = torch.tensor(skimage.data.astronaut()).permute(2, 0, 1).float().div(127.5).sub(1)
-    lr_up = astronaut[:, 100:244, :512].unsqueeze(0)
-    batch = {
-        "lr": torch.nn.functional.interpolate(lr_up, scale_factor=0.25, mode="area"),
-        "lr_up": lr_up,
-        "ref": astronaut[:, 300:340, 100:160].unsqueeze(0),
-        "ref_down_up": astronaut[:, 300:340, 160:220].unsqueeze(0),
-    }
+    batch = astronaut_batch()
     with torch.no_grad():
         plain = EvaluationModule(generator)(batch)
         untiled = EvaluationModule(generator, max_memory="auto")(batch)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections import namedtuple
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 from omegaconf import open_dict
 
+from helpers.command_line import error_lines
 from helpers.config import compose_config
 from helpers.dataset_trees import make_paper_tree
 from ttsr_lightning import preflight, pretrained
@@ -35,14 +35,7 @@ def run_train(
     args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> tuple[int, list[str]]:
     """``python -m ttsr_lightning <args>`` in this process: (exit status, its ``error:`` lines)."""
-    monkeypatch.setattr(sys, "argv", ["python -m ttsr_lightning", *args])
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
-    monkeypatch.setenv("TTSR_SHOW_TRACEBACK", "0")
-    with pytest.raises(SystemExit) as exited:
-        train_main()
-    stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr, stderr
-    return int(exited.value.code or 0), [line for line in stderr.splitlines() if line.startswith("error:")]
+    return error_lines(train_main, args, monkeypatch, capsys)
 
 
 def problems(cfg, output_dir: Path) -> list[str]:
@@ -228,25 +221,16 @@ def test_evaluate_checks_its_checkpoint_and_sets_before_any_image(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     data_dir = make_paper_tree(tmp_path / "data", pairs=1, skip=("Sun80",))
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "python -m ttsr_lightning.evaluate",
-            "ckpt=/nowhere/TTSR-rec.pt",
-            "data=paper",
-            "sets=[CUFED5_L1,Sun80]",
-            f"paths.data_dir={data_dir}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            "logger=none",
-        ],
-    )
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
-    monkeypatch.setenv("TTSR_SHOW_TRACEBACK", "0")
-    with pytest.raises(SystemExit) as exited:
-        evaluate_main()
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert exited.value.code == 2
+    args = [
+        "ckpt=/nowhere/TTSR-rec.pt",
+        "data=paper",
+        "sets=[CUFED5_L1,Sun80]",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "logger=none",
+    ]
+    status, lines = error_lines(evaluate_main, args, monkeypatch, capsys)
+    assert status == 2
     assert lines[0].startswith("error: ckpt=/nowhere/TTSR-rec.pt: no file there; expected ")
     assert lines[1] == (
         f"error: data.test.sets[1] (Sun80): Sun80: {data_dir / 'Sun80'}: folder not found; "

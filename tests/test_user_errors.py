@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from helpers.command_line import error_lines
 from helpers.file_faults import fill_disk_after
 from ttsr_lightning import files
 from ttsr_lightning.__main__ import main as train_main
@@ -44,16 +45,9 @@ def one_error_line(
     main: Callable[[], None], args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> tuple[int, str]:
     """Runs ``main`` with ``args`` as its command line; returns its exit status and its one error line."""
-    monkeypatch.setattr(sys, "argv", ["python -m ttsr_lightning", *args])
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
-    monkeypatch.setenv("TTSR_SHOW_TRACEBACK", "0")
-    with pytest.raises(SystemExit) as exited:
-        main()
-    stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr and "Error executing job" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, stderr
-    return int(exited.value.code or 0), lines[0]
+    status, lines = error_lines(main, args, monkeypatch, capsys)
+    assert len(lines) == 1, lines
+    return status, lines[0]
 
 
 def png(path: Path, size: tuple[int, int] = (8, 8), seed: int = 0) -> Path:

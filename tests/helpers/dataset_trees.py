@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
+import torch
 from PIL import Image
 
 
@@ -91,3 +92,16 @@ def make_paper_tree(data_dir: Path, pairs: int = 18, skip: tuple[str, ...] = ())
         if name not in skip:
             build()
     return data_dir
+
+
+def astronaut_batch() -> dict[str, torch.Tensor]:
+    """An evaluation batch cut from the astronaut photograph in [-1, 1]: LR 36x128 (its LR-up 144x512)
+    and a 40x60 reference, for the memory-budgeted forward's tests."""
+    astronaut = torch.tensor(skimage.data.astronaut()).permute(2, 0, 1).float().div(127.5).sub(1)
+    lr_up = astronaut[:, 100:244, :512].unsqueeze(0)
+    return {
+        "lr": torch.nn.functional.interpolate(lr_up, scale_factor=0.25, mode="area"),
+        "lr_up": lr_up,
+        "ref": astronaut[:, 300:340, 100:160].unsqueeze(0),
+        "ref_down_up": astronaut[:, 300:340, 160:220].unsqueeze(0),
+    }
