@@ -192,7 +192,7 @@ def rehearse(cfg: DictConfig) -> dict[str, Any]:
     report = _report(cfg, shape, findings, records, first, second, output_dir)
     report["rehearsal_seconds"] = time.perf_counter() - started
     markdown = render_report(report)
-    write_json(output_dir / "rehearsal.json", report, sort_keys=True)
+    write_json(output_dir / "rehearsal.json", report)  # in the order the report reads
     write_text(output_dir / "rehearsal.md", markdown)
     print(f"\n{markdown}\n(rehearsal.md / rehearsal.json in {output_dir})", flush=True)
     return report
