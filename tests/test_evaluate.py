@@ -433,6 +433,28 @@ def test_lpips_beside_psnr_ssim_is_the_network_on_the_saved_images(
     assert "| LPIPS ↓ | bicubic LPIPS ↓ |" in (tmp_path / "results.md").read_text()
 
 
+def test_lpips_means_are_lower_is_better_psnr_and_ssim_higher(
+    tiny_generator: TTSRGenerator, alexnet_file: Path
+) -> None:
+    """The direction each logged mean declares (torchmetrics' ``higher_is_better``), per measure."""
+    module = EvaluationModule(tiny_generator, lpips=alexnet_file)
+    lr_up, ref, hr = torch.rand(3, 1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    batch = {"lr": lr_up[..., ::4, ::4], "lr_up": lr_up, "ref": ref, "ref_down_up": ref, "hr": hr}
+    with torch.no_grad(), pytest.warns(UserWarning, match="self.log"):
+        module.test_step(batch, 0)
+    directions = {
+        key.rsplit("__", 1)[1]: metric.higher_is_better for key, metric in module.eval_metrics.items()
+    }
+    assert directions == {
+        "lpips": False,
+        "lpips_bicubic": False,
+        "psnr": True,
+        "ssim": True,
+        "psnr_bicubic": True,
+        "ssim_bicubic": True,
+    }
+
+
 def test_without_alexnet_weights_lpips_is_skipped_with_one_warning_and_the_outputs_say_so(
     tmp_path: Path, data_dir: Path, official_checkpoint: Path
 ) -> None:

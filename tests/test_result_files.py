@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ttsr_lightning.result_files import margins, write_results, write_table_layout
+from ttsr_lightning.result_files import margins, per_set_results, sort_rows, write_results, write_table_layout
 
 
 def set_row(name: str, psnr: float, ssim: float, protocol: str = "ttsr_official") -> dict:
@@ -59,7 +59,8 @@ def test_results_json_and_markdown_carry_the_margins(tmp_path: Path) -> None:
                     "ssim_bicubic": 0.8,
                 }
             )
-    write_results(rows, tmp_path, {"protocols": []})
+    ordered = sort_rows(rows)
+    write_results(ordered, per_set_results(ordered), tmp_path, {"protocols": []})
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["margins"][0]["psnr_over_lr_reference"] == pytest.approx(0.5)
     assert (

@@ -36,15 +36,13 @@ from ttsr_lightning.budgeted import (
 )
 from ttsr_lightning.data import TestDataModule, TrainDataModule
 from ttsr_lightning.lpips_setting import LpipsSetting, load_lpips
-from ttsr_lightning.metrics import MeanPerImage, image_values
+from ttsr_lightning.metrics import MeanDistancePerImage, MeanPerImage, image_values
 from ttsr_lightning.models import GeneratorOutput, TTSRGenerator
 from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.protocols import DEFAULT_PROTOCOL, Protocol, load_protocols
+from ttsr_lightning.result_files import LPIPS_MEASURES, MEASURES
 
 log = logging.getLogger(__name__)
-
-MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
-LPIPS_MEASURES = ("lpips", "lpips_bicubic")
 
 
 class EvaluationOutput(TypedDict):
@@ -135,7 +133,7 @@ class EvaluationModule(LightningModule):
         key = f"{stage}__{set_name}__{measure}".replace(".", "_")
         if key not in self.eval_metrics:
             assert self.lpips is not None
-            self.eval_metrics[key] = MeanPerImage(_eight_bit_lpips(self.lpips)).to(self.device)
+            self.eval_metrics[key] = MeanDistancePerImage(_eight_bit_lpips(self.lpips)).to(self.device)
         return cast(MeanPerImage, self.eval_metrics[key])
 
     def forward(self, batch: dict[str, Any]) -> GeneratorOutput:
@@ -225,7 +223,8 @@ class EvaluationModule(LightningModule):
     ) -> list[dict[str, Any]]:
         """One dict per image: set, set_index (dataloader), index (in the dataset), image and ref (file
         stems), reference (the set's reference policy), protocol (its name; protocol_index its position)
-        and the measures in ``values`` (the four of :data:`MEASURES`, then LPIPS's when measured)."""
+        and the measures in ``values`` (the four of :data:`~ttsr_lightning.result_files.MEASURES`, then
+        LPIPS's when measured)."""
         batch_size = batch["hr"].shape[0]
         indices = batch.get("index")
         rows = []

@@ -21,8 +21,9 @@ codebases ran on), so both PSNRs equal their code's to ~1e-14 rather than to ~1e
 torchmetrics' SSIM pads instead of using the valid region and kornia's YCbCr is full-range, so
 neither reproduces these numbers. The other conventions (BasicSR's float32 Y, mmagic's RGB) are
 :func:`psnr` / :func:`ssim` with another ``colour`` and :func:`image_values` rounding, chosen by a
-:class:`~ttsr_lightning.protocols.Protocol`; :class:`MeanPerImage` wraps any per-image measure as
-a torchmetrics ``Metric`` (a per-image sum and a count, summed across DDP ranks).
+:class:`~ttsr_lightning.protocols.Protocol`; :class:`MeanPerImage` (and :class:`MeanDistancePerImage`,
+lower is better) wraps any per-image measure as a torchmetrics ``Metric`` (a per-image sum and a count,
+summed across DDP ranks).
 """
 
 from __future__ import annotations
@@ -266,8 +267,11 @@ def _ssim_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 
 class MeanPerImage(Metric):
-    """Mean over images of a per-image measure ``measure(sr, hr) -> (B,)``; the sum and the count reduce
-    by summation across ranks, so the mean over several processes is the mean over all images.
+    """Mean over images of a per-image similarity ``measure(sr, hr) -> (B,)`` (higher is better: PSNR,
+    SSIM; a distance is :class:`MeanDistancePerImage`); the sum and the count reduce by summation across
+    ranks, so the mean over several processes is the mean over all images. It is the running mean that
+    Lightning logs and monitors; the means a command writes are taken from the per-image rows
+    (:func:`ttsr_lightning.result_files.means_over_images`).
 
     ``kwargs`` go to torchmetrics' ``Metric`` (e.g. ``sync_on_compute``, ``process_group``).
     """
@@ -301,3 +305,9 @@ class MeanPerImage(Metric):
         if self.count == 0:
             return torch.tensor(math.nan, dtype=torch.float64, device=self.total.device)
         return self.total / self.count
+
+
+class MeanDistancePerImage(MeanPerImage):
+    """:class:`MeanPerImage` of a per-image distance (LPIPS): lower is better."""
+
+    higher_is_better = False

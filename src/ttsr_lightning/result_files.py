@@ -57,23 +57,30 @@ def sort_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
-def per_set_results(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per set and protocol (in the rows' order): set, reference, protocol, images, and the
-    mean of each measure (:func:`measures_of`)."""
-    measures = measures_of(rows)
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+def means_over_images(
+    rows: Sequence[Mapping[str, Any]], group_by: Sequence[str], measures: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The mean of each measure over the images of a group: one dict per group of rows sharing their
+    values of ``group_by`` (in the order the groups first appear), with those values, ``images`` (the
+    group's number of rows) and the means. Every per-set or per-protocol mean a command writes or
+    prints is taken here, from the per-image rows."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["set"], row["protocol"]), []).append(row)
+        groups.setdefault(tuple(row[key] for key in group_by), []).append(row)
     return [
         {
-            "set": set_name,
-            "reference": group[0]["reference"],
-            "protocol": protocol,
+            **dict(zip(group_by, key, strict=True)),
             "images": len(group),
             **{measure: sum(row[measure] for row in group) / len(group) for measure in measures},
         }
-        for (set_name, protocol), group in groups.items()
+        for key, group in groups.items()
     ]
+
+
+def per_set_results(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per set and protocol (in the rows' order): set, reference, protocol, images, and the
+    mean of each measure (:func:`measures_of`)."""
+    return means_over_images(rows, ("set", "reference", "protocol"), measures_of(rows))
 
 
 def margins(set_results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -221,12 +228,14 @@ def plot_protocols(
 
 
 def write_results(
-    rows: Sequence[Mapping[str, Any]], output_dir: Path, provenance: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Writes the files of the module docstring; returns the per-set results. ``provenance["protocols"]``
-    (a list of protocol dicts, as :meth:`Protocol.as_dict`) gives the protocol summary."""
-    ordered = sort_rows(rows)
-    set_results = per_set_results(ordered)
+    ordered: Sequence[Mapping[str, Any]],
+    set_results: Sequence[Mapping[str, Any]],
+    output_dir: Path,
+    provenance: Mapping[str, Any],
+) -> None:
+    """Writes the files of the module docstring from the rows (as :func:`sort_rows` orders them) and
+    their :func:`per_set_results`. ``provenance["protocols"]`` (a list of protocol dicts, as
+    :meth:`Protocol.as_dict`) gives the protocol summary."""
     protocols = list(provenance.get("protocols") or [])
     summary = protocol_summary(set_results, protocols)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -253,7 +262,6 @@ def write_results(
         "images": ordered,
     }
     write_json(output_dir / "results.json", document)  # an infinite PSNR (SR = HR) becomes null
-    return set_results
 
 
 def write_table_layout(

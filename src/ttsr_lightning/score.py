@@ -44,6 +44,7 @@ from ttsr_lightning.files import check_new_output, remove_unfinished_writes, wri
 from ttsr_lightning.lpips_setting import load_lpips
 from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.protocols import Protocol, protocols_from_config
+from ttsr_lightning.result_files import means_over_images
 
 
 def pair_images(sr_dir: Path, hr_dir: Path) -> list[tuple[Path, Path]]:
@@ -117,23 +118,14 @@ def score_pair(
 
 
 def summarise(rows: list[dict[str, Any]], protocols: list[Protocol]) -> list[dict[str, Any]]:
-    """The mean PSNR / SSIM (and LPIPS when measured) per protocol, with its source."""
-    summary = []
-    for protocol in protocols:
-        mine = [row for row in rows if row["protocol"] == protocol.name]
-        lpips = {"lpips": sum(row["lpips"] for row in mine) / len(mine)} if "lpips" in mine[0] else {}
-        summary.append(
-            {
-                "protocol": protocol.name,
-                "images": len(mine),
-                "psnr": sum(row["psnr"] for row in mine) / len(mine),
-                "ssim": sum(row["ssim"] for row in mine) / len(mine),
-                **lpips,
-                "description": protocol.summary(),
-                "source": protocol.source,
-            }
-        )
-    return summary
+    """The mean PSNR / SSIM (and LPIPS when measured) per protocol (:func:`means_over_images`), in the
+    order of ``protocols``, with its description and source."""
+    measures = ("psnr", "ssim", "lpips") if "lpips" in rows[0] else ("psnr", "ssim")
+    means = {row["protocol"]: row for row in means_over_images(rows, ("protocol",), measures)}
+    return [
+        {**means[protocol.name], "description": protocol.summary(), "source": protocol.source}
+        for protocol in protocols
+    ]
 
 
 def score(cfg: DictConfig) -> list[dict[str, Any]]:

@@ -112,7 +112,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
     log.info("parameters: %s", {k: f"{v:,}" for k, v in run_info.items() if k.startswith("params/")})
 
     metrics: dict[str, float] = {}
-    set_margins: list[dict[str, Any]] = []
+    set_results: list[dict[str, Any]] = []
     ended_by: BaseException | None = None
     try:
         if cfg.train:
@@ -134,11 +134,11 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
                     )
             results = trainer.test(system, datamodule=instantiate(cfg.data.test))
             metrics.update({k: float(v) for r in results for k, v in r.items()})
-            set_margins = [
+            set_results = [
                 row
                 for callback in callbacks
                 if isinstance(callback, EvaluationResults)
-                for row in margins(callback.set_results)
+                for row in callback.set_results
                 if row["protocol"] == system.protocols[0].name
             ]
     except SIGTERMException as exc:
@@ -155,25 +155,26 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
             trainer, 0 if ended_by is None else exit_code(ended_by), preempted=isinstance(ended_by, Preempted)
         )
     if trainer.is_global_zero:
-        write_run_summary(cfg, metrics, run_info, output_dir, set_margins)
-        if set_margins:
-            print(summary_text(set_margins, metrics, output_dir), flush=True)
+        write_run_summary(cfg, metrics, run_info, output_dir, margins(set_results))
+        if set_results:
+            print(summary_text(set_results, output_dir), flush=True)
     return metrics
 
 
-def summary_text(set_margins: list[dict[str, Any]], metrics: dict[str, float], output_dir: Path) -> str:
-    """The end-of-run summary: every test set's PSNR beside bicubic, and what the reference adds."""
-    protocol = set_margins[0]["protocol"]
+def summary_text(set_results: list[dict[str, Any]], output_dir: Path) -> str:
+    """The end-of-run summary of one protocol's per-set results (the rows of
+    :func:`~ttsr_lightning.result_files.per_set_results`): every test set's PSNR beside bicubic, and
+    what the reference adds (:func:`~ttsr_lightning.result_files.margins`)."""
+    protocol = set_results[0]["protocol"]
     lines = [
         f"Test results of the final weights ({protocol} protocol; PSNR in dB, on the Y channel):",
         f"  {'set':<22} {'PSNR':>7} {'bicubic':>8} {'over bicubic':>13} {'over LR as reference':>21}",
     ]
-    for row in set_margins:
-        name = row["set"]
-        over_lr = row["psnr_over_lr_reference"]
+    for row, margin in zip(set_results, margins(set_results), strict=True):
+        over_lr = margin["psnr_over_lr_reference"]
         lines.append(
-            f"  {name:<22} {metrics[f'test/{name}/psnr']:>7.3f} {metrics[f'test/{name}/psnr_bicubic']:>8.3f} "
-            f"{row['psnr_over_bicubic']:>+10.3f} dB {'' if over_lr is None else f'{over_lr:>+18.3f} dB'}"
+            f"  {row['set']:<22} {row['psnr']:>7.3f} {row['psnr_bicubic']:>8.3f} "
+            f"{margin['psnr_over_bicubic']:>+10.3f} dB {'' if over_lr is None else f'{over_lr:>+18.3f} dB'}"
         )
     lines.append(f"  (results.md / results.json, panels/ in {output_dir})")
     return "\n".join(lines)

@@ -91,7 +91,7 @@ class EvaluationResults(Callback):
         ordered = sort_rows([row for row, _ in results])
         self.set_results = per_set_results(ordered)
         if trainer.is_global_zero:
-            write_results(ordered, self.output_dir, self.provenance)
+            write_results(ordered, self.set_results, self.output_dir, self.provenance)
             if _uses_wandb(trainer):
                 thumbnails = {(row["set_index"], row["index"]): thumbs for row, thumbs in results if thumbs}
                 self._log_table(trainer, ordered, thumbnails)
