@@ -35,6 +35,15 @@ RESULTS_DIR = Path(__file__).resolve().parents[1] / "outputs" / "benchmarks"
 WorkerFunction = Callable[[str, str, argparse.Namespace], dict[str, Any]]
 PAPER_MODEL = (64, (16, 16, 8, 4))  # n_feats, residual blocks per stage
 TINY_MODEL = (8, (1, 1, 1, 1))
+# the columns of the straightforward vs lean search-transfer comparisons (search_transfer, inference)
+STRAIGHTFORWARD_VS_LEAN = (
+    "straightforward time",
+    "lean time",
+    "speed-up",
+    "straightforward peak",
+    "lean peak",
+    "memory ratio",
+)
 
 
 def parse_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:

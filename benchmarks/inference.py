@@ -37,6 +37,7 @@ from typing import Any
 import official_harness
 import torch
 from _measure import (
+    STRAIGHTFORWARD_VS_LEAN,
     gib,
     memory_budget,
     model_size,
@@ -52,6 +53,7 @@ from environment import describe, environment
 from torch.utils.flop_counter import FlopCounterMode
 
 from ttsr_lightning.budgeted import budgeted_forward, plan_forward
+from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import SearchTransfer, TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 
@@ -260,12 +262,10 @@ def main() -> None:
         print(f"  {implementation:>15} {size:>9}: {outcome}", flush=True)
 
     official = "official" in implementations
-    lines = [
-        "| HR (W x H) | straightforward time | lean time | speed-up | straightforward peak | lean peak "
-        "| memory ratio | floor network | floor relevance (straightforward / lean) "
-        + ("| official time, peak | lean vs official: speed, memory |" if official else "|"),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if official else ""),
-    ]
+    floors = ["floor network", "floor relevance (straightforward / lean)"]
+    header = ["HR (W x H)", *STRAIGHTFORWARD_VS_LEAN, *floors]
+    header += ["official time, peak", "lean vs official: speed, memory"] if official else []
+    rows = []
     for size in sizes:
         width, height = parse_size(size)
         reference, lean = cases["straightforward", size], cases["lean", size]
@@ -290,8 +290,8 @@ def main() -> None:
                 theirs.skipped or f"{seconds(theirs.seconds)}, {gib(theirs.peak_bytes)}",
                 f"{ratio(theirs.seconds, lean.seconds)}, {ratio(theirs.peak_bytes, lean.peak_bytes)}",
             ]
-        lines.append(f"| {' | '.join(cells)} |")
-    print("\n" + "\n".join(lines))
+        rows.append(cells)
+    print("\n" + markdown_table(header, rows))
     if (budgeted := cases.get(("budgeted", sizes[-1]))) is not None:
         outcome = f"{seconds(budgeted.seconds)}, peak {gib(budgeted.peak_bytes)}; {budgeted.plan}"
         budget_text = f"max_memory={args.max_memory:g} GiB"

@@ -46,6 +46,7 @@ from _measure import (
 )
 from environment import machine_description
 
+from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import TTSRGenerator
 
 HR_SIZE = (500, 332)  # W x H, a CUFED5 image
@@ -169,10 +170,11 @@ def comparison_table(cases: dict[str, Case]) -> str:
         (stitched.search_transfer_seconds, native.search_transfer_seconds),
         (stitched.peak_bytes, native.peak_bytes),
     ]
-    lines = ["| | stitched canvas | native list | stitched / native |", "|---|---|---|---|"]
-    for (label, left, right), (numerator, denominator) in zip(rows, numbers, strict=True):
-        lines.append(f"| {label} | {left} | {right} | {ratio(numerator, denominator)} |")
-    return "\n".join(lines)
+    cells = [
+        (label, left, right, ratio(numerator, denominator))
+        for (label, left, right), (numerator, denominator) in zip(rows, numbers, strict=True)
+    ]
+    return markdown_table((None, "stitched canvas", "native list", "stitched / native"), cells)
 
 
 def main() -> None:

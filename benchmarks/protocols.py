@@ -27,6 +27,7 @@ from environment import machine_description
 
 from ttsr_lightning.checkpoints import save_generator
 from ttsr_lightning.data.sample import build_sample_dataset
+from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.protocols import available_protocols
 
@@ -75,16 +76,18 @@ def main() -> None:
     total = sum(separate.values())
     print(machine_description())
     print(f"generator n_feats {args.n_feats}, blocks {args.blocks}; sample set: 9 CUFED5 sets x 6 images")
-    print("| run | wall time |\n|---|---|")
-    print(
-        f"| protocol=all (one generator pass per set, {len(protocols)} protocols scored) | {together:.1f} s |"
-    )
-    for name, seconds in separate.items():
-        print(f"| protocol={name} alone | {seconds:.1f} s |")
-    print(
-        f"| the {len(protocols)} separate runs together | {total:.1f} s "
-        f"({total / together:.1f}x the one run) |"
-    )
+    runs = [
+        (
+            f"protocol=all (one generator pass per set, {len(protocols)} protocols scored)",
+            f"{together:.1f} s",
+        ),
+        *((f"protocol={name} alone", f"{seconds:.1f} s") for name, seconds in separate.items()),
+        (
+            f"the {len(protocols)} separate runs together",
+            f"{total:.1f} s ({total / together:.1f}x the one run)",
+        ),
+    ]
+    print(markdown_table(("run", "wall time"), runs))
     print(f"largest per-set PSNR difference between the one run and the separate runs: {largest:.2e} dB")
 
 

@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 from _measure import (
+    STRAIGHTFORWARD_VS_LEAN,
     gib,
     memory_budget,
     parse_arguments,
@@ -68,6 +69,7 @@ from _measure import (
 )
 from environment import describe, environment
 
+from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import lean_search_transfer, patch_search
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.search_transfer import SearchTransfer
@@ -208,11 +210,8 @@ def _outcome(case: Case, value: str) -> str:
 
 def comparison_table(cases: dict[tuple[str, str], Case], sizes: list[str], flops_per_second: float) -> str:
     """Markdown: time, peak memory and their ratios per size, with the matmul floors."""
-    lines = [
-        "| LR (W x H) | straightforward time | lean time | speed-up | straightforward peak | lean peak "
-        "| memory ratio | floor straightforward | floor lean |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ("LR (W x H)", *STRAIGHTFORWARD_VS_LEAN, "floor straightforward", "floor lean")
+    rows = []
     for size in sizes:
         reference, lean = cases["straightforward", size], cases["lean", size]
         positions = lean.positions
@@ -229,8 +228,8 @@ def comparison_table(cases: dict[tuple[str, str], Case], sizes: list[str], flops
             f"{floor_reference:.2f} s",
             f"{floor_lean:.2f} s",
         ]
-        lines.append(f"| {' | '.join(cells)} |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def linear_fit(positions: list[int], peaks: list[int]) -> tuple[float, float]:
@@ -251,18 +250,22 @@ def _peakgib(case: Case) -> float:
 
 def curve_table(curve: list[Case], intercept: float, slope: float) -> str:
     """Markdown: the lean path's peak per size, per LR position, and against the linear fit."""
-    lines = [
-        "| LR (W x H) | LR positions | lean peak | KiB per LR position | linear fit | time |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for case in curve:
         peak_mib = _peakgib(case) * 1024
         fit_mib = (intercept + slope * case.positions) / 2**20
-        lines.append(
-            f"| {case.size} | {case.positions} | {peak_mib:.0f} MiB | {peak_mib * 1024 / case.positions:.1f} "
-            f"| {fit_mib:.0f} MiB | {seconds(case.seconds)} |"
+        rows.append(
+            (
+                case.size,
+                case.positions,
+                f"{peak_mib:.0f} MiB",
+                f"{peak_mib * 1024 / case.positions:.1f}",
+                f"{fit_mib:.0f} MiB",
+                seconds(case.seconds),
+            )
         )
-    return "\n".join(lines)
+    header = ("LR (W x H)", "LR positions", "lean peak", "KiB per LR position", "linear fit", "time")
+    return markdown_table(header, rows)
 
 
 def plot_curve(curve: list[Case], reference: list[Case], intercept: float, slope: float, path: Path) -> None:
@@ -321,11 +324,12 @@ def side_by_side(
         rows.append({"size": size, "elements": relevance_elements(size), names[0]: first, names[1]: second})
         print(f"  {size:>9} ({relevance_elements(size):>12,} elements): {names[0]} {_ms(first)}, "
               f"{names[1]} {_ms(second)}", flush=True)  # fmt: skip
-    print(f"\n| LR (WxH, batch) | relevance elements | {names[0]} | {names[1]} | {names[1]} / {names[0]} |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']} | {r['elements']:,} | {_ms(r[names[0]])} | {_ms(r[names[1]])} "
-              f"| {ratio(r[names[1]], r[names[0]])} |")  # fmt: skip
+    header = ("LR (WxH, batch)", "relevance elements", *names, f"{names[1]} / {names[0]}")
+    cells = [
+        (r["size"], f"{r['elements']:,}", _ms(r[names[0]]), _ms(r[names[1]]), ratio(r[names[1]], r[names[0]]))
+        for r in rows
+    ]
+    print("\n" + markdown_table(header, cells))
     return rows
 
 

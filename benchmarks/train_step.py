@@ -40,6 +40,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.markdown import markdown_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import official_harness  # noqa: E402
@@ -359,40 +360,59 @@ def main() -> None:
     for name in names:
         results[name] = run_case(__file__, args, name, f"{steps}+{warmup}", extra)
         print(f"  measured {name}: {results[name]}", file=sys.stderr, flush=True)
-    rows = [
-        "| case | step time | samples/s | vs fp32 eager | vs official | peak memory | memory vs fp32 eager "
-        "| warm-up (compile) | graphs compiled while timed |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = (
+        "case",
+        "step time",
+        "samples/s",
+        "vs fp32 eager",
+        "vs official",
+        "peak memory",
+        "memory vs fp32 eager",
+        "warm-up (compile)",
+        "graphs compiled while timed",
+    )
+    rows: list[tuple[object, ...]] = []
     for name, result in results.items():
         if isinstance(result, str):
-            rows.append(f"| {name} | {result} | | | | | | | |")
+            rows.append((name, result, *[None] * (len(header) - 2)))
             continue
         suffix = WARMUP_STEP if name.endswith(WARMUP_STEP) else ""
         base, official = (results.get(f"{n}{suffix}") for n in ("fp32 eager", OFFICIAL))
         base_ok = base if isinstance(base, dict) else {}
         official_ok = official if isinstance(official, dict) else {}
         rows.append(
-            f"| {name} | {result['step_seconds'] * 1000:.1f} ms | {result['samples_per_second']:.2f} "
-            f"| {ratio(result['samples_per_second'], base_ok.get('samples_per_second'))} "
-            f"| {ratio(result['samples_per_second'], official_ok.get('samples_per_second'))} "
-            f"| {gib(int(result['peak_bytes']))} | {ratio(result['peak_bytes'], base_ok.get('peak_bytes'))} "
-            f"| {_cell(result, 'warmup_seconds')} | {_cell(result, 'graphs_compiled_while_timed')} |"
+            (
+                name,
+                f"{result['step_seconds'] * 1000:.1f} ms",
+                f"{result['samples_per_second']:.2f}",
+                ratio(result["samples_per_second"], base_ok.get("samples_per_second")),
+                ratio(result["samples_per_second"], official_ok.get("samples_per_second")),
+                gib(int(result["peak_bytes"])),
+                ratio(result["peak_bytes"], base_ok.get("peak_bytes")),
+                _cell(result, "warmup_seconds"),
+                _cell(result, "graphs_compiled_while_timed"),
+            )
         )
-    print("\n".join(rows))
+    print(markdown_table(header, rows))
     if not on_gpu:
         print("\nbf16 autocast, fused Adam and cudnn benchmark are GPU options: run with --device cuda.")
     projected = projection(results)
     print(f"\n## Recipe projection: TTSR {TTSR_EPOCHS[0]} warm-up + {TTSR_EPOCHS[1]} epochs, TTSR-rec "
           f"{TTSR_REC_EPOCHS} epochs, {STEPS_PER_EPOCH:,} steps each (no data loading, validation, "
           f"checkpoints); reference: {V100_REFERENCE}\n")  # fmt: skip
-    print("| setting | warm-up step | all-losses step | TTSR | TTSR-rec |\n|---|---|---|---|---|")
-    for row in projected:
-        print(
-            f"| {row['setting']} | {row['warmup_step_seconds'] * 1000:.1f} ms | "
-            f"{row['full_step_seconds'] * 1000:.1f} ms | {row['ttsr_hours']:.2f} h | "
-            f"{row['ttsr_rec_hours']:.2f} h |"
+    projection_cells = [
+        (
+            row["setting"],
+            f"{row['warmup_step_seconds'] * 1000:.1f} ms",
+            f"{row['full_step_seconds'] * 1000:.1f} ms",
+            f"{row['ttsr_hours']:.2f} h",
+            f"{row['ttsr_rec_hours']:.2f} h",
         )
+        for row in projected
+    ]
+    print(
+        markdown_table(("setting", "warm-up step", "all-losses step", "TTSR", "TTSR-rec"), projection_cells)
+    )
     record = {"environment": env, "command": sys.argv, "results": results, "projection": projected}
     write_record(args.out, f"train_step_{args.device}.json", record)
 

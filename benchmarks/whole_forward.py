@@ -49,6 +49,7 @@ from PIL import Image
 from ttsr_lightning.budgeted import available_memory, budgeted_forward, format_bytes, plan_forward
 from ttsr_lightning.checkpoints import project_to_official_state_dict
 from ttsr_lightning.data.preprocessing import bicubic_resize, down_up, to_tensor
+from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import TTSRGenerator
 
 # Per part, the SR sizes and the implementations run at each; "largest" is the largest of
@@ -315,11 +316,18 @@ def load_other_parts(folder: Path) -> list[dict[str, Any]]:
 def print_table(cases: list[dict[str, Any]], sizes: list[str]) -> None:
     """Markdown: per size, each side's time and peak, ours / official ratios."""
     measured = {(case["implementation"], case["size"]): case for case in cases}
-    lines = [
-        "| SR (W x H) | official time | ours time | official peak | ours peak | ours_forward peak "
-        "| memory ratio | budgeted time | budgeted peak |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = (
+        "SR (W x H)",
+        "official time",
+        "ours time",
+        "official peak",
+        "ours peak",
+        "ours_forward peak",
+        "memory ratio",
+        "budgeted time",
+        "budgeted peak",
+    )
+    rows = []
     for size in sizes:
         official, ours, forward, budgeted = (
             measured.get((name, size), {}) for name in ("official", "ours", "ours_forward", "budgeted")
@@ -337,8 +345,8 @@ def print_table(cases: list[dict[str, Any]], sizes: list[str]) -> None:
             seconds(budgeted.get("seconds")),
             gib(budgeted.get("peak_bytes")),
         ]
-        lines.append(f"| {' | '.join(cells)} |")
-    print("\n" + "\n".join(lines))
+        rows.append(cells)
+    print("\n" + markdown_table(header, rows))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import TABLES, PaperValue, Table  # noqa: E402
 
 from ttsr_lightning.files import save_figure, write_csv, write_text  # noqa: E402
+from ttsr_lightning.markdown import markdown_table, number_cell  # noqa: E402
 
 # The paper counts parameters in units of 2^20 ("M").
 PARAMS_UNIT = 2**20
@@ -103,9 +104,7 @@ def find_runs(roots: list[Path]) -> list[Run]:
 
 
 def _fmt(value: float | None, digits: int, verified: bool = True) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" + ("" if verified else "?")
+    return number_cell(value, f".{digits}f") + ("" if verified or value is None else "?")
 
 
 def collect(table: Table, runs: list[Run]) -> tuple[list[dict[str, Any]], bool]:
@@ -157,7 +156,7 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
             "> that the pipeline runs end to end. They say nothing about the paper's claims.",
             "",
         ]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for row in rows:
         cells = [row["model"]]
         if table.with_params:
@@ -169,13 +168,13 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], smoke: bool) -> str:
                 f"{_fmt(row[f'{column} psnr paper'], 2, row[f'{column} psnr paper verified'])} / "
                 f"{_fmt(row[f'{column} ssim paper'], 3, row[f'{column} ssim paper verified'])}"
             )
-            diff = row[f"{column} psnr diff"]
-            cells.append("–" if diff is None else f"{diff:+.2f}")
+            cells.append(number_cell(row[f"{column} psnr diff"], "+.2f"))
             cells.append(_fmt(row[f"{column} psnr bicubic"], 2))
             if with_lpips:
                 cells.append(_fmt(row[f"{column} lpips"], 4))
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
     lines += [
+        markdown_table(header, body),
         "",
         "PSNR (dB) / SSIM under the protocol of each run: "
         + ", ".join(sorted({row["protocol"] for row in rows if row["protocol"]}) or ["none collected"])

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import TABLES, PaperValue  # noqa: E402
 
 from ttsr_lightning.files import save_figure, write_csv, write_json, write_text  # noqa: E402
+from ttsr_lightning.markdown import MISSING, markdown_table, number_cell  # noqa: E402
 
 STUDY = "miniature"
 EXPERIMENTS = ("ablation_base", "ablation_ha", "ablation_ha_sa", "ablation_tt", "ttsr_rec", "ttsr")
@@ -224,13 +225,34 @@ def check_orderings(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _cell(line: dict[str, Any], measure: str, digits: int) -> str:
     if line[measure] is None:
-        return "–"
+        return MISSING
     spread = line[f"{measure}_max"] - line[f"{measure}_min"]
     return f"{line[measure]:.{digits}f} ± {spread / 2:.{digits}f}"
 
 
 def to_markdown(lines: list[dict[str, Any]], checks: list[dict[str, Any]], command: str) -> str:
     seeds = sorted({seed for line in lines for seed in line["seeds"]})
+    results = []
+    for line in lines:
+        paper_psnr = number_cell(line["paper_psnr"], ".2f")
+        if line["paper_psnr"] is not None and not line["paper_psnr_verified"]:
+            paper_psnr += "?"
+        results.append(
+            (
+                line["section"],
+                line["model"],
+                line["set"],
+                _cell(line, "psnr", 2),
+                _cell(line, "ssim", 4),
+                _cell(line, "lpips", 4),
+                number_cell(line["psnr_bicubic"], ".2f"),
+                f"{paper_psnr} / {number_cell(line['paper_ssim'], '.3f')}",
+            )
+        )
+    ordering = [
+        (check["claim"], check["measure"], number_cell(check["difference"], "+.3f"), check["verdict"])
+        for check in checks
+    ]
     out = [
         "## The paper's claims in miniature (embedded sample set, small model, CPU)",
         "",
@@ -239,27 +261,19 @@ def to_markdown(lines: list[dict[str, Any]], checks: list[dict[str, Any]], comma
         "The paper's numbers (CUFED5, the full model, days of GPU training) are beside for the "
         'ordering only; "?" marks one the paper fact sheet could not verify.',
         "",
-        "| section | model | set | PSNR | SSIM | LPIPS | bicubic PSNR | paper PSNR / SSIM |",
-        "|:--|:--|:--|--:|--:|--:|--:|--:|",
+        markdown_table(
+            ("section", "model", "set", "PSNR", "SSIM", "LPIPS", "bicubic PSNR", "paper PSNR / SSIM"),
+            results,
+            "lllrrrrr",
+        ),
+        "",
+        markdown_table(
+            ("the paper's ordering", "measure", "difference (mean)", "at this scale"), ordering, "llrl"
+        ),
+        "",
+        f"Reproduce: `{command}`",
+        "",
     ]
-    for line in lines:
-        paper_psnr = (
-            "–"
-            if line["paper_psnr"] is None
-            else f"{line['paper_psnr']:.2f}" + ("" if line["paper_psnr_verified"] else "?")
-        )
-        paper_ssim = "–" if line["paper_ssim"] is None else f"{line['paper_ssim']:.3f}"
-        bicubic = "–" if line["psnr_bicubic"] is None else f"{line['psnr_bicubic']:.2f}"
-        out.append(
-            f"| {line['section']} | {line['model']} | {line['set']} | {_cell(line, 'psnr', 2)} "
-            f"| {_cell(line, 'ssim', 4)} | {_cell(line, 'lpips', 4)} | {bicubic} "
-            f"| {paper_psnr} / {paper_ssim} |"
-        )
-    out += ["", "| the paper's ordering | measure | difference (mean) | at this scale |", "|:--|:--|--:|:--|"]
-    for check in checks:
-        difference = "–" if check["difference"] is None else f"{check['difference']:+.3f}"
-        out.append(f"| {check['claim']} | {check['measure']} | {difference} | {check['verdict']} |")
-    out += ["", f"Reproduce: `{command}`", ""]
     return "\n".join(out)
 
 

@@ -33,6 +33,7 @@ from PIL import Image  # noqa: E402
 
 from ttsr_lightning.data.sample import PHOTOS, load_photos  # noqa: E402
 from ttsr_lightning.files import save_figure  # noqa: E402
+from ttsr_lightning.markdown import markdown_table  # noqa: E402
 
 SEED = 2020
 ALBUMS = {name: [name] for name in PHOTOS if not name.startswith("motorcycle")}
@@ -75,23 +76,25 @@ def write_collection(folder: Path, per_album: int = 12, albums: Sequence[str] = 
 
 def level_table(manifest: dict) -> list[str]:
     """Markdown rows: the mean, smallest and largest match count of each level."""
-    rows = ["| level | mean matches | min | max |", "|---|---:|---:|---:|"]
-    for level, values in manifest["levels"].items():
-        rows.append(f"| {level} | {values['mean_matches']:.1f} | {values['min']} | {values['max']} |")
-    return rows
+    cells = [
+        (level, f"{values['mean_matches']:.1f}", values["min"], values["max"])
+        for level, values in manifest["levels"].items()
+    ]
+    return markdown_table(("level", "mean matches", "min", "max"), cells, "-rrr", dashes=3).splitlines()
 
 
 def run_table(runs: Sequence[Path]) -> list[str]:
     """Markdown rows: each run's seed and CUFED5 PSNR per level and with the LR as its own reference."""
     levels = ("L1", "L2", "L3", "L4", "L5", "LR")
-    rows = ["| run (seed) | " + " | ".join(levels) + " | L1 - LR |", "|---|" + "---:|" * (len(levels) + 1)]
+    cells = []
     for run in runs:
         results = json.loads((run / "results.json").read_text())
         config = json.loads((run / "run.json").read_text())
         psnr = {level: _psnr(results, f"CUFED5_{level}") for level in levels}
-        cells = " | ".join(f"{psnr[level]:.3f}" for level in levels)
-        rows.append(f"| {run} ({config['seed']}) | {cells} | {psnr['L1'] - psnr['LR']:+.3f} |")
-    return rows
+        margin = f"{psnr['L1'] - psnr['LR']:+.3f}"
+        cells.append((f"{run} ({config['seed']})", *(f"{psnr[level]:.3f}" for level in levels), margin))
+    header = ("run (seed)", *levels, "L1 - LR")
+    return markdown_table(header, cells, "-" + "r" * (len(levels) + 1), dashes=3).splitlines()
 
 
 def _psnr(results: dict, set_name: str) -> float:

@@ -40,7 +40,7 @@ from ttsr_lightning.models import MainNet, TTSRGenerator
 from ttsr_lightning.panel_images import to_uint8_image
 from ttsr_lightning.pretrained import ALEXNET, lpips_heads_file, sha256_of_file
 from ttsr_lightning.protocols import load_protocols
-from ttsr_lightning.result_files import markdown_table
+from ttsr_lightning.result_files import set_results_table
 
 TINY_GENERATOR: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 SETS = ["CUFED5_L1", "CUFED5_L3", "CUFED5_LR"]
@@ -195,7 +195,7 @@ def test_evaluation_writes_per_image_rows_means_and_images(
 
     table = (tmp_path / "results.md").read_text()
     assert f"| CUFED5_L1 | L1 | ttsr_official | 3 | {set_results[0]['psnr']:.3f} |" in table
-    assert markdown_table(set_results) in capsys.readouterr().out
+    assert set_results_table(set_results) in capsys.readouterr().out
     # panels of the first images of each set, labelled by set and image
     assert {path.name for path in (tmp_path / "panels" / "test").glob("epoch_*/*.png")} == {
         f"{s}_{g}_0.png" for s in SETS for g in GROUPS
@@ -289,7 +289,7 @@ def test_command_line_prints_the_markdown_table(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "results.json").read_text())
-    assert markdown_table(summary["sets"]) in result.stdout
+    assert set_results_table(summary["sets"]) in result.stdout
     assert "official TTSR state dict" in (tmp_path / "evaluate.log").read_text()
 
 

@@ -30,6 +30,7 @@ LAYERS = {
         "distributed",
         "run_folder",
         "files",
+        "markdown",
         "nonfinite",
     ),
     1: (

@@ -50,6 +50,7 @@ from ttsr_lightning.callbacks.rehearsal_probe import WAITING_MARKER, read_probes
 from ttsr_lightning.data.eval_sets import eval_set_name
 from ttsr_lightning.errors import ConfigError, RehearsalFailed
 from ttsr_lightning.files import write_json, write_text
+from ttsr_lightning.markdown import markdown_table, number_cell
 from ttsr_lightning.preflight import (
     Findings,
     best_checkpoints_kept,
@@ -474,6 +475,21 @@ def render_report(report: dict[str, Any]) -> str:
     """The rehearsal report as Markdown."""
     recipe, sigterm = report["recipe"], report["sigterm"]
     after_warmup = recipe["max_epochs"] - recipe["warmup_epochs"]
+    measured: list[tuple[object, ...]] = [
+        (
+            f"training batch, {phase}",
+            timing["batches"],
+            number_cell(timing["steady_seconds"], ".2f"),
+            f"{timing['first_seconds']:.2f}",
+        )
+        for phase, timing in report["batch_seconds"].items()
+        if timing["batches"]
+    ]
+    measured += [
+        (f"{stage} image, {name}", None, f"{seconds:.2f}", None)
+        for stage in ("validation", "test")
+        for name, seconds in report[f"{stage}_image_seconds"].items()
+    ]
     lines = [
         f"# Rehearsal of `{report['command']}`",
         "",
@@ -482,17 +498,10 @@ def render_report(report: dict[str, Any]) -> str:
         f"{sigterm['stopped_after_batch']} (status {sigterm['status']}); the printed command "
         f"continued it with batch {sigterm['continued_with_batch']}, in the same folder.",
         "",
-        "| measured | batches | seconds each | first one (one-time costs) |",
-        "|:--|--:|--:|--:|",
+        markdown_table(
+            ("measured", "batches", "seconds each", "first one (one-time costs)"), measured, "lrrr"
+        ),
     ]
-    for phase, timing in report["batch_seconds"].items():
-        if timing["batches"]:
-            steady = "–" if timing["steady_seconds"] is None else f"{timing['steady_seconds']:.2f}"
-            first = f"{timing['first_seconds']:.2f}"
-            lines.append(f"| training batch, {phase} | {timing['batches']} | {steady} | {first} |")
-    for stage in ("validation", "test"):
-        for name, seconds in report[f"{stage}_image_seconds"].items():
-            lines.append(f"| {stage} image, {name} | | {seconds:.2f} | |")
     total = _duration(report["predicted_total_seconds"])
     memory = f"Peak memory: host {size_text(report['host_peak_bytes'])} (the largest process)"
     if report["gpu_peak_bytes"]:
@@ -504,9 +513,11 @@ def render_report(report: dict[str, Any]) -> str:
         f"warm-up + {after_warmup} after-warm-up epochs of {recipe['batches_per_epoch']:,} batches on "
         f"{recipe['processes']} process(es), {recipe['validations']} validation(s)):",
         "",
-        "| part | predicted |",
-        "|:--|--:|",
-        *(f"| {part} | {_duration(seconds)} |" for part, seconds in report["predicted_seconds"].items()),
+        markdown_table(
+            ("part", "predicted"),
+            [(part, _duration(seconds)) for part, seconds in report["predicted_seconds"].items()],
+            "lr",
+        ),
         "",
         memory,
         "",

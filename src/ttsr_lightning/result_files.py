@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsr_lightning.files import save_figure, write_csv, write_json, write_text
+from ttsr_lightning.markdown import MISSING, markdown_table, number_cell
 
 MEASURES = ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")
 # measured when the LPIPS weights are present (lower is better)
@@ -113,19 +114,28 @@ def margins(set_results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def margins_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """:func:`margins` as Markdown (dB and SSIM points, signed)."""
-    lines = [
-        "| set | protocol | PSNR over bicubic | SSIM over bicubic | PSNR over LR as reference |"
-        " SSIM over LR as reference |",
-        "|:--|:--|--:|--:|--:|--:|",
-    ]
+    header = (
+        "set",
+        "protocol",
+        "PSNR over bicubic",
+        "SSIM over bicubic",
+        "PSNR over LR as reference",
+        "SSIM over LR as reference",
+    )
+    cells = []
     for row in rows:
-        lr_psnr, lr_ssim = row["psnr_over_lr_reference"], row["ssim_over_lr_reference"]
-        lines.append(
-            f"| {row['set']} | {row['protocol']} | {row['psnr_over_bicubic']:+.3f} dB "
-            f"| {row['ssim_over_bicubic']:+.4f} | {'–' if lr_psnr is None else f'{lr_psnr:+.3f} dB'} "
-            f"| {'–' if lr_ssim is None else f'{lr_ssim:+.4f}'} |"
+        lr_psnr = row["psnr_over_lr_reference"]
+        cells.append(
+            (
+                row["set"],
+                row["protocol"],
+                f"{row['psnr_over_bicubic']:+.3f} dB",
+                f"{row['ssim_over_bicubic']:+.4f}",
+                MISSING if lr_psnr is None else f"{lr_psnr:+.3f} dB",
+                number_cell(row["ssim_over_lr_reference"], "+.4f"),
+            )
         )
-    return "\n".join(lines)
+    return markdown_table(header, cells, "llrrrr")
 
 
 def protocol_summary(
@@ -153,34 +163,43 @@ def protocol_summary(
     return summary
 
 
-def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
+def set_results_table(results: Sequence[Mapping[str, Any]]) -> str:
     """The per-set results as a Markdown table, PSNR in dB to 3 decimals, SSIM and LPIPS (when
     measured; lower is better) to 4."""
-    with_lpips = "lpips" in measures_of(results)
-    header = "| set | reference | protocol | images | PSNR | SSIM | bicubic PSNR | bicubic SSIM |"
-    lines = [
-        header + (" LPIPS ↓ | bicubic LPIPS ↓ |" if with_lpips else ""),
-        "|:--|:--|:--|--:|--:|--:|--:|--:|" + ("--:|--:|" if with_lpips else ""),
-    ]
-    for row in results:
-        line = (
-            f"| {row['set']} | {row['reference']} | {row['protocol']} | {row['images']} | {row['psnr']:.3f} "
-            f"| {row['ssim']:.4f} | {row['psnr_bicubic']:.3f} | {row['ssim_bicubic']:.4f} |"
+    lpips = ("lpips", "lpips_bicubic") if "lpips" in measures_of(results) else ()
+    header = ["set", "reference", "protocol", "images", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM"]
+    header += ["LPIPS ↓", "bicubic LPIPS ↓"][: len(lpips)]
+    cells = [
+        (
+            row["set"],
+            row["reference"],
+            row["protocol"],
+            row["images"],
+            f"{row['psnr']:.3f}",
+            f"{row['ssim']:.4f}",
+            f"{row['psnr_bicubic']:.3f}",
+            f"{row['ssim_bicubic']:.4f}",
+            *(f"{row[measure]:.4f}" for measure in lpips),
         )
-        if with_lpips:
-            line += f" {row['lpips']:.4f} | {row['lpips_bicubic']:.4f} |"
-        lines.append(line)
-    return "\n".join(lines)
+        for row in results
+    ]
+    return markdown_table(header, cells, "lll" + "r" * (len(header) - 3))
 
 
 def protocol_table(summary: Sequence[Mapping[str, Any]]) -> str:
     """Each protocol on its own reference policy, as Markdown (what each codebase would publish)."""
-    lines = ["| protocol | evaluated on | PSNR | SSIM | known numbers under it |", "|:--|:--|--:|--:|:--|"]
-    for row in summary:
-        psnr = "–" if row["psnr"] is None else f"{row['psnr']:.3f}"
-        ssim = "–" if row["ssim"] is None else f"{row['ssim']:.4f}"
-        lines.append(f"| {row['protocol']} | {row['set']} | {psnr} | {ssim} | {row['known']} |")
-    return "\n".join(lines)
+    header = ("protocol", "evaluated on", "PSNR", "SSIM", "known numbers under it")
+    cells = [
+        (
+            row["protocol"],
+            row["set"],
+            number_cell(row["psnr"], ".3f"),
+            number_cell(row["ssim"], ".4f"),
+            row["known"],
+        )
+        for row in summary
+    ]
+    return markdown_table(header, cells, "llrrl")
 
 
 def plot_protocols(
@@ -246,7 +265,7 @@ def write_results(
         f"{key}: {value}" for key, value in provenance.items() if not isinstance(value, dict | list)
     )
     set_margins = margins(set_results)
-    markdown = markdown_table(set_results) + "\n\n" + margins_table(set_margins)
+    markdown = set_results_table(set_results) + "\n\n" + margins_table(set_margins)
     if len(protocols) > 1:
         markdown += "\n\n" + protocol_table(summary)
         plot_protocols(
@@ -278,26 +297,24 @@ def write_table_layout(
     def paper_cell(title: str) -> str:
         cell = paper.get(title)
         if not cell:
-            return "–"
+            return MISSING
         psnr = f"{cell['psnr']:.2f}{'' if cell.get('psnr_verified') else '?'}"
         return f"{psnr} / {cell['ssim']:.3f}{'' if cell.get('ssim_verified') else '?'}"
 
     def our_cell(set_name: str) -> str:
         row = ours.get(set_name)
-        return "–" if row is None else f"{row['psnr']:.2f} / {row['ssim']:.4f}"
+        return MISSING if row is None else f"{row['psnr']:.2f} / {row['ssim']:.4f}"
 
+    bicubic = [f"{ours[name]['psnr_bicubic']:.2f}" if name in ours else MISSING for name in columns.values()]
+    cells = [
+        ("ours", *(our_cell(name) for name in columns.values())),
+        ("bicubic", *bicubic),
+        ("paper", *(paper_cell(title) for title in columns)),
+    ]
     lines = [
         f"## {layout.get('title', 'results')}",
         "",
-        "| | " + " | ".join(columns) + " |",
-        "|:--|" + "--:|" * len(columns),
-        "| ours | " + " | ".join(our_cell(name) for name in columns.values()) + " |",
-        "| bicubic | "
-        + " | ".join(
-            f"{ours[name]['psnr_bicubic']:.2f}" if name in ours else "–" for name in columns.values()
-        )
-        + " |",
-        "| paper | " + " | ".join(paper_cell(title) for title in columns) + " |",
+        markdown_table((None, *columns), cells, "l" + "r" * len(columns)),
         "",
         f'PSNR (dB) / SSIM under {protocol}; "?" marks a paper number not verified against the paper.',
     ]

@@ -42,6 +42,7 @@ from ttsr_lightning.data.preprocessing import SCALE
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.files import check_new_output, remove_unfinished_writes, write_csv, write_json
 from ttsr_lightning.lpips_setting import load_lpips
+from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models.lpips import LPIPS
 from ttsr_lightning.protocols import Protocol, protocols_from_config
 from ttsr_lightning.result_files import means_over_images
@@ -155,17 +156,19 @@ def score(cfg: DictConfig) -> list[dict[str, Any]]:
     }
     write_json(summary_file, document)  # an SR equal to its HR (infinite PSNR) becomes null, with a note
     with_lpips = lpips is not None
-    lines = [
-        "| protocol | images | PSNR | SSIM |" + (" LPIPS ↓ |" if with_lpips else "") + " what |",
-        "|:--|--:|--:|--:|" + ("--:|" if with_lpips else "") + ":--|",
-    ]
-    lines += [
-        f"| {row['protocol']} | {row['images']} | {row['psnr']:.4f} | {row['ssim']:.4f} |"
-        + (f" {row['lpips']:.4f} |" if with_lpips else "")
-        + f" {row['description']} |"
+    header = ("protocol", "images", "PSNR", "SSIM", *(["LPIPS ↓"] if with_lpips else []), "what")
+    cells = [
+        (
+            row["protocol"],
+            row["images"],
+            f"{row['psnr']:.4f}",
+            f"{row['ssim']:.4f}",
+            *([f"{row['lpips']:.4f}"] if with_lpips else []),
+            row["description"],
+        )
         for row in summary
     ]
-    print("\n".join(lines))
+    print(markdown_table(header, cells, "l" + "r" * (len(header) - 2) + "l"))
     print(f"LPIPS: {lpips_description}")
     print(f"wrote {out} and {summary_file}")
     return summary

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from ttsr_lightning.data.errors import DatasetLayoutError
+from ttsr_lightning.markdown import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ def _write_sample(folder: Path) -> int:
     )
     for directory in (input_dir, ref_dir, test_dir):
         directory.mkdir(parents=True)
-    rows = []
+    rows: list[tuple[str, str]] = []
     pairs = _train_crops(photos)
     numbers: dict[str, int] = {}
     for hr, ref in pairs:
@@ -328,12 +329,12 @@ def _write_sample(folder: Path) -> int:
         name = f"{hr.photo}_{number:02d}.png"
         _cut(photos, hr).save(input_dir / name)
         _cut(photos, ref).save(ref_dir / name)
-        rows += [f"| train/input/{name} | {_describe(hr)} |", f"| train/ref/{name} | {_describe(ref)} |"]
+        rows += [(f"train/input/{name}", _describe(hr)), (f"train/ref/{name}", _describe(ref))]
     for index, group in enumerate(CUFED5_GROUPS):
         for member, crop in enumerate((group.hr, *group.refs)):
             name = f"{index:03d}_{member}.png"
             _cut(photos, crop).save(test_dir / name)
-            rows.append(f"| test/CUFED5/{name} | {_describe(crop)} |")
+            rows.append((f"test/CUFED5/{name}", _describe(crop)))
     (folder / PROVENANCE_FILE).write_text(_provenance(rows))
     return len(pairs)
 
@@ -344,7 +345,8 @@ def _describe(crop: Crop) -> str:
     return f"{crop.photo}: rows {rows}, columns {columns}{scale}"
 
 
-def _provenance(rows: list[str]) -> str:
+def _provenance(rows: list[tuple[str, str]]) -> str:
+    """The sample set's README: where each photograph comes from, and ``rows`` (file, crop) as a table."""
     sources = [f"- `{key}`: `skimage.data.{photo.loader}()`: {photo.source}" for key, photo in PHOTOS.items()]
     return "\n".join(
         [
@@ -358,9 +360,7 @@ def _provenance(rows: list[str]) -> str:
             *sources,
             "",
             "## Files",
-            "| file | crop |",
-            "|---|---|",
-            *rows,
+            markdown_table(("file", "crop"), rows),
             "",
         ]
     )

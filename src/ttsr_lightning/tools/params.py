@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import Discriminator, TTSRGenerator
 from ttsr_lightning.provenance import count_parameters
 
@@ -130,21 +131,27 @@ def parameter_rows(settings: dict[str, dict[str, Any]] | None = None) -> list[Pa
     return rows
 
 
-def markdown_table(rows: list[ParameterRow]) -> str:
+def parameters_table(rows: list[ParameterRow]) -> str:
     """The rows as a Markdown table, counts with thousands separators."""
     header = ["setting", "generator", "M (2^20)", "trainable", "MainNet", "LTE", "LTE trainable"]
     header += [*MAIN_NET_PARTS, "discriminator"]
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    cells = []
     for row in rows:
-        counts = [f"{row.generator:,}", f"{row.generator / PAPER_UNIT:.2f}M"]
-        counts += [f"{n:,}" for n in (row.generator_trainable, row.main_net, row.lte, row.lte_trainable)]
-        counts += [f"{n:,}" for n in (*row.main_net_parts.values(), row.discriminator)]
-        lines.append(f"| {row.setting} | " + " | ".join(counts) + " |")
-    return "\n".join(lines)
+        counts = [row.generator_trainable, row.main_net, row.lte, row.lte_trainable]
+        counts += [*row.main_net_parts.values(), row.discriminator]
+        cells.append(
+            (
+                row.setting,
+                f"{row.generator:,}",
+                f"{row.generator / PAPER_UNIT:.2f}M",
+                *(f"{n:,}" for n in counts),
+            )
+        )
+    return markdown_table(header, cells, "-" + "r" * (len(header) - 1), dashes=3)
 
 
 def main() -> None:
-    print(markdown_table(parameter_rows()))
+    print(parameters_table(parameter_rows()))
 
 
 if __name__ == "__main__":
