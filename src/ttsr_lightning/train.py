@@ -237,7 +237,8 @@ def write_run_summary(
     set_margins: Sequence[dict[str, Any]] = (),
 ) -> None:
     """``run.json``: what experiments/collect.py reads (name, the model it trains, seed, study, data,
-    parameter counts, final metrics and their margins over bicubic and over the LR as reference), and
+    parameter counts, the generator's and the optimisers' configs, final metrics and their margins over
+    bicubic and over the LR as reference), and
     the commit and machine it ran on."""
     data_name = str(cfg.data.get("name", "unknown"))
     study = cfg.get("study")
@@ -255,6 +256,8 @@ def write_run_summary(
         "machine": machine_description(),
         "params": {k: v for k, v in run_info.items() if k.startswith("params/")},
         "generator": OmegaConf.to_container(cfg.model.generator, resolve=True),
+        # the optimisers and schedulers it trained with
+        "optim": OmegaConf.to_container(cfg.optim, resolve=True),
         # the protocol of the unprefixed test metrics (the first of conf/protocol/ selected)
         "protocol": next(iter(cfg.protocol)) if cfg.get("protocol") else "ttsr_official",
         "metrics": metrics,
