@@ -170,6 +170,8 @@ class TTSRSystem(EvaluationModule):
         self._compiled: dict[str, Callable[..., Any]] = {}
         # batches skipped for a non-finite loss or gradient (optim.max_nonfinite_skips); checkpointed
         self.nonfinite_skips = 0
+        # training batches run so far (the current one included, from its training step on); checkpointed
+        self.batches_run = 0
         self._nonfinite = NonFiniteGuard()
         # (epoch, its "train/warmup" and learning rates on the device): logged every step, read never
         self._epoch_scalars: tuple[int, Tensor] | None = None
@@ -275,7 +277,8 @@ class TTSRSystem(EvaluationModule):
         return super().forward(batch)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        self._settle_nonfinite(self._run_batch() - LAG_BATCHES)
+        self.batches_run += 1
+        self._settle_nonfinite(self.batches_run - LAG_BATCHES)
         if self._compiled and self.compile_mode in CUDA_GRAPH_MODES:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         optimizers = self.optimizers()
@@ -313,7 +316,7 @@ class TTSRSystem(EvaluationModule):
             )
         step_where(generator_opt, keep)
         self._lte_copy_stale = True
-        self._nonfinite.end_batch(self.current_epoch, batch_idx, self._run_batch())
+        self._nonfinite.end_batch(self.current_epoch, batch_idx, self.batches_run)
 
         # device tensors only (a progress-bar value would be read on the host every step)
         batch_size = hr.shape[0]
@@ -356,10 +359,6 @@ class TTSRSystem(EvaluationModule):
                 **{f"critic/{k}": v.detach() for k, v in step_stats.items()},
             }
         return stats
-
-    def _run_batch(self) -> int:
-        """This training batch's 1-based number in the run."""
-        return self.trainer.fit_loop.epoch_loop.total_batch_idx + 1
 
     def _settle_nonfinite(self, up_to_run_batch: int | None = None) -> None:
         """Reads the non-finite checks of the batches up to ``up_to_run_batch`` (None: all, waiting for
@@ -427,10 +426,12 @@ class TTSRSystem(EvaluationModule):
         self._settle_nonfinite()  # a batch that stops the run stops it before this checkpoint
         strip_frozen_weights(checkpoint, self.frozen_prefixes)
         checkpoint["nonfinite_skips"] = self.nonfinite_skips
+        checkpoint["batches_run"] = self.batches_run
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         restore_frozen_weights(checkpoint, self)
         self.nonfinite_skips = int(checkpoint.get("nonfinite_skips", 0))
+        self.batches_run = int(checkpoint.get("batches_run", 0))
         self._lte_copy_stale = True
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,6 @@ from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
 
 log = logging.getLogger(__name__)
-
-# TrainDataModule restores its sampler's position inside the epoch itself (state_dict / EpochSampler.skip);
-# Lightning's warning only knows about stateful DataLoaders.
-warnings.filterwarnings(
-    "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
-)
 
 
 def build_system(cfg: DictConfig) -> TTSRSystem:
