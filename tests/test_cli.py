@@ -97,7 +97,8 @@ def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoint
     """The run of the report: Adam at lr 1000 goes non-finite in its second batch."""
     run_dir = tmp_path / "run"
     result = run(
-        "ttsr_lightning", "optim.generator_lr=1000", "trainer.max_epochs=2", "optim.warmup_epochs=1",
+        "ttsr_lightning", "optim.generator.optimizer.lr=1000", "trainer.max_epochs=2",
+        "optim.warmup_epochs=1",
         "model.generator.bicubic_residual=false",  # the paper's net: no clamped skip to hold it finite
         f"hydra.run.dir={run_dir}", "callbacks.resume_checkpoint.every_n_batches=1", *TINY,
         cwd=tmp_path,

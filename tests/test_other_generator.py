@@ -65,7 +65,7 @@ def test_training_uses_the_default_hooks(whole_run: Path) -> None:
     generator_keys = {key for key in checkpoint["state_dict"] if key.startswith("generator.")}
     assert generator_keys == {f"generator.{key}" for key in DetailConvGenerator().state_dict()}
     assert not any(key.startswith("lte_copy.") for key in checkpoint["state_dict"])
-    # one parameter group (no parameter_groups()), at optim.generator_lr; then the critic's optimiser
+    # one parameter group (no parameter_groups()), with the optimiser's options; then the critic's
     generator_groups = checkpoint["optimizer_states"][0]["param_groups"]
     assert [group["name"] for group in generator_groups] == ["generator"]
     assert len(generator_groups[0]["params"]) == len(list(DetailConvGenerator().parameters()))

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers.sigkill import (
+    MULTISTEP_AT_EPOCH_1,
     REPO_ROOT,
     TINY_CLI,
     assert_same_training_state,
@@ -42,7 +43,7 @@ def test_sigterm_checkpoints_the_batch_and_the_same_command_continues_the_run(
         f"paths.log_dir={tmp_path / 'outputs'}",
         "name=preempt",
         "data.train.num_workers=1",  # the signal reaches the loader worker too, as under SLURM
-        "optim.lr_milestones=[1]",
+        MULTISTEP_AT_EPOCH_1,
         "logger=wandb",
         "callbacks.resume_checkpoint.every_n_batches=1000",  # the SIGTERM checkpoint is the only one
     ]

@@ -25,11 +25,23 @@ LOSSES = {
     ("optim", "message"),
     [
         ({"gan_k": 0}, "optim.gan_k must be >= 1"),
-        ({"generator_lr": -1.0}, "optim.generator_lr must be >= 0"),
+        ({"gan_k": "abc"}, "optim.gan_k: Value 'abc' of type 'str' could not be converted to Integer"),
+        ({"generator": {"optimizer": {"lr": -1.0}}}, "optim.generator.optimizer: Invalid learning rate"),
+        ({"generator": {"optimizer": {"lr": "abc"}}}, "optim.generator.optimizer.lr: expected a number"),
         ({"warmup_epochs": -1}, "optim.warmup_epochs"),
-        ({"lr_milestones": [5, 3]}, "optim.lr_milestones"),
-        ({"discriminator_betas": [0.0, 1.5]}, "optim.discriminator_betas"),
-        ({"gen_lr": 1e-4}, "optim: unknown key"),
+        (
+            {
+                "generator": {
+                    "scheduler": {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True}
+                }
+            },
+            "optim.generator.scheduler: MultiStepLR.__init__.. missing 1 required positional argument",
+        ),
+        (
+            {"discriminator": {"optimizer": {"betas": [0.0, 1.5]}}},
+            "optim.discriminator.optimizer: Invalid beta parameter at index 1: 1.5",
+        ),
+        ({"generator_lr": 1e-4}, "optim.generator_lr: Key 'generator_lr' not in 'OptimConfig'"),
     ],
 )
 def test_bad_optim_values_name_the_key(optim: dict[str, Any], message: str) -> None:

@@ -175,7 +175,8 @@ def test_frozen_lte_copy_follows_the_lte_only_when_it_changed() -> None:
 
 def test_learning_rates_follow_the_config_per_parameter_group() -> None:
     system = make_system(
-        generator_lr=2e-4, lte_lr=3e-6, discriminator_lr=5e-5, discriminator_betas=[0.0, 0.9]
+        generator={"optimizer": {"lr": 2e-4}, "param_groups": {"lte": {"lr": 3e-6}}},
+        discriminator={"optimizer": {"lr": 5e-5, "betas": [0.0, 0.9]}},
     )
     generator_config, critic_config = system.configure_optimizers()
     groups = {g["name"]: g for g in generator_config["optimizer"].param_groups}

@@ -80,10 +80,14 @@ def png_16_bit(path: Path) -> Path:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("optim.gan_k=abc", "optim.gan_k: expected an integer, got 'abc'"),
-        ("optim.gan_k=1.5", "optim.gan_k: expected an integer, got 1.5"),
-        ("optim.generator_lr=abc", "optim.generator_lr: expected a number, got 'abc'"),
-        ("optim.generator_betas=[0.9]", "optim.generator_betas: expected a list of 2 (a number, a number)"),
+        ("optim.gan_k=abc", "optim.gan_k: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("optim.gan_k=1.5", "optim.gan_k: Value '1.5' of type 'float' could not be converted to Integer"),
+        ("+optim.gan_steps=2", "optim.gan_steps: Key 'gan_steps' not in 'OptimConfig'"),
+        ("optim.generator.optimizer.lr=abc", "optim.generator.optimizer.lr: expected a number, got 'abc'"),
+        (
+            "optim.generator.optimizer.betas=[0.9]",
+            "optim.generator.optimizer.betas: expected a list of 2 (a number, a number)",
+        ),
         ("trainer.max_epochs=abc", "trainer.max_epochs: expected an integer or null, got 'abc'"),
         ("trainer.max_epochs=-3", "trainer.max_epochs: expected an integer >= 0, or -1 for no limit, got -3"),
         (

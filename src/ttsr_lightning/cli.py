@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import hydra
 from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from ttsr_lightning.config_paths import CONFIG_DIR
 from ttsr_lightning.data.errors import DatasetError
@@ -85,8 +85,12 @@ def one_line(exc: BaseException) -> str:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, OmegaConfBaseException):
         message = message.splitlines()[0]  # the rest repeats the key and the object type
-    if isinstance(exc.__cause__, OmegaConfBaseException) and isinstance(exc, HydraException):
-        message = f"{message} ({str(exc.__cause__).splitlines()[0]})"
+    refusal = exc.__cause__
+    if isinstance(refusal, ValidationError) and isinstance(exc, HydraException) and refusal.full_key:
+        # a value the schema refuses (conf/<group> + config_schema.py): the key, then why
+        message = f"{refusal.full_key}: {str(refusal).splitlines()[0]}"
+    elif isinstance(refusal, OmegaConfBaseException) and isinstance(exc, HydraException):
+        message = f"{message} ({str(refusal).splitlines()[0]})"
     # Hydra's messages: sentences, then headings ("Available options in 'data':") with indented items
     parts: list[list[str]] = []
     for line in message.splitlines():

@@ -1,4 +1,5 @@
-"""Where the Hydra configs live, and the config resolvers they use.
+"""Where the Hydra configs live, and the schemas and config resolvers they use (known once this module
+is imported: every entry point and composition imports it for ``CONFIG_DIR``).
 
 The configs ship inside the package (``ttsr_lightning/conf``), so a wheel, an editable install and a
 clone find them the same way; a clone's top-level ``conf/`` is a link to that folder.
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+
+from ttsr_lightning.config_schema import store_schemas
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = PACKAGE_DIR / "conf"
@@ -46,3 +49,4 @@ def cores_up_to(limit: int) -> int:
 
 OmegaConf.register_new_resolver("ttsr.launch_dir", launch_dir, replace=True)
 OmegaConf.register_new_resolver("ttsr.cores_up_to", cores_up_to, replace=True)
+store_schemas()

@@ -3,12 +3,12 @@
 One small module owns it, so the LightningModule keeps only the training policy and the entry points
 stay thin. Each check raises :class:`ConfigError` naming the config key and what was expected.
 
-- :class:`OptimSettings`: the ``optim`` group (learning rates, betas, the warm-up, the critic steps,
-  the non-finite policy), as a frozen dataclass;
+- :class:`OptimSettings`: the ``optim`` group (each network's optimiser and scheduler, the warm-up, the
+  critic steps, the non-finite policy), as a frozen dataclass, typed by its schema (config_schema.py);
 - :class:`LossTermSettings` / :func:`loss_terms`: the ``loss`` group, ``loss.terms.<name>``: each term's
   weight, phase and module config; a term is on iff its weight is > 0;
 - :func:`check_run_config`: the whole config of a training run, before any data or model is built:
-  the type of every value (``seed``, ``optim``, ``system``, and every argument of the ``_target_``
+  the type of every value (``seed``, ``system``, and every argument of the ``_target_``
   classes of ``model``, ``data``, ``loss``, ``trainer`` and ``callbacks``, read off their signatures:
   :func:`check_arguments`), the ranges of the trainer's counts, ``ckpt_path``, ``init_weights`` and
   ``trainer.max_epochs`` against the warm-up.
@@ -19,14 +19,20 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+import warnings
 from collections import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_object
+import torch
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.config_schema import OptimConfig
 from ttsr_lightning.errors import ConfigError
 
 # the keys of a loss term's config that are policy (the training step's), not constructor arguments
@@ -37,63 +43,115 @@ MINIATURE_DATA = ("sample", "photos")
 
 @dataclass(frozen=True)
 class OptimSettings:
-    """The ``optim`` config group, validated (see conf/optim/default.yaml for each key's meaning)."""
+    """The ``optim`` group: its types and keys from the schema (config_schema.OptimConfig), what a key
+    leaves out from conf/optim/default.yaml; each optimiser and scheduler built once on a stand-in
+    parameter, so that torch refuses a value it would refuse at the first step (a negative learning
+    rate, betas outside [0, 1), an unknown argument), naming the key. Ranges torch does not know of are
+    checked here."""
 
-    generator_lr: float = 1e-4
-    lte_lr: float = 1e-5
-    generator_betas: tuple[float, float] = (0.9, 0.999)
-    discriminator_lr: float = 1e-4
-    discriminator_betas: tuple[float, float] = (0.0, 0.9)
-    eps: float = 1e-8
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = 0.5
-    gan_k: int = 2
-    warmup_epochs: int = 2
-    gradient_clip_val: float | None = None
-    fused: bool = False
-    max_nonfinite_skips: int = 0
+    generator: dict[str, Any]
+    discriminator: dict[str, Any]
+    gan_k: int
+    warmup_epochs: int
+    gradient_clip_val: float | None
+    fused: bool
+    max_nonfinite_skips: int
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> OptimSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"optim: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        hints = typing.get_type_hints(cls)
-        for key, value in values.items():
-            check_type(f"optim.{key}", value, hints[key])
-        converted: dict[str, Any] = dict(values)
-        for key in ("generator_betas", "discriminator_betas", "lr_milestones"):
-            if key in converted:
-                converted[key] = tuple(converted[key])
-        settings = cls(**converted)
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(OptimConfig), _packaged_optim(), values)
+            plain = OmegaConf.to_container(typed, resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(schema_error("optim", exc)) from None
+        assert isinstance(plain, dict)
+        settings = cls(**{str(key): value for key, value in plain.items()})
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        for key in ("generator_lr", "lte_lr", "discriminator_lr", "eps"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"optim.{key} must be >= 0, got {getattr(self, key)}")
         if self.gan_k < 1:
             raise ConfigError(f"optim.gan_k must be >= 1 (critic steps per generator step), got {self.gan_k}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if not 0 < self.lr_gamma <= 1:
-            raise ConfigError(f"optim.lr_gamma must be in (0, 1], got {self.lr_gamma}")
-        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(
-            m <= 0 for m in self.lr_milestones
-        ):
-            raise ConfigError(
-                f"optim.lr_milestones must be increasing positive epochs, got {list(self.lr_milestones)}"
-            )
         if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
             raise ConfigError(f"optim.gradient_clip_val must be > 0 or null, got {self.gradient_clip_val}")
-        for key in ("generator_betas", "discriminator_betas"):
-            betas = getattr(self, key)
-            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-                raise ConfigError(f"optim.{key} must be two numbers in [0, 1), got {list(betas)}")
         if self.max_nonfinite_skips < 0:
             raise ConfigError(f"optim.max_nonfinite_skips must be >= 0, got {self.max_nonfinite_skips}")
+        for network in ("generator", "discriminator"):
+            config = getattr(self, network)
+            for part in ("optimizer", "scheduler"):
+                check_arguments(f"optim.{network}.{part}", config[part])
+            stand_in = {name: [torch.nn.Parameter(torch.zeros(1))] for name in ("", *config["param_groups"])}
+            build_optimizer(f"optim.{network}", config, stand_in, self.extra_arguments(config, "cpu"))
+
+    def extra_arguments(self, config: Mapping[str, Any], device_type: str) -> dict[str, bool]:
+        """What the suite adds to a network's optimiser: ``fused=True`` with ``optim.fused``; on CUDA,
+        else, ``capturable=True`` where the optimiser takes it (step counts on the device: the non-finite
+        guard's skip is a select there)."""
+        if self.fused:
+            return {"fused": True}
+        if device_type == "cuda" and "capturable" in _parameters(config["optimizer"]["_target_"]):
+            return {"capturable": True}
+        return {}
+
+
+def build_optimizer(
+    key: str, config: Mapping[str, Any], groups: Mapping[str, list[Any]], extra: Mapping[str, Any]
+) -> tuple[torch.optim.Optimizer, Any]:
+    """One network's optimiser over its parameter ``groups`` (name -> parameters, "" for a network without
+    named groups; the options of ``config["param_groups"][name]`` over the optimiser's) and its scheduler
+    (None when not configured); a ConfigError naming ``key`` where either cannot be built. Options for a
+    group the network does not declare are not used, with a warning."""
+    unknown = sorted(set(config["param_groups"]) - set(groups))
+    if unknown:  # the packaged config names TTSR's groups; another generator may declare others
+        warnings.warn(
+            f"{key}.param_groups: this network has no parameter group {unknown} (its groups: "
+            f"{sorted(name for name in groups if name)}); those options are not used",
+            stacklevel=2,
+        )
+    param_groups = [
+        {"params": params, **({"name": name} if name else {}), **config["param_groups"].get(name, {})}
+        for name, params in groups.items()
+        if params
+    ]
+    try:
+        optimizer = instantiate(config["optimizer"])(param_groups, **extra)
+    except Exception as exc:
+        raise ConfigError(f"{key}.optimizer: {_cause(exc)}") from None
+    if config["scheduler"] is None:
+        return optimizer, None
+    try:
+        return optimizer, instantiate(config["scheduler"])(optimizer)
+    except Exception as exc:
+        raise ConfigError(f"{key}.scheduler: {_cause(exc)}") from None
+
+
+def schema_error(group: str, exc: OmegaConfBaseException) -> str:
+    """A schema's refusal as one line naming the key: ``<group>.<key>: <what>``."""
+    what = str(exc).splitlines()[0]
+    return f"{group}.{exc.full_key}: {what}" if exc.full_key else f"{group}: {what}"
+
+
+def _packaged_optim() -> Any:
+    """conf/optim/default.yaml's values (its defaults list aside)."""
+    packaged = OmegaConf.load(CONFIG_DIR / "optim" / "default.yaml")
+    assert isinstance(packaged, DictConfig)
+    return OmegaConf.masked_copy(packaged, [str(key) for key in packaged if key != "defaults"])
+
+
+def _parameters(target: str) -> Mapping[str, inspect.Parameter]:
+    try:
+        return inspect.signature(get_object(target)).parameters
+    except Exception:
+        return {}
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost message of an instantiation error, on one line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -193,7 +251,7 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
     if explicit and init_weights is not None:
         raise ConfigError("ckpt_path and init_weights are exclusive: a resumed run already has its weights")
     max_epochs = cfg["trainer"].get("max_epochs")
-    warmup_epochs = cfg["optim"].get("warmup_epochs", OptimSettings.warmup_epochs)
+    warmup_epochs = OptimSettings.from_dict(cfg.get("optim") or {}).warmup_epochs
     if max_epochs is not None and max_epochs != -1 and max_epochs < warmup_epochs:
         raise ConfigError(
             f"trainer.max_epochs ({max_epochs}) is shorter than optim.warmup_epochs "
@@ -297,14 +355,18 @@ def _fits(value: Any, hint: Any) -> bool:
         return not arguments or all(_fits(item, arguments[0]) for item in value)
     if origin in (dict, abc.Mapping) or hint in (dict, abc.Mapping):
         return isinstance(value, Mapping)
-    return True
+    return hint is not torch.Tensor  # a config value is never a tensor (torch.optim: float | Tensor)
 
 
 def _describe(hint: Any) -> str:
     members = _members(hint)
     if members is not None:
         literals = [v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
-        others = [_describe(m) for m in members if typing.get_origin(m) is not typing.Literal]
+        others = [
+            _describe(m)
+            for m in members
+            if typing.get_origin(m) is not typing.Literal and m is not torch.Tensor
+        ]
         return " or ".join(dict.fromkeys([f"one of {literals}"] * bool(literals) + others))
     origin, arguments = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:

@@ -10,8 +10,10 @@ What it does, per training batch (manual optimisation, as the official ``trainer
    ``term(LossContext)`` (:mod:`ttsr_lightning.losses.context`), logged as ``train/loss_<name>`` and
    summed as ``weight * value`` in config order (TTSR: L1, then adversarial, perceptual and transferal
    perceptual, the latter through a frozen copy of the current LTE);
-4. one Adam step for the generator: one parameter group per entry of the generator's parameter groups,
-   each at ``optim.<group>_lr`` (TTSR: main network ``generator_lr`` and LTE ``lte_lr``).
+4. one step of the generator's optimiser (``optim.generator.optimizer``, the paper's Adam by default): one
+   parameter group per entry of the generator's parameter groups, each with the optimiser's options and
+   its own from ``optim.generator.param_groups.<group>`` (TTSR: main network ``generator``, ``lte`` at a
+   tenth of its learning rate).
 
 The generator is any module of the interface in :mod:`ttsr_lightning.models.interface`; a term that
 needs the texture extractor (the transferal perceptual term) needs its ``texture_extractor``.
@@ -55,13 +57,11 @@ from ttsr_lightning.models import Discriminator, GeneratorOutput, TTSRGenerator
 from ttsr_lightning.models.interface import parameter_groups, texture_extractor
 from ttsr_lightning.nonfinite import LAG_BATCHES, NonFiniteGuard, step_where
 from ttsr_lightning.protocols import protocols_from_config
-from ttsr_lightning.settings import LossTermSettings, OptimSettings, loss_terms
+from ttsr_lightning.settings import LossTermSettings, OptimSettings, build_optimizer, loss_terms
 
 # torch.compile's modes (system.compile_mode); those that record CUDA graphs on a GPU
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-# the generator's parameter groups (models.interface.parameter_groups) and their learning rates in optim
-GROUP_LEARNING_RATES = {"generator": "generator_lr", "lte": "lte_lr"}
 
 
 class TTSRSystem(EvaluationModule):
@@ -119,13 +119,6 @@ class TTSRSystem(EvaluationModule):
                 "model.generator: expected the config of a generator module (an nn.Module with forward(lr, "
                 f"lr_up, ref, ref_down_up) -> GeneratorOutput), got {type(built_generator).__name__}"
             )
-        unknown_groups = sorted(set(parameter_groups(built_generator)) - set(GROUP_LEARNING_RATES))
-        if unknown_groups:
-            raise ConfigError(
-                f"model.generator: {type(built_generator).__name__}.parameter_groups() names "
-                f"{unknown_groups}; expected groups among {sorted(GROUP_LEARNING_RATES)} "
-                "(learning rates optim.<group>_lr)"
-            )
         super().__init__(
             built_generator, protocols_from_config(protocols) if protocols else None, lpips=lpips
         )
@@ -177,6 +170,8 @@ class TTSRSystem(EvaluationModule):
         self._compiled: dict[str, Callable[..., Any]] = {}
         # batches skipped for a non-finite loss or gradient (optim.max_nonfinite_skips); checkpointed
         self.nonfinite_skips = 0
+        # training batches run so far (the current one included, from its training step on); checkpointed
+        self.batches_run = 0
         self._nonfinite = NonFiniteGuard()
         # (epoch, its "train/warmup" and learning rates on the device): logged every step, read never
         self._epoch_scalars: tuple[int, Tensor] | None = None
@@ -225,33 +220,16 @@ class TTSRSystem(EvaluationModule):
 
     def configure_optimizers(self) -> Any:
         s = self.optim_settings
-        groups = [
-            {"params": params, "lr": getattr(s, GROUP_LEARNING_RATES[name]), "name": name}
-            for name, params in parameter_groups(self.generator).items()
-            if params
-        ]
-        fused: dict[str, bool] = {"fused": True} if s.fused else {}
-        if not s.fused and self.device.type == "cuda":
-            # step counts on the device: the non-finite guard's skip is a select there (step_where)
-            fused = {"capturable": True}
-        generator_opt = torch.optim.Adam(groups, betas=s.generator_betas, eps=s.eps, **fused)
-        configs: list[dict[str, Any]] = [
-            {
-                "optimizer": generator_opt,
-                "lr_scheduler": torch.optim.lr_scheduler.MultiStepLR(
-                    generator_opt, milestones=list(s.lr_milestones), gamma=s.lr_gamma
-                ),
-            }
-        ]
+        networks = {"generator": parameter_groups(self.generator)}
         if self.discriminator is not None:
-            critic_opt = torch.optim.Adam(
-                self.discriminator.parameters(),
-                lr=s.discriminator_lr,
-                betas=s.discriminator_betas,
-                eps=s.eps,
-                **fused,
+            networks["discriminator"] = {"": list(self.discriminator.parameters())}
+        configs: list[dict[str, Any]] = []
+        for network, groups in networks.items():
+            config = getattr(s, network)
+            optimizer, scheduler = build_optimizer(
+                f"optim.{network}", config, groups, s.extra_arguments(config, self.device.type)
             )
-            configs.append({"optimizer": critic_opt})
+            configs.append({"optimizer": optimizer, **({"lr_scheduler": scheduler} if scheduler else {})})
         return configs
 
     # ------------------------------------------------------------------ training
@@ -299,7 +277,8 @@ class TTSRSystem(EvaluationModule):
         return super().forward(batch)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        self._settle_nonfinite(self._run_batch() - LAG_BATCHES)
+        self.batches_run += 1
+        self._settle_nonfinite(self.batches_run - LAG_BATCHES)
         if self._compiled and self.compile_mode in CUDA_GRAPH_MODES:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs may be overwritten
         optimizers = self.optimizers()
@@ -337,7 +316,7 @@ class TTSRSystem(EvaluationModule):
             )
         step_where(generator_opt, keep)
         self._lte_copy_stale = True
-        self._nonfinite.end_batch(self.current_epoch, batch_idx, self._run_batch())
+        self._nonfinite.end_batch(self.current_epoch, batch_idx, self.batches_run)
 
         # device tensors only (a progress-bar value would be read on the host every step)
         batch_size = hr.shape[0]
@@ -380,10 +359,6 @@ class TTSRSystem(EvaluationModule):
                 **{f"critic/{k}": v.detach() for k, v in step_stats.items()},
             }
         return stats
-
-    def _run_batch(self) -> int:
-        """This training batch's 1-based number in the run."""
-        return self.trainer.fit_loop.epoch_loop.total_batch_idx + 1
 
     def _settle_nonfinite(self, up_to_run_batch: int | None = None) -> None:
         """Reads the non-finite checks of the batches up to ``up_to_run_batch`` (None: all, waiting for
@@ -451,10 +426,12 @@ class TTSRSystem(EvaluationModule):
         self._settle_nonfinite()  # a batch that stops the run stops it before this checkpoint
         strip_frozen_weights(checkpoint, self.frozen_prefixes)
         checkpoint["nonfinite_skips"] = self.nonfinite_skips
+        checkpoint["batches_run"] = self.batches_run
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         restore_frozen_weights(checkpoint, self)
         self.nonfinite_skips = int(checkpoint.get("nonfinite_skips", 0))
+        self.batches_run = int(checkpoint.get("batches_run", 0))
         self._lte_copy_stale = True
 
 

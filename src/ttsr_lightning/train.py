@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,6 @@ from ttsr_lightning.settings import check_run_config
 from ttsr_lightning.system import TTSRSystem
 
 log = logging.getLogger(__name__)
-
-# TrainDataModule restores its sampler's position inside the epoch itself (state_dict / EpochSampler.skip);
-# Lightning's warning only knows about stateful DataLoaders.
-warnings.filterwarnings(
-    "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
-)
 
 
 def build_system(cfg: DictConfig) -> TTSRSystem:
@@ -238,7 +231,8 @@ def write_run_summary(
     set_margins: Sequence[dict[str, Any]] = (),
 ) -> None:
     """``run.json``: what experiments/collect.py reads (name, the model it trains, seed, study, data,
-    parameter counts, final metrics and their margins over bicubic and over the LR as reference), and
+    parameter counts, the generator's and the optimisers' configs, final metrics and their margins over
+    bicubic and over the LR as reference), and
     the commit and machine it ran on."""
     data_name = str(cfg.data.get("name", "unknown"))
     study = cfg.get("study")
@@ -256,6 +250,8 @@ def write_run_summary(
         "machine": machine_description(),
         "params": {k: v for k, v in run_info.items() if k.startswith("params/")},
         "generator": OmegaConf.to_container(cfg.model.generator, resolve=True),
+        # the optimisers and schedulers it trained with
+        "optim": OmegaConf.to_container(cfg.optim, resolve=True),
         # the protocol of the unprefixed test metrics (the first of conf/protocol/ selected)
         "protocol": next(iter(cfg.protocol)) if cfg.get("protocol") else "ttsr_official",
         "metrics": metrics,

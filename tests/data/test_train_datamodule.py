@@ -196,8 +196,8 @@ def test_the_training_loader_reads_its_sampler_at_the_first_batch(cufed_train: P
     workers, torch's iterator would read the sampler at once, i.e. with the previous epoch."""
     module = TrainDataModule(str(cufed_train), batch_size=2, seed=1, num_workers=1)
     module.setup("fit")
-    module.load_state_dict({"epoch": 3, "batches_done": 1})  # a mid-epoch checkpoint: batch 2 of epoch 3
     loader = module.train_dataloader()
+    loader.load_state_dict({"epoch": 3, "batches_done": 1})  # a mid-epoch checkpoint: batch 2 of epoch 3
     iterator = iter(loader)
     loader.sampler.set_epoch(3)
     expected = EpochSampler(range(4), shuffle=True, seed=1)
@@ -205,3 +205,35 @@ def test_the_training_loader_reads_its_sampler_at_the_first_batch(cufed_train: P
     keys = list(expected)[2:4]
     assert module.train_set is not None
     assert torch.equal(next(iterator)["hr"], torch.stack([module.train_set[key]["hr"] for key in keys]))
+
+
+def test_the_training_loader_holds_its_place_in_the_epoch_and_resumes_from_it(cufed_train: Path) -> None:
+    """What Lightning stores with a checkpoint (the loader's state) and restores into the resumed run's
+    new loader: the rest of that epoch, and a state that counts on from the restored batches."""
+    module = TrainDataModule(str(cufed_train), batch_size=1, seed=2)
+    module.setup("fit")
+    loader = module.train_dataloader()
+    loader.sampler.set_epoch(1)
+    iterator = iter(loader)
+    whole_epoch = [next(iterator)["hr"] for _ in range(4)]
+    assert loader.state_dict() == {"epoch": 1, "batches_done": 4}
+
+    first = module.train_dataloader()
+    first.sampler.set_epoch(1)
+    iterator = iter(first)
+    next(iterator)
+    assert first.state_dict() == {"epoch": 1, "batches_done": 1}  # a checkpoint after batch 1
+
+    resumed = TrainDataModule(str(cufed_train), batch_size=1, seed=2)
+    resumed.setup("fit")
+    loader = resumed.train_dataloader()
+    loader.load_state_dict(first.state_dict())
+    assert loader.state_dict() == {"epoch": 1, "batches_done": 1}  # before its epoch starts
+    iterator = iter(loader)
+    loader.sampler.set_epoch(1)
+    rest = [next(iterator)["hr"] for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(rest, whole_epoch[1:], strict=True))
+    assert loader.state_dict() == {"epoch": 1, "batches_done": 4}
+    loader.sampler.set_epoch(2)  # the next epoch starts from its first batch
+    next(iter(loader))
+    assert loader.state_dict() == {"epoch": 2, "batches_done": 1}

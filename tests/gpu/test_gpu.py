@@ -27,7 +27,7 @@ from omegaconf import open_dict
 
 from helpers.config import compose_config, paper_losses
 from helpers.interrupt import SimulatedKill
-from helpers.sigkill import TINY_CLI, assert_same_training_state, whole_and_resumed
+from helpers.sigkill import MULTISTEP_AT_EPOCH_1, TINY_CLI, assert_same_training_state, whole_and_resumed
 from ttsr_lightning.budgeted import budgeted_forward, main_net_receptive_field, plan_forward
 from ttsr_lightning.callbacks import ResumeCheckpoint
 from ttsr_lightning.models import TTSRGenerator, patch_search
@@ -189,7 +189,7 @@ def test_sigkilled_gpu_run_resumes_exactly(tmp_path: Path, sample_data_dir: Path
         "trainer=gpu",
         "trainer.benchmark=false",
         "trainer.deterministic=true",
-        "optim.lr_milestones=[1]",
+        MULTISTEP_AT_EPOCH_1,
     ]
     assert_same_training_state(*whole_and_resumed(common, tmp_path, kill_after_batch=6))
 

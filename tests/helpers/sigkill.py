@@ -38,6 +38,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 
+from helpers.documented import documented_commands, training_overrides
+
 
 class PauseAt(Checkpoint):
     """Freeze the run: write ``<marker_dir>/paused.rank<R>``, then sleep until killed.
@@ -230,6 +232,14 @@ TINY_CLI = [
     "test=false",
     "callbacks.resume_checkpoint.every_n_batches=1",
 ]
+# a learning-rate decay after the first epoch (the schedule's state must resume too)
+MULTISTEP_AT_EPOCH_1 = (
+    "optim.generator.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,"
+    "milestones:[1],gamma:0.5}"
+)
+# another optimiser and schedule, by overrides alone: the README's command, as printed
+[ADAMW_COSINE_COMMAND] = documented_commands("README.md", "Optimisers and schedules")
+ADAMW_COSINE = training_overrides(ADAMW_COSINE_COMMAND)
 
 
 def cli_env() -> dict[str, str]:

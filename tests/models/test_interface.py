@@ -22,13 +22,15 @@ def test_ttsr_groups_are_its_main_network_and_its_trained_lte_in_parameter_order
     assert architecture(generator) == generator.config
 
 
-def test_ttsr_without_a_trained_lte_has_one_group_and_base_no_extractor() -> None:
+def test_ttsr_without_a_trained_lte_has_an_empty_lte_group_and_base_no_extractor() -> None:
     frozen = TTSRGenerator(**TINY, learnable_extractor=False)
-    assert list(parameter_groups(frozen)) == ["generator"]
+    groups = parameter_groups(frozen)
+    assert list(groups) == ["generator", "lte"] and groups["lte"] == []
+    assert [id(p) for p in groups["generator"]] == [id(p) for p in frozen.parameters() if p.requires_grad]
     assert texture_extractor(frozen) is frozen.lte
     switches = {"use_hard_attention": False, "use_soft_attention": False, "learnable_extractor": False}
     base = TTSRGenerator(**TINY, **switches)
-    assert list(parameter_groups(base)) == ["generator"] and texture_extractor(base) is None
+    assert parameter_groups(base)["lte"] == [] and texture_extractor(base) is None
 
 
 def test_a_module_without_hooks_gets_the_defaults() -> None:

@@ -25,7 +25,7 @@ import os
 import resource
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -60,7 +60,7 @@ class RehearsalProbe(Callback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        run_batch = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        run_batch = _batches_run(pl_module) + 1  # the batch about to run
         if run_batch == self.sigterm_before_batch:
             self._wait_for_sigterm(trainer)
         self._batch_started = self._now(trainer)
@@ -73,7 +73,7 @@ class RehearsalProbe(Callback):
         waited = self._batch_started - self._last_end if self._last_end is not None else None
         self.record["train"].append(
             {
-                "run_batch": trainer.fit_loop.epoch_loop.total_batch_idx + 1,
+                "run_batch": _batches_run(pl_module),
                 "epoch": trainer.current_epoch,
                 "warmup": bool(getattr(pl_module, "in_warmup", False)),
                 "seconds": ended - self._batch_started,
@@ -167,3 +167,8 @@ def read_probes(folder: Path) -> list[dict[str, Any]]:
     """Every probe record in ``folder``, in the order their processes started training."""
     records = [json.loads(path.read_text()) for path in folder.glob("probe_*.json")]
     return sorted(records, key=lambda record: record.get("first_batch_wall_time", float("inf")))
+
+
+def _batches_run(pl_module: LightningModule) -> int:
+    """The training batches the module has run (TTSRSystem counts them, and checkpoints the count)."""
+    return int(cast(Any, pl_module).batches_run)

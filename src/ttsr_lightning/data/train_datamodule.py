@@ -5,8 +5,9 @@ Validation is any mix of (a) evaluation-set specs (``val_sets``, e.g. CUFED5 at 
 the seed and evaluated like a test set: whole image, its own pair reference, batch size 1, named
 ``CUFED_heldout``. ``val_set_names`` lists them in dataloader order (held-out first).
 
-Resume: ``state_dict`` records the epoch and the batches already trained in it; a run restored from a
-mid-epoch checkpoint skips exactly those (``EpochSampler.skip``), so nothing is lost or re-done.
+Resume: the training loader (``EpochDataLoader``) records the epoch and the batches already trained in
+it, in every checkpoint through Lightning's stateful-loader path; a run restored from a mid-epoch
+checkpoint skips exactly those (``EpochSampler.skip``), so nothing is lost or re-done.
 
 Epochs: the training loader's sampler (``EpochSampler``) receives the epoch from Lightning's
 ``set_epoch`` call at the start of every epoch and passes it, with each index, to the dataset, which
@@ -39,7 +40,7 @@ HELD_OUT_NAME = "CUFED_heldout"
 
 
 class EpochDataLoader(DataLoader):
-    """A DataLoader that reads its sampler at the first batch, not at ``iter()``.
+    """The training loader: reads its sampler at the first batch, and resumes mid-epoch by its own state.
 
     Lightning creates the training iterator in ``FitLoop.setup_data``, before ``on_advance_start``
     calls ``set_epoch``, and on a resumed run it keeps that iterator for the resumed epoch. With
@@ -47,15 +48,51 @@ class EpochDataLoader(DataLoader):
     sampler as soon as it is created, so the sampler would hand out epoch 0's keys and order (and drop
     its ``skip``, which names the resumed epoch). Deferring the creation to the first ``next()``,
     after ``set_epoch``, gives every worker count what ``num_workers=0`` gets.
+
+    Resume, by Lightning's supported path for a stateful loader: ``state_dict`` gives the epoch and the
+    batches handed out in it, which Lightning stores in every checkpoint (it fetches no batch ahead
+    from a loader with a length, so those are the batches trained, the current one included);
+    ``load_state_dict``, which Lightning calls on the resumed run's new loader before its first batch,
+    makes the next iteration of that epoch start after them (``EpochSampler.skip``).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._position = (0, 0)  # (epoch, batches handed out in it)
+        self._resume: tuple[int, int] | None = None  # a restored position, until its epoch starts
+
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a lazy stand-in for the torch iterator
-        return _DeferredIterator(super().__iter__)
+        return _DeferredIterator(self._start_epoch, self._handed_out)
+
+    def _start_epoch(self) -> Iterator[Any]:
+        epoch = self._sampler().epoch
+        resumed = self._resume is not None and self._resume[0] == epoch
+        self._position = (epoch, self._resume[1] if self._resume is not None and resumed else 0)
+        self._resume = None
+        return super().__iter__()
+
+    def _handed_out(self) -> None:
+        self._position = (self._position[0], self._position[1] + 1)
+
+    def _sampler(self) -> EpochSampler:
+        if not isinstance(self.sampler, EpochSampler):
+            raise TypeError(f"EpochDataLoader needs an EpochSampler, got {type(self.sampler).__name__}")
+        return self.sampler
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self._resume if self._resume is not None else self._position
+        return {"epoch": epoch, "batches_done": batches}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches_done"])
+        self._resume = (epoch, batches)
+        self._sampler().skip(epoch, batches * int(self.batch_size or 1))
 
 
 class _DeferredIterator:
-    def __init__(self, create: Callable[[], Iterator[Any]]) -> None:
+    def __init__(self, create: Callable[[], Iterator[Any]], handed_out: Callable[[], None]) -> None:
         self._create: Callable[[], Iterator[Any]] | None = create
+        self._handed_out = handed_out
         self._iterator: Iterator[Any] | None = None
 
     def __iter__(self) -> _DeferredIterator:
@@ -65,7 +102,9 @@ class _DeferredIterator:
         if self._iterator is None:
             assert self._create is not None
             self._iterator, self._create = self._create(), None
-        return next(self._iterator)
+        batch = next(self._iterator)
+        self._handed_out()
+        return batch
 
 
 class TrainDataModule(LightningDataModule):
@@ -118,8 +157,8 @@ class TrainDataModule(LightningDataModule):
         self.train_indices: list[int] = []
         self.val_datasets: list[EvalDataset] = []
         self.train_sampler: EpochSampler | None = None
-        # (epoch, training batches already done in it), restored from a mid-epoch checkpoint
-        self._resume_position: tuple[int, int] | None = None
+        # the loader's position as older checkpoints kept it (EpochDataLoader keeps its own)
+        self._legacy_position: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
         """Build the embedded sample dataset when configured (once per node; idempotent)."""
@@ -179,11 +218,7 @@ class TrainDataModule(LightningDataModule):
             raise RuntimeError("TrainDataModule.setup() must run before train_dataloader()")
         hp = self.hparams
         self.train_sampler = EpochSampler(self.train_indices, shuffle=True, seed=hp["seed"])
-        if self._resume_position is not None:
-            epoch, batches_done = self._resume_position
-            self.train_sampler.skip(epoch, batches_done * hp["batch_size"])
-            self._resume_position = None
-        return EpochDataLoader(
+        loader = EpochDataLoader(
             self.train_set,
             batch_size=hp["batch_size"],
             sampler=self.train_sampler,
@@ -194,22 +229,15 @@ class TrainDataModule(LightningDataModule):
             worker_init_fn=ignore_stop_signals,
             drop_last=False,  # as the official loader (11,871 = 1,319 x 9 anyway)
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where the training loop stands in its epoch, so a mid-epoch checkpoint resumes exactly.
-
-        Lightning stores this in every checkpoint; ``processed`` counts the batches whose training step
-        finished (a checkpoint written in ``on_train_batch_end`` includes the current batch).
-        """
-        trainer = self.trainer
-        if trainer is None:
-            return {}
-        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": trainer.current_epoch, "batches_done": int(progress.processed)}
+        if self._legacy_position is not None:
+            loader.load_state_dict(self._legacy_position)
+            self._legacy_position = None
+        return loader
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Checkpoints written before the training loader held its own position kept it here."""
         if state_dict:
-            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+            self._legacy_position = {"epoch": state_dict["epoch"], "batches_done": state_dict["batches_done"]}
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per validation set, in ``val_set_names`` order, batch size 1."""

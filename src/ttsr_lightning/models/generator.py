@@ -160,14 +160,14 @@ class TTSRGenerator(nn.Module):
         return self.lte
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters by optimiser group: ``generator`` (all but the LTE) and ``lte`` (when
-        it is trained), each with its learning rate (``optim.generator_lr``, ``optim.lte_lr``)."""
+        """Trainable parameters by optimiser group: ``generator`` (all but the LTE) and ``lte`` (empty when
+        no LTE is trained), each with its options (``optim.generator.param_groups.<group>``)."""
         lte_params = [] if self.lte is None else [p for p in self.lte.parameters() if p.requires_grad]
         lte_ids = {id(p) for p in lte_params}
-        groups = {"generator": [p for p in self.parameters() if p.requires_grad and id(p) not in lte_ids]}
-        if lte_params:
-            groups["lte"] = lte_params
-        return groups
+        return {
+            "generator": [p for p in self.parameters() if p.requires_grad and id(p) not in lte_ids],
+            "lte": lte_params,
+        }
 
     def output_image(self, main_net_output: torch.Tensor, lr_up: torch.Tensor) -> torch.Tensor:
         """The SR image (B, 3, 4h, 4w) in [-1, 1] from the main network's output: that output itself

@@ -13,8 +13,9 @@ adversarial terms, evaluation and inference need; the other fields may be None.
 Everything else is optional, read through the functions below, each with a default for a generator
 that does not define the attribute:
 
-- ``parameter_groups()``: ``{name: parameters}`` optimised with the learning rate ``optim.<name>_lr``
-  (TTSR: ``generator`` and ``lte``). Default: every trainable parameter in one group ``generator``.
+- ``parameter_groups()``: ``{name: parameters}``, each group optimised with the optimiser's options and
+  its own from ``optim.generator.param_groups.<name>`` (TTSR: ``generator`` and ``lte``; a declared group
+  may be empty). Default: every trainable parameter in one group ``generator``.
 - ``texture_extractor``: the module whose features of ``sr`` the transferal perceptual loss compares
   with the transferred textures ``t_lv3``, ``t_lv2``, ``t_lv1`` (TTSR: its LTE). Default: None, and
   that loss term must be off.
