@@ -46,14 +46,19 @@ STRAIGHTFORWARD_VS_LEAN = (
 )
 
 
-def parse_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Adds the options every comparison benchmark takes (and the hidden --worker), then parses."""
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+def add_tiny_option(parser: argparse.ArgumentParser) -> None:
+    """``--tiny``: the script's code path on its smallest sizes, what ``tests/benchmarks`` runs."""
     parser.add_argument(
         "--tiny",
         action="store_true",
         help="the same code path with tiny sizes: seconds on a CPU, checks only",
     )
+
+
+def parse_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Adds the options every comparison benchmark takes (and the hidden --worker), then parses."""
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_tiny_option(parser)
     parser.add_argument(
         "--budget-gb",
         type=float,

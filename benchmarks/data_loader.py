@@ -1,10 +1,12 @@
 """Throughput of the training loader (samples/s) with 0, 1 and 2 workers on the embedded sample set.
 
     python benchmarks/data_loader.py [--workers 0 1 2] [--epochs 6] [--batch-size 9] [--data-dir DIR]
+    python benchmarks/data_loader.py --tiny     # the same code path: 0 and 1 workers, 2 epochs, seconds
 
-Each worker count gets a fresh TrainDataModule loader (persistent workers when > 0); the first epoch
-(worker start-up included) is timed apart from the following ones (steady state). A training step
-consumes one batch, so the loader keeps a GPU busy when "ms per batch" is below the GPU step time.
+Each worker count gets a fresh TrainDataModule loader (persistent workers when > 0) cutting the
+sample set's own patch size; the first epoch (worker start-up included) is timed apart from the
+following ones (steady state). A training step consumes one batch, so the loader keeps a GPU busy when
+"ms per batch" is below the GPU step time.
 """
 
 from __future__ import annotations
@@ -16,9 +18,14 @@ import time
 from pathlib import Path
 
 from ttsr_lightning.data import EpochSampler, TrainDataModule, build_sample_dataset
+from ttsr_lightning.data.sample import PATCH
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import add_tiny_option  # noqa: E402
 from environment import machine_description  # noqa: E402
+
+DEFAULT = {"workers": [0, 1, 2], "epochs": 6}
+TINY = {"workers": [0, 1], "epochs": 2}  # the worker path once, one steady epoch
 
 
 def measure(root: Path, num_workers: int, batch_size: int, epochs: int) -> tuple[float, float, int]:
@@ -28,6 +35,7 @@ def measure(root: Path, num_workers: int, batch_size: int, epochs: int) -> tuple
         batch_size=batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        patch_size=PATCH,
     )
     module.setup("fit")
     loader = module.train_dataloader()
@@ -46,13 +54,17 @@ def measure(root: Path, num_workers: int, batch_size: int, epochs: int) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=6, help="the first one is start-up; >= 2")
+    parser.add_argument("--workers", type=int, nargs="+", help="worker counts (default 0 1 2; 0 1 tiny)")
+    parser.add_argument("--epochs", type=int, help="the first one is start-up; >= 2 (default 6; 2 tiny)")
     parser.add_argument("--batch-size", type=int, default=9)
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="sample set root (default: a temp folder)"
     )
+    add_tiny_option(parser)
     args = parser.parse_args()
+    for name, value in (TINY if args.tiny else DEFAULT).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.epochs < 2:
         parser.error("--epochs must be >= 2")
 
@@ -63,7 +75,7 @@ def main() -> None:
         rows = [(workers, *measure(root, workers, args.batch_size, args.epochs)) for workers in args.workers]
     print(
         f"training loader on the embedded sample set: {rows[0][3]} samples per epoch, "
-        f"batch {args.batch_size}, 160x160, augmentation on; {args.epochs} epochs per worker count, "
+        f"batch {args.batch_size}, {PATCH}x{PATCH}, augmentation on; {args.epochs} epochs per worker count, "
         "the first timed apart\n"
     )
     header = (

@@ -4,6 +4,7 @@
     python benchmarks/multi_reference.py --device cuda
     python benchmarks/multi_reference.py --threads 1      # every case on one torch thread
     python benchmarks/multi_reference.py --rounds 1       # one process per way (about 2 minutes)
+    python benchmarks/multi_reference.py --tiny           # the same code path, tiny sizes: seconds
 
 The paper-size generator (n_feats 64, residual blocks 16/16/8/4, random weights, on which neither
 time nor memory depends; lean search-transfer) under torch.no_grad(), on an HR image of 500x332
@@ -23,7 +24,8 @@ before the measured call (the canvas, too). The two ways alternate for ``--round
 native, stitched, ...) and each reports its fastest round, so a burst of another job's load hits
 both alike; peak memory is the largest over the rounds. Prints the machine and the load average
 (other jobs skew the times, not the memory), a Markdown table with the ratios; writes
-<out>/multi_reference.json.
+<out>/multi_reference.json. ``--tiny``: a generator of 8 channels and one residual block per stage,
+HR 64x48, three references on 48x48 canvases, one round.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from _measure import (
     gib,
+    model_size,
     parse_arguments,
     ratio,
     run_case,
@@ -54,6 +57,8 @@ HR_SIZE = (500, 332)  # W x H, a CUFED5 image
 REF_SIZES = [(500, 332), (332, 500), (500, 372), (480, 320), (400, 300)]
 CANVAS = 500  # the CUFED5 stitch canvas (data/cufed5.py, stitch_canvas)
 WAYS = ("stitched", "native")
+# --tiny: HR (W x H), references, canvas side
+TINY_SETUP = ((64, 48), [(48, 32), (32, 48), (40, 40)], 48)
 _WARM_UP_HR = (64, 48)
 _WARM_UP_REFS = [(32, 48), (48, 32)]
 _WARM_UP_CANVAS = 48
@@ -111,11 +116,16 @@ def generator_inputs(
     return lr, lr_up, stitch(refs, canvas), stitch(refs_down_up, canvas)
 
 
-def ref_lv3_positions(way: str, ref_sizes: list[tuple[int, int]]) -> int:
+def setup(args: argparse.Namespace) -> tuple[tuple[int, int], list[tuple[int, int]], int]:
+    """The HR size (W, H), the reference sizes and the canvas side of this run (``--tiny``'s or CUFED5's)."""
+    return TINY_SETUP if args.tiny else (HR_SIZE, REF_SIZES, CANVAS)
+
+
+def ref_lv3_positions(way: str, ref_sizes: list[tuple[int, int]], canvas: int) -> int:
     """Reference positions the search covers (lv3: a quarter of each side)."""
     if way == "native":
         return sum((width // 4) * (height // 4) for width, height in ref_sizes)
-    return len(ref_sizes) * (CANVAS // 4) ** 2
+    return len(ref_sizes) * (canvas // 4) ** 2
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -128,7 +138,9 @@ def run_worker(way: str, size: str, args: argparse.Namespace) -> dict[str, float
     """One forward in this process: seconds, of which in the search-transfer, peak bytes."""
     device = args.device
     torch.manual_seed(0)
-    generator = TTSRGenerator(vgg_weights="random").eval().to(device)
+    n_feats, blocks = model_size(args)
+    generator = TTSRGenerator(n_feats=n_feats, num_res_blocks=list(blocks), vgg_weights="random")
+    generator = generator.eval().to(device)
     assert generator.search_transfer is not None
     search_seconds: list[float] = []
 
@@ -146,7 +158,8 @@ def run_worker(way: str, size: str, args: argparse.Namespace) -> dict[str, float
     generator.search_transfer.register_forward_hook(stop_clock)
     with torch.no_grad():
         generator(*generator_inputs(way, _WARM_UP_HR, _WARM_UP_REFS, _WARM_UP_CANVAS, device))  # thread pools
-        inputs = generator_inputs(way, parse_size(size), REF_SIZES, CANVAS, device)
+        _, ref_sizes, canvas = setup(args)
+        inputs = generator_inputs(way, parse_size(size), ref_sizes, canvas, device)
         elapsed, peak = timed_peak(lambda: generator(*inputs), device)
     return {"seconds": elapsed, "search_transfer_seconds": search_seconds[-1], "peak_bytes": peak}
 
@@ -179,22 +192,25 @@ def comparison_table(cases: dict[str, Case]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2, help="processes per way, alternating")
+    parser.add_argument("--rounds", type=int, help="processes per way, alternating (default 2; 1 tiny)")
     args = parse_arguments(parser)
     if run_worker_if_asked(args, run_worker):
         return
+    if args.rounds is None:
+        args.rounds = 1 if args.tiny else 2
+    hr_size, ref_sizes, canvas = setup(args)
 
     # The load average says whether other processes shared the CPU (it skews times, not memory).
     load_at_start = os.getloadavg()[0]
     print(f"Machine: {machine_description()}; device {args.device}; load average {load_at_start:.1f}")
-    references = ", ".join(f"{width}x{height}" for width, height in REF_SIZES)
-    print(f"HR {HR_SIZE[0]}x{HR_SIZE[1]}; references (W x H) {references}; canvas {CANVAS}\n", flush=True)
+    references = ", ".join(f"{width}x{height}" for width, height in ref_sizes)
+    print(f"HR {hr_size[0]}x{hr_size[1]}; references (W x H) {references}; canvas {canvas}\n", flush=True)
 
     started = time.perf_counter()
-    cases = {way: Case(way, ref_lv3_positions(way, REF_SIZES)) for way in WAYS}
+    cases = {way: Case(way, ref_lv3_positions(way, ref_sizes, canvas)) for way in WAYS}
     for round_number in range(1, args.rounds + 1):
         for way, case in cases.items():
-            result = run_case(__file__, args, way, f"{HR_SIZE[0]}x{HR_SIZE[1]}")
+            result = run_case(__file__, args, way, f"{hr_size[0]}x{hr_size[1]}")
             case.add(result)
             outcome = (
                 result
@@ -211,9 +227,9 @@ def main() -> None:
         "machine": machine_description(),
         "device": args.device,
         "load_average": [load_at_start, os.getloadavg()[0]],
-        "hr_size": list(HR_SIZE),
-        "ref_sizes": [list(size) for size in REF_SIZES],
-        "canvas": CANVAS,
+        "hr_size": list(hr_size),
+        "ref_sizes": [list(size) for size in ref_sizes],
+        "canvas": canvas,
         "rounds": args.rounds,
         "cases": [asdict(case) for case in cases.values()],
     }

@@ -2,6 +2,7 @@
 
     python benchmarks/protocols.py                 # the default small TTSR, random weights, CPU
     python benchmarks/protocols.py --n-feats 64 --blocks 16 16 8 4
+    python benchmarks/protocols.py --tiny          # a generator of 8 channels, one image of one set
 
 ``protocol=all`` runs the generator once per image of each evaluation set and scores that output under
 every protocol (conf/protocol/: ttsr_official, ttsr_stitched, basicsr, mmagic, masa); separately,
@@ -9,6 +10,7 @@ each protocol would re-run the generator on every set. Both ways run the real co
 (``python -m ttsr_lightning.evaluate``, each in a fresh process: what a user types), with a generator
 file of random weights (the time does not depend on them) on the sample set's nine CUFED5 sets. Also
 checks that the numbers agree: every protocol's per-set PSNR from the one run equals its separate run's.
+``--tiny`` runs the same commands with the tiny generator on the first image of CUFED5_L1.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from _measure import TINY_MODEL, add_tiny_option
 from environment import machine_description
 
 from ttsr_lightning.checkpoints import save_generator
@@ -32,14 +35,15 @@ from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.protocols import available_protocols
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SMALL_MODEL = (32, (4, 4, 2, 1))  # n_feats, residual blocks per stage: the small TTSR of `make train`
 
 
-def evaluate(ckpt: Path, data_dir: Path, run_dir: Path, protocol: str) -> float:
+def evaluate(ckpt: Path, data_dir: Path, run_dir: Path, protocol: str, overrides: list[str]) -> float:
     """Wall seconds of one ``evaluate`` command (the process start included)."""
     command = [
         sys.executable, "-m", "ttsr_lightning.evaluate", f"ckpt={ckpt}", "data=sample",
         f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", f"protocol={protocol}", "logger=none",
-        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "num_image_panels=0",
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "num_image_panels=0", *overrides,
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"})
@@ -53,9 +57,16 @@ def per_set_psnr(run_dir: Path) -> dict[tuple[str, str], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-feats", type=int, default=32)
-    parser.add_argument("--blocks", type=int, nargs=4, default=[4, 4, 2, 1])
+    parser.add_argument("--n-feats", type=int, help="generator channels (default 32; 8 with --tiny)")
+    parser.add_argument(
+        "--blocks", type=int, nargs=4, help="residual blocks per stage (default 4 4 2 1; 1 1 1 1 with --tiny)"
+    )
+    add_tiny_option(parser)
     args = parser.parse_args()
+    n_feats, blocks = TINY_MODEL if args.tiny else SMALL_MODEL
+    args.n_feats, args.blocks = args.n_feats or n_feats, args.blocks or list(blocks)
+    overrides = ["sets=[CUFED5_L1]", "trainer.limit_test_batches=1"] if args.tiny else []
+    scope = "CUFED5_L1, its first image" if args.tiny else "9 CUFED5 sets x 6 images"
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         build_sample_dataset(work / "data" / "sample")
@@ -65,8 +76,8 @@ def main() -> None:
             TTSRGenerator(n_feats=args.n_feats, num_res_blocks=args.blocks, vgg_weights="random"), ckpt
         )
         protocols = available_protocols()
-        together = evaluate(ckpt, work / "data", work / "all", "all")
-        separate = {name: evaluate(ckpt, work / "data", work / name, name) for name in protocols}
+        together = evaluate(ckpt, work / "data", work / "all", "all", overrides)
+        separate = {name: evaluate(ckpt, work / "data", work / name, name, overrides) for name in protocols}
         combined = per_set_psnr(work / "all")
         largest = max(
             abs(combined[key] - value)
@@ -75,7 +86,7 @@ def main() -> None:
         )
     total = sum(separate.values())
     print(machine_description())
-    print(f"generator n_feats {args.n_feats}, blocks {args.blocks}; sample set: 9 CUFED5 sets x 6 images")
+    print(f"generator n_feats {args.n_feats}, blocks {args.blocks}; sample set: {scope}")
     runs = [
         (
             f"protocol=all (one generator pass per set, {len(protocols)} protocols scored)",

@@ -3,6 +3,7 @@
     python benchmarks/tiling.py                          # paper network (random) + the official small one
     python benchmarks/tiling.py --ckpt TTSR.pt           # also a trained generator (any weights file)
     python benchmarks/tiling.py --halos 0 8 16 --positions 1    # a quick look
+    python benchmarks/tiling.py --tiny     # the same code path: a tiny network, LR 64x64, one tile
 
 Inputs are photographs, preprocessed as ``infer`` does: the LR is scikit-image's astronaut (512x512)
 PIL-bicubic /2, i.e. 256x256 (a 1024x1024 SR); the reference is the coffee photograph (600x400).
@@ -17,6 +18,8 @@ seams, so this is the deviation of a tiled run with that halo. Deviation in [0, 
 The receptive field is :func:`main_net_receptive_field` (exact; the tests check it against the
 gradient of one output pixel): with a halo that large a tile is exact. Weights matter: random
 initialisations damp far context; a trained network may not, so measure it with ``--ckpt``.
+With ``--tiny`` the paper network is replaced by one of 8 channels and one residual block per stage
+(receptive field 20), the LR is 64x64 and the reference 152x100, and one interior tile is probed.
 Writes <out>/tiling.json.
 """
 
@@ -30,7 +33,7 @@ from typing import Any
 
 import skimage.data
 import torch
-from _measure import RESULTS_DIR, write_record
+from _measure import RESULTS_DIR, TINY_MODEL, add_tiny_option, write_record
 from environment import machine_description
 from PIL import Image
 
@@ -50,21 +53,36 @@ CORE = 16  # LR pixels of the probed tile's core
 # Core positions (top, left) in the 256x256 LR: the centre, then off-centre ones.
 POSITIONS = [(120, 120), (64, 160), (168, 72)]
 EIGHT_BIT_STEP = 0.5 / 255
+HALOS = [0, 2, 4, 8, 12, 16, 20, 24, 32, 48, 64, 100]  # measured up to each network's receptive field
+# --tiny: the LR side, the reference (coffee resized, W x H), the core positions in that LR
+TINY_LR_SIDE, TINY_REF_SIZE, TINY_POSITIONS = 64, (152, 100), [(24, 24)]
 
 
-def photograph_inputs() -> tuple[torch.Tensor, ...]:
-    """lr (1, 3, 256, 256), lr_up, ref (1, 3, 400, 600), ref_down_up in [-1, 1], as ``infer`` makes them."""
+def photograph_inputs(
+    lr_side: int = 256, ref_size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """lr (1, 3, lr_side, lr_side), lr_up, ref (1, 3, 400, 600, or ``ref_size`` W x H), ref_down_up in
+    [-1, 1], as ``infer`` makes them."""
     astronaut = Image.fromarray(skimage.data.astronaut())
-    lr = bicubic_resize(astronaut, 256, 256)
-    lr_up = bicubic_resize(lr, 1024, 1024)
+    lr = bicubic_resize(astronaut, lr_side, lr_side)
+    lr_up = bicubic_resize(lr, 4 * lr_side, 4 * lr_side)
     ref = Image.fromarray(skimage.data.coffee())
+    if ref_size is not None:
+        ref = bicubic_resize(ref, *ref_size)
     return tuple(to_tensor(image).unsqueeze(0) for image in (lr, lr_up, ref, down_up(ref)))
 
 
-def networks(ckpt: Path | None) -> dict[str, TTSRGenerator]:
-    """The networks measured: the paper's (random init, seed 0), the official small fixture, --ckpt."""
+def networks(ckpt: Path | None, tiny: bool = False) -> dict[str, TTSRGenerator]:
+    """The networks measured: the paper's (or with ``tiny`` a tiny one; random init, seed 0), the
+    official small fixture, --ckpt."""
     torch.manual_seed(0)
-    found = {"paper network, random init": TTSRGenerator(vgg_weights="random").eval()}
+    if tiny:
+        n_feats, blocks = TINY_MODEL
+        name = f"tiny network (n_feats {n_feats}, {'+'.join(map(str, blocks))}), random init"
+        generator = TTSRGenerator(n_feats=n_feats, num_res_blocks=list(blocks), vgg_weights="random")
+    else:
+        name, generator = "paper network, random init", TTSRGenerator(vgg_weights="random")
+    found = {name: generator.eval()}
     if OFFICIAL_SMALL.is_file():
         found["official small (n_feats 16, 1+1+1+1), official random init"] = load_generator(
             OFFICIAL_SMALL
@@ -75,9 +93,15 @@ def networks(ckpt: Path | None) -> dict[str, TTSRGenerator]:
     return found
 
 
-def measure(generator: TTSRGenerator, halos: list[int], positions: list[tuple[int, int]]) -> dict[str, Any]:
-    """Max deviation of the probed tiles from the whole SR, per halo."""
-    lr, lr_up, ref, ref_down_up = photograph_inputs()
+def measure(
+    generator: TTSRGenerator,
+    halos: list[int],
+    positions: list[tuple[int, int]],
+    inputs: tuple[torch.Tensor, ...],
+) -> dict[str, Any]:
+    """Max deviation of the probed tiles from the whole SR (of ``inputs``: lr, lr_up, ref,
+    ref_down_up), per halo."""
+    lr, lr_up, ref, ref_down_up = inputs
     height, width = lr.shape[-2:]
     config = generator.config
     receptive_field = main_net_receptive_field(
@@ -126,20 +150,25 @@ def measure(generator: TTSRGenerator, halos: list[int], positions: list[tuple[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--halos", type=int, nargs="+", default=[0, 2, 4, 8, 12, 16, 20, 24, 32, 48, 64, 100])
+    parser.add_argument("--halos", type=int, nargs="+", default=HALOS)
     parser.add_argument("--positions", type=int, default=len(POSITIONS), help="probed tiles per halo (1-3)")
     parser.add_argument(
         "--ckpt", type=Path, help="also measure this weights file (e.g. the official TTSR.pt)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    add_tiny_option(parser)
     args = parser.parse_args()
+    if args.tiny:
+        torch.set_num_threads(1)  # as _measure.parse_arguments: tiny ops gain nothing from threads
+    inputs = photograph_inputs(TINY_LR_SIDE, TINY_REF_SIZE) if args.tiny else photograph_inputs()
+    positions = (TINY_POSITIONS if args.tiny else POSITIONS)[: args.positions]
     load_at_start = os.getloadavg()[0]
     print(f"Machine: {machine_description()}; load average {load_at_start:.1f}; default halo {DEFAULT_HALO}")
     record: dict[str, Any] = {"machine": machine_description(), "core": CORE, "default_halo": DEFAULT_HALO}
     with torch.no_grad():
-        for name, generator in networks(args.ckpt).items():
+        for name, generator in networks(args.ckpt, args.tiny).items():
             print(f"\n{name}", flush=True)
-            record[name] = measure(generator, sorted(args.halos), POSITIONS[: args.positions])
+            record[name] = measure(generator, sorted(args.halos), positions, inputs)
             print(f"  receptive field {record[name]['receptive_field']} LR px", flush=True)
     record["load_average"] = [load_at_start, os.getloadavg()[0]]
     write_record(args.out, "tiling.json", record)

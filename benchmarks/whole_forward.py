@@ -4,13 +4,15 @@
     python benchmarks/whole_forward.py budget      # 1920x1080 SR: max_memory=4GiB against untiled
     python benchmarks/whole_forward.py curve       # peak memory against the SR size, and the PNG
     python benchmarks/whole_forward.py compare --sizes 512x384     # a quick look
+    python benchmarks/whole_forward.py budget --tiny     # any part's code path, tiny sizes: seconds
 
 Sizes are SR (HR) W x H pixels, the LR a quarter of each side, with a same-size reference. Inputs are
 photographs (scikit-image astronaut for the LR, coffee for the reference, PIL-bicubic resized to the
 size, preprocessed as ``infer`` does). One set of random weights (the paper's network, seed 0) is
 used by both sides: ours as is, the official ``TTSR`` with the same tensors
 (:func:`~ttsr_lightning.checkpoints.project_to_official_state_dict`), imported by
-``official_harness.py`` from the git-ignored copy in ``third_party/TTSR``. The implementations:
+``official_harness.py`` from the git-ignored copy in ``third_party/TTSR`` (without the copy the
+official cases are not run, and the run says why). The implementations:
 
 - ``official``: the official ``TTSR.forward`` under ``torch.no_grad()`` (returns sr, S, T_lv3..1);
 - ``ours``: :func:`budgeted_forward` without a budget: the lean forward that ``infer`` and ``evaluate``
@@ -25,7 +27,8 @@ to 512x384, else one. A case whose estimate exceeds ``--budget-gb`` (16 by defau
 memory available at the start is not run. Outputs are compared in this process: hard attention
 disagreements (with the relevance gap between the two choices: a near-tie when it is at the float32
 rounding of a cosine), S and SR max |difference| in [0, 1] units. Writes <out>/whole_forward_<part>.json,
-and the curve part <out>/whole_forward_memory.png.
+and the curve part <out>/whole_forward_memory.png. ``--tiny``: each part at SR sizes of a few dozen
+pixels, with a generator of 8 channels and one residual block per stage and a budget of 16 MiB.
 """
 
 from __future__ import annotations
@@ -38,10 +41,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import official_harness
 import skimage.data
 import torch
 import torch.nn.functional as F
-from _measure import RESULTS_DIR, gib, ratio, run_case, seconds, status_bytes, timed_peak, write_record
+from _measure import (
+    RESULTS_DIR,
+    add_tiny_option,
+    gib,
+    model_size,
+    ratio,
+    run_case,
+    seconds,
+    status_bytes,
+    timed_peak,
+    write_record,
+)
 from environment import machine_description
 from inference import parse_size
 from PIL import Image
@@ -61,7 +76,14 @@ PARTS: dict[str, dict[str, list[str]]] = {
     # the curve adds these points to the others' (untiled up to 1080p, budgeted at 1080p)
     "curve": {"1280x720": ["budgeted", "ours"], "2560x1440": ["budgeted"]},
 }
+# --tiny: the same parts at tiny SR sizes (the budgeted cases planned for TINY_BUDGET)
+TINY_PARTS: dict[str, dict[str, list[str]]] = {
+    "compare": {"64x48": _COMPARED},
+    "budget": {"128x96": ["budgeted", "ours"]},
+    "curve": {"96x72": ["budgeted", "ours"]},
+}
 BUDGET = 4 * 2**30  # max_memory of the budgeted cases
+TINY_BUDGET = 16 * 2**20  # at these sizes the planner fits it untiled, its search chunked
 # The candidates for "the largest the official code fits", largest first.
 OFFICIAL_CANDIDATES = ["960x720", "896x672", "832x624", "768x576"]
 OUTPUTS = "WHOLE_FORWARD_OUTPUTS"  # environment variable: the folder where case processes save outputs
@@ -82,10 +104,16 @@ def photograph_inputs(width: int, height: int) -> tuple[torch.Tensor, ...]:
     return tuple(to_tensor(image).unsqueeze(0) for image in images)
 
 
-def our_generator() -> TTSRGenerator:
-    """The paper's network, random weights (seed 0), lean search-transfer."""
+def our_generator(args: argparse.Namespace) -> TTSRGenerator:
+    """The paper's network (or ``--tiny``'s), random weights (seed 0), lean search-transfer."""
+    n_feats, blocks = model_size(args)
     torch.manual_seed(0)
-    return TTSRGenerator(vgg_weights="random").eval()
+    return TTSRGenerator(n_feats=n_feats, num_res_blocks=list(blocks), vgg_weights="random").eval()
+
+
+def budget(args: argparse.Namespace) -> int:
+    """max_memory of the budgeted cases, bytes."""
+    return TINY_BUDGET if args.tiny else BUDGET
 
 
 def official_estimate(width: int, height: int) -> int:
@@ -95,14 +123,12 @@ def official_estimate(width: int, height: int) -> int:
     return int(_OFFICIAL_MARGIN * (search + _NETWORK_BYTES_PER_PIXEL * width * height))
 
 
-def official_model() -> tuple[Any, list[torch.Tensor]]:
+def official_model(args: argparse.Namespace) -> tuple[Any, list[torch.Tensor]]:
     """The official TTSR with our generator's weights, and the list its search fills with hard_index."""
-    import official_harness
-
     official = official_harness.load()
-    args = official_harness.official_args(official, "cpu", 64, (16, 16, 8, 4), batch=1, lr_size=40)
-    model = official.TTSR(args).eval()
-    state = project_to_official_state_dict(our_generator().state_dict())
+    official_options = official_harness.official_args(official, "cpu", *model_size(args), batch=1, lr_size=40)
+    model = official.TTSR(official_options).eval()
+    state = project_to_official_state_dict(our_generator(args).state_dict())
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not name.startswith("LTE_copy.") for name in missing):
         raise RuntimeError(f"official keys differ: missing {missing}, unexpected {unexpected}")
@@ -118,14 +144,14 @@ def official_model() -> tuple[Any, list[torch.Tensor]]:
     return model, recorded
 
 
-def run_worker(implementation: str, size: str) -> dict[str, Any]:
+def run_worker(implementation: str, size: str, args: argparse.Namespace) -> dict[str, Any]:
     """One case in this (fresh) process: seconds, peak bytes; the outputs saved for the comparison."""
     width, height = parse_size(size)
     inputs = photograph_inputs(width, height)
     warm_up = photograph_inputs(64, 48)
     outputs: dict[str, torch.Tensor] = {}
     if implementation == "official":
-        model, recorded = official_model()
+        model, recorded = official_model(args)
 
         def call(images: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
             recorded.clear()
@@ -133,15 +159,17 @@ def run_worker(implementation: str, size: str) -> dict[str, Any]:
             sr, soft_attention, *_ = model(lr=lr, lrsr=lr_up, ref=ref, refsr=ref_down_up)
             return {"sr": sr, "soft_attention": soft_attention, "hard_index": recorded[0]}
     else:
-        generator = our_generator()
-        budget = BUDGET if implementation == "budgeted" else None
+        generator = our_generator(args)
+        max_memory = budget(args) if implementation == "budgeted" else None
 
         def call(images: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
             if implementation == "ours_forward":
                 out = generator(*images)
             else:
                 lr, lr_up, ref, ref_down_up = images
-                plan = plan_forward(generator, (lr.size(2), lr.size(3)), [(ref.size(2), ref.size(3))], budget)
+                plan = plan_forward(
+                    generator, (lr.size(2), lr.size(3)), [(ref.size(2), ref.size(3))], max_memory
+                )
                 out = budgeted_forward(generator, lr, lr_up, ref, ref_down_up, plan)
             return {"sr": out.sr, "soft_attention": out.soft_attention, "hard_index": out.hard_index}
 
@@ -156,12 +184,12 @@ def run_worker(implementation: str, size: str) -> dict[str, Any]:
             timings.append(timed_peak(lambda: call(inputs), "cpu")[0])
         record["seconds"] = min(timings)
     if implementation in ("budgeted", "ours"):
-        generator = our_generator()
+        generator = our_generator(args)
         plan = plan_forward(
             generator,
             (height // 4, width // 4),
             [(height, width)],
-            BUDGET if implementation == "budgeted" else None,
+            budget(args) if implementation == "budgeted" else None,
         )
         record["plan"] = plan.describe()
         record["estimated_bytes"] = plan.estimated_bytes
@@ -169,7 +197,9 @@ def run_worker(implementation: str, size: str) -> dict[str, Any]:
     return record
 
 
-def near_tie_gaps(size: str, ours: torch.Tensor, official: torch.Tensor) -> list[float]:
+def near_tie_gaps(
+    size: str, ours: torch.Tensor, official: torch.Tensor, args: argparse.Namespace
+) -> list[float]:
     """|relevance(choice of ours) - relevance(choice of official)| at each LR position where the two
     hard attentions differ, from our LTE (same weights) in float64."""
     disagreements = (ours != official).flatten().nonzero().flatten()
@@ -177,7 +207,7 @@ def near_tie_gaps(size: str, ours: torch.Tensor, official: torch.Tensor) -> list
         return []
     width, height = parse_size(size)
     _, lr_up, _, ref_down_up = photograph_inputs(width, height)
-    lte = our_generator().lte
+    lte = our_generator(args).lte
     assert lte is not None
     with torch.no_grad():
         query, key = (lte(image)[2].double() for image in (lr_up, ref_down_up))
@@ -189,13 +219,15 @@ def near_tie_gaps(size: str, ours: torch.Tensor, official: torch.Tensor) -> list
     return (chosen[0] - chosen[1]).abs().tolist()
 
 
-def compare(size: str, implementation: str, reference: str, folder: Path) -> dict[str, Any] | None:
+def compare(
+    size: str, implementation: str, reference: str, folder: Path, args: argparse.Namespace
+) -> dict[str, Any] | None:
     """Output differences of ``implementation`` from ``reference`` at ``size`` (both measured)."""
     paths = [folder / f"{name}_{size}.pt" for name in (implementation, reference)]
     if not all(path.is_file() for path in paths):
         return None
     ours, theirs = (torch.load(path) for path in paths)
-    gaps = near_tie_gaps(size, ours["hard_index"], theirs["hard_index"])
+    gaps = near_tie_gaps(size, ours["hard_index"], theirs["hard_index"], args)
     to_8bit = lambda sr: torch.round((sr + 1) * 127.5)  # noqa: E731
     return {
         "hard_index_disagreements": len(gaps),
@@ -207,8 +239,9 @@ def compare(size: str, implementation: str, reference: str, folder: Path) -> dic
     }
 
 
-def plot_curve(cases: list[dict[str, Any]], path: Path) -> None:
-    """Peak memory against the SR pixels: ours untiled, official, budgeted (with the budget line)."""
+def plot_curve(cases: list[dict[str, Any]], path: Path, max_memory: int) -> None:
+    """Peak memory against the SR pixels: ours untiled, official, budgeted (with the ``max_memory``
+    line, bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,7 +249,12 @@ def plot_curve(cases: list[dict[str, Any]], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     styles = {"official": "s-", "ours": "o-", "budgeted": "^-"}
-    labels = {"official": "official forward", "ours": "ours, untiled", "budgeted": "ours, max_memory=4GiB"}
+    budget_name = format_bytes(max_memory)
+    labels = {
+        "official": "official forward",
+        "ours": "ours, untiled",
+        "budgeted": f"ours, max_memory={budget_name}",
+    }
     for implementation, style in styles.items():
         points = sorted(
             (np.prod(parse_size(case["size"])) / 1e6, case["peak_bytes"] / 2**30)
@@ -225,7 +263,7 @@ def plot_curve(cases: list[dict[str, Any]], path: Path) -> None:
         )
         if points:
             axes.plot(*zip(*points, strict=True), style, label=labels[implementation])
-    axes.axhline(BUDGET / 2**30, color="grey", linestyle="--", linewidth=1, label="budget 4 GiB")
+    axes.axhline(max_memory / 2**30, color="grey", linestyle="--", linewidth=1, label=f"budget {budget_name}")
     axes.set_xlabel("SR size (megapixels), same-size reference")
     axes.set_ylabel("peak memory growth (GiB, RSS)")
     axes.set_title("Whole no-grad forward, CPU: peak memory against the SR size", fontsize=10)
@@ -243,12 +281,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)  # run_case passes it
+    add_tiny_option(parser)
     args = parser.parse_args()
+    args.threads = None  # run_case: no --threads option here
+    if args.tiny:
+        torch.set_num_threads(1)  # as _measure.parse_arguments: tiny ops gain nothing from threads
     if args.worker:
-        print(json.dumps(run_worker(*args.worker)))
+        print(json.dumps(run_worker(*args.worker, args)))
         return
-    args.threads = None
-    part = PARTS[args.part]
+    part = (TINY_PARTS if args.tiny else PARTS)[args.part]
     if args.sizes:
         part = {size: sorted({name for names in part.values() for name in names}) for size in args.sizes}
     limit = int(min(args.budget_gb * 2**30, 0.75 * available_memory(torch.device("cpu"))))
@@ -262,6 +303,9 @@ def main() -> None:
         if largest is not None:
             part[largest] = implementations
     sizes = list(part)
+    official_missing = official_harness.missing_reason()
+    if official_missing and any("official" in names for names in part.values()):
+        print(f"official code not measured: {official_missing}")
 
     cases: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -270,7 +314,9 @@ def main() -> None:
             for implementation in part[size]:
                 case: dict[str, Any] = {"implementation": implementation, "size": size}
                 estimate = official_estimate(*parse_size(size))
-                if implementation == "official" and estimate > limit:
+                if implementation == "official" and official_missing:
+                    case["skipped"] = "not run: official code not found"
+                elif implementation == "official" and estimate > limit:
                     case["skipped"] = f"not run: estimated {format_bytes(estimate)}"
                 else:
                     result = run_case(__file__, args, implementation, size)
@@ -283,7 +329,7 @@ def main() -> None:
                 ("ours_forward", "official"),
                 ("budgeted", "ours"),
             ):
-                difference = compare(size, implementation, reference, Path(folder))
+                difference = compare(size, implementation, reference, Path(folder), args)
                 if difference is not None:
                     cases.append(
                         {"implementation": f"{implementation} vs {reference}", "size": size, **difference}
@@ -295,12 +341,12 @@ def main() -> None:
         "machine": machine_description(),
         "load_average": [load_at_start, os.getloadavg()[0]],
         "limit_bytes": limit,
-        "budget_bytes": BUDGET,
+        "budget_bytes": budget(args),
         "cases": cases,
     }
     write_record(args.out, f"whole_forward_{args.part}.json", record)
     if args.part == "curve":
-        plot_curve(cases + load_other_parts(args.out), args.out / "whole_forward_memory.png")
+        plot_curve(cases + load_other_parts(args.out), args.out / "whole_forward_memory.png", budget(args))
 
 
 def load_other_parts(folder: Path) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
-"""The benchmark scripts of ``make gpu-suite``, each run as a user runs it but with ``--tiny --device cpu``:
-the same code paths (fresh case processes, the tables, the ratios, the JSON) on tiny sizes, so a renamed
-option, argument or module breaks this test rather than a run on a GPU. Their numbers mean nothing."""
+"""Every benchmark script (``make gpu-suite``'s, ``bench``'s, ``bench-memory``'s, ``bench-protocols``'),
+each run as a user runs it but with ``--tiny`` (and ``--device cpu`` where it takes one): the same code
+paths (fresh case processes, the tables, the ratios, the JSON) on tiny sizes, so a renamed option,
+argument or module breaks this test rather than a long run on a GPU. Their numbers mean nothing."""
 
 from __future__ import annotations
 
@@ -15,22 +16,27 @@ from typing import Any
 
 import pytest
 
+from ttsr_lightning.protocols import available_protocols
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO_ROOT / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import official_harness  # noqa: E402
+import tiling  # noqa: E402
 import train_step  # noqa: E402
 
 OFFICIAL_MISSING = official_harness.missing_reason()
 RATIO = re.compile(r"\d+\.\dx")
 
 
-def run_tiny(script: str, out: Path | None, *arguments: str) -> str:
-    """The script's stdout after ``python benchmarks/<script> --tiny --device cpu [--out OUT] ...``."""
+def run_tiny(script: str, out: Path | None, *arguments: str, device: bool = True) -> str:
+    """The script's stdout after ``python benchmarks/<script> --tiny --device cpu [--out OUT] ...``
+    (``device=False``: without ``--device cpu``, for the scripts that run on the CPU only)."""
     env = dict(os.environ, WANDB_MODE="disabled")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), env.get("PYTHONPATH")]))
-    command = [sys.executable, str(BENCHMARKS / script), "--tiny", "--device", "cpu", *arguments]
+    command = [sys.executable, str(BENCHMARKS / script), "--tiny", *(["--device", "cpu"] if device else [])]
+    command += arguments
     if out is not None:
         command += ["--out", str(out)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=env)
@@ -202,3 +208,119 @@ def test_the_benchmark_losses_are_the_package_loss_config() -> None:
         "transferal_perceptual": 1e-2,
     }
     assert terms["perceptual"]["vgg_weights"] == "random"
+
+
+def test_data_loader_prints_the_throughput_of_each_worker_count() -> None:
+    stdout = run_tiny("data_loader.py", None, device=False)
+    assert "80 samples per epoch, batch 9, 64x64" in stdout, stdout
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) == 5 and cells[0].isdigit():
+            rows[int(cells[0])] = cells
+    assert set(rows) == {0, 1}, stdout
+    rates = {workers: positive(cells[1]) for workers, cells in rows.items()}
+    for workers, (_, _, versus, per_batch, first_epoch) in rows.items():
+        assert float(versus.removesuffix("x")) == pytest.approx(rates[workers] / rates[0], abs=0.01)
+        assert positive(per_batch) == pytest.approx(1000 * 9 / rates[workers], rel=0.01)
+        positive(first_epoch)
+
+
+@pytest.mark.slow  # ~70 s on 2 busy cores (load ~4): six `evaluate` processes
+def test_protocols_prints_the_one_run_against_the_separate_runs() -> None:
+    stdout = run_tiny("protocols.py", None, device=False)
+    protocols = available_protocols()
+    rows = table(stdout, "| run | wall time |")
+    positive(rows[f"protocol=all (one generator pass per set, {len(protocols)} protocols scored)"][1], " s")
+    for name in protocols:
+        positive(rows[f"protocol={name} alone"][1], " s")
+    together = rows[f"the {len(protocols)} separate runs together"][1]
+    assert re.fullmatch(r"[\d.]+ s \(\d+\.\dx the one run\)", together), together
+    largest = re.search(r"largest per-set PSNR difference between .*: (\S+) dB", stdout)
+    assert largest and float(largest.group(1)) == 0.0, stdout
+
+
+def test_tiling_makes_a_tile_exact_at_the_receptive_field(tmp_path: Path) -> None:
+    run_tiny("tiling.py", tmp_path, device=False)
+    record = json.loads((tmp_path / "tiling.json").read_text())
+    networks = {name: value for name, value in record.items() if isinstance(value, dict)}
+    assert "tiny network (n_feats 8, 1+1+1+1), random init" in networks, list(record)
+    for name, network in networks.items():
+        field = network["receptive_field"]
+        assert [row["halo"] for row in network["halos"]] == [h for h in tiling.HALOS if h <= field], name
+        cut, exact = network["halos"][0], network["halos"][-1]
+        assert cut["changed_8bit_pixels"] > 0 and not cut["below_8bit_step"], cut  # no context: seams show
+        assert exact["max_abs_deviation"] < 1e-6 and exact["changed_8bit_pixels"] == 0, exact
+        assert all(row["probed_pixels"] == (4 * tiling.CORE) ** 2 for row in network["halos"])
+        positive(network["whole_seconds"])
+
+
+def check_whole_forward_case(case: dict[str, Any]) -> None:
+    assert "skipped" not in case, case
+    positive(case["seconds"]), positive(case["first_seconds"])
+    assert case["peak_bytes"] >= 0, case
+
+
+def test_whole_forward_budget_prints_budgeted_beside_untiled_and_their_difference(tmp_path: Path) -> None:
+    stdout = run_tiny("whole_forward.py", tmp_path, "budget", device=False)
+    row = table(stdout, "| SR (W x H) | official time | ours time |")["128x96"]
+    duration(row[2]), duration(row[7])
+    assert re.fullmatch(r"[\d.]+ GiB", row[4]) and re.fullmatch(r"[\d.]+ GiB", row[8]), row
+    record = json.loads((tmp_path / "whole_forward_budget.json").read_text())
+    cases = {case["implementation"]: case for case in record["cases"]}
+    assert set(cases) == {"budgeted", "ours", "budgeted vs ours"} and record["budget_bytes"] == 16 * 2**20
+    for name in ("budgeted", "ours"):
+        check_whole_forward_case(cases[name])
+    assert "(budget 16 MiB)" in cases["budgeted"]["plan"] and "(no budget)" in cases["ours"]["plan"]
+    difference = cases["budgeted vs ours"]
+    assert difference["lr_positions"] == 32 * 24 and difference["hard_index_disagreements"] == 0, difference
+    assert difference["sr_max_abs"] < 1e-5 and difference["sr_8bit_pixels_changed"] == 0, difference
+
+
+@pytest.mark.slow  # ~38 s on 2 busy cores (load ~4): two runs, four case processes
+def test_whole_forward_compare_and_curve(tmp_path: Path) -> None:
+    stdout = run_tiny("whole_forward.py", tmp_path, "compare", device=False)
+    row = table(stdout, "| SR (W x H) | official time | ours time |")["64x48"]
+    duration(row[2])
+    assert all(re.fullmatch(r"[\d.]+ GiB", cell) for cell in (row[4], row[5])), row
+    cases = {
+        case["implementation"]: case
+        for case in json.loads((tmp_path / "whole_forward_compare.json").read_text())["cases"]
+    }
+    check_whole_forward_case(cases["ours"]), check_whole_forward_case(cases["ours_forward"])
+    if OFFICIAL_MISSING is None:
+        check_whole_forward_case(cases["official"])
+        assert RATIO.fullmatch(row[6]), row
+        for name in ("ours vs official", "ours_forward vs official"):
+            assert cases[name]["sr_max_abs"] < 1e-3, cases[name]
+    else:  # a clone without the official code: the run says why
+        assert f"official code not measured: {OFFICIAL_MISSING}" in stdout
+        assert cases["official"]["skipped"] == "not run: official code not found" == row[1]
+    run_tiny("whole_forward.py", tmp_path, "curve", device=False)
+    curve = json.loads((tmp_path / "whole_forward_curve.json").read_text())["cases"]
+    assert [(case["implementation"], case["size"]) for case in curve[:2]] == [
+        ("budgeted", "96x72"),
+        ("ours", "96x72"),
+    ]
+    for case in curve[:2]:
+        check_whole_forward_case(case)
+    assert (tmp_path / "whole_forward_memory.png").stat().st_size > 0
+
+
+def test_multi_reference_prints_stitched_beside_native(tmp_path: Path) -> None:
+    stdout = run_tiny("multi_reference.py", tmp_path)
+    rows = table(stdout, "| | stitched canvas | native list | stitched / native |")
+    record = json.loads((tmp_path / "multi_reference.json").read_text())
+    sizes, canvas = record["ref_sizes"], record["canvas"]
+    stitched_positions = len(sizes) * (canvas // 4) ** 2
+    native_positions = sum((width // 4) * (height // 4) for width, height in sizes)
+    assert rows["Ref lv3 positions searched"][1:3] == [f"{stitched_positions:,}", f"{native_positions:,}"]
+    for label in ("Ref lv3 positions searched", "forward time", "of which search-transfer"):
+        assert RATIO.fullmatch(rows[label][3]), rows[label]
+    for label in ("forward time", "of which search-transfer"):
+        duration(rows[label][1]), duration(rows[label][2])
+    assert [case["way"] for case in record["cases"]] == ["stitched", "native"] and record["rounds"] == 1
+    for case in record["cases"]:
+        assert case["skipped"] is None and case["peak_bytes"] >= 0, case
+        assert len(case["round_seconds"]) == 1
+        assert 0 < positive(case["search_transfer_seconds"]) < positive(case["seconds"]), case
