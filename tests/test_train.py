@@ -13,6 +13,7 @@ from omegaconf import open_dict
 
 from helpers.config import compose_config
 from helpers.interrupt import SimulatedKill
+from helpers.sigkill import MULTISTEP_AT_EPOCH_1
 from ttsr_lightning.callbacks import ResumeCheckpoint
 from ttsr_lightning.errors import CheckpointError
 from ttsr_lightning.system import TTSRSystem
@@ -20,7 +21,7 @@ from ttsr_lightning.train import train
 
 
 def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sample_data_dir: Path) -> None:
-    cfg = compose_config(tmp_path, sample_data_dir, ["name=tiny", "logger=csv"])
+    cfg = compose_config(tmp_path, sample_data_dir, ["name=tiny", "logger=csv", MULTISTEP_AT_EPOCH_1])
     metrics = train(cfg)
     run = tmp_path / "run"
     assert any(p.name.startswith("epoch") for p in (run / "checkpoints").iterdir())
