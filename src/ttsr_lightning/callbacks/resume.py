@@ -24,8 +24,8 @@ class ResumeCheckpoint(Checkpoint):
     random generators' states.
 
     Counts training batches, not Lightning's ``global_step`` (which counts optimiser steps: 1 per batch
-    in the warm-up, 1 + gan_k afterwards). With the DataModule's position inside the epoch (which
-    ``TrainDataModule.state_dict`` records) and the RNG states restored when training resumes, a run
+    in the warm-up, 1 + gan_k afterwards). With the training loader's position inside the epoch (which
+    ``EpochDataLoader.state_dict`` records) and the RNG states restored when training resumes, a run
     killed mid-epoch continues with the batch after its last checkpoint, bit for bit.
 
     The epoch-end write comes after the LightningModule's ``on_train_epoch_end`` (its learning-rate
