@@ -28,7 +28,7 @@ import torch
 from _measure import TINY_MODEL, add_tiny_option
 from environment import machine_description
 
-from ttsr_lightning.checkpoints import save_generator
+from ttsr_lightning.checkpoints.generator_file import save_generator
 from ttsr_lightning.data.sample import build_sample_dataset
 from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import TTSRGenerator

@@ -44,7 +44,7 @@ from ttsr_lightning.budgeted import (
     plan_forward,
     window_sr,
 )
-from ttsr_lightning.checkpoints import load_generator
+from ttsr_lightning.checkpoints.loading import load_generator
 from ttsr_lightning.data.preprocessing import bicubic_resize, down_up, to_tensor
 from ttsr_lightning.models import TTSRGenerator
 

@@ -10,7 +10,7 @@ Sizes are SR (HR) W x H pixels, the LR a quarter of each side, with a same-size 
 photographs (scikit-image astronaut for the LR, coffee for the reference, PIL-bicubic resized to the
 size, preprocessed as ``infer`` does). One set of random weights (the paper's network, seed 0) is
 used by both sides: ours as is, the official ``TTSR`` with the same tensors
-(:func:`~ttsr_lightning.checkpoints.project_to_official_state_dict`), imported by
+(:func:`~ttsr_lightning.checkpoints.official_weights.project_to_official_state_dict`), imported by
 ``official_harness.py`` from the git-ignored copy in ``third_party/TTSR`` (without the copy the
 official cases are not run, and the run says why). The implementations:
 
@@ -62,7 +62,7 @@ from inference import parse_size
 from PIL import Image
 
 from ttsr_lightning.budgeted import available_memory, budgeted_forward, format_bytes, plan_forward
-from ttsr_lightning.checkpoints import project_to_official_state_dict
+from ttsr_lightning.checkpoints.official_weights import project_to_official_state_dict
 from ttsr_lightning.data.preprocessing import bicubic_resize, down_up, to_tensor
 from ttsr_lightning.markdown import markdown_table
 from ttsr_lightning.models import TTSRGenerator

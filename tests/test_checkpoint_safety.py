@@ -22,7 +22,8 @@ from helpers.checkpoints import one_batch_run_checkpoint
 from helpers.config import compose_config
 from helpers.file_faults import FullDisk
 from ttsr_lightning import files
-from ttsr_lightning.checkpoints import check_run_checkpoint, save_generator
+from ttsr_lightning.checkpoints.generator_file import save_generator
+from ttsr_lightning.checkpoints.run_checkpoint import check_run_checkpoint
 from ttsr_lightning.errors import CheckpointError
 from ttsr_lightning.files import TEMPORARY_SUFFIX, remove_stale_temporaries
 from ttsr_lightning.models import TTSRGenerator

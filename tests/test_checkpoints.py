@@ -1,4 +1,4 @@
-"""checkpoints.py: every weights format read and written in one place; parity with the official code;
+"""checkpoints/: every weights format read and written by its own module; parity with the official code;
 each broken or mismatched file is one clear error naming the file and what differs."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import pytest
 import torch
 
 from helpers.checkpoints import one_batch_run_checkpoint
-from ttsr_lightning.checkpoints import (
+from ttsr_lightning.checkpoints.generator_file import (
     GENERATOR_FORMAT,
     GENERATOR_FORMAT_VERSION,
-    load_generator,
-    load_generator_weights,
+    save_generator,
+)
+from ttsr_lightning.checkpoints.loading import load_generator, load_generator_weights, read_generator_weights
+from ttsr_lightning.checkpoints.official_weights import (
     official_to_project_state_dict,
     project_to_official_state_dict,
-    read_generator_weights,
-    save_generator,
-    strip_frozen_weights,
 )
+from ttsr_lightning.checkpoints.run_checkpoint import strip_frozen_weights
 from ttsr_lightning.errors import CheckpointError
 from ttsr_lightning.models import TTSRGenerator
 

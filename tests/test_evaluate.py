@@ -28,7 +28,8 @@ from helpers.lpips_reference import seeded_alexnet_state_dict
 from ttsr_lightning import lpips_setting as lpips_module
 from ttsr_lightning import pretrained
 from ttsr_lightning.budgeted import DEFAULT_HALO, plan_forward
-from ttsr_lightning.checkpoints import load_generator, project_to_official_state_dict
+from ttsr_lightning.checkpoints.loading import load_generator
+from ttsr_lightning.checkpoints.official_weights import project_to_official_state_dict
 from ttsr_lightning.data import CUFED5Dataset
 from ttsr_lightning.errors import ConfigError, PreflightError
 from ttsr_lightning.evaluate import evaluate, select_test_sets

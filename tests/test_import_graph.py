@@ -25,6 +25,7 @@ LAYERS = {
         "losses",
         "errors",
         "config_paths",
+        "config_schema",
         "pretrained",
         "rng",
         "distributed",

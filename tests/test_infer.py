@@ -17,7 +17,8 @@ from PIL import Image
 from helpers.config import TINY_GENERATOR, compose_infer
 from helpers.file_faults import killed_writers_leftover
 from ttsr_lightning.budgeted import DEFAULT_HALO, plan_forward
-from ttsr_lightning.checkpoints import load_generator, save_generator
+from ttsr_lightning.checkpoints.generator_file import save_generator
+from ttsr_lightning.checkpoints.loading import load_generator
 from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.infer import infer, prepare_inputs, super_resolve

@@ -19,7 +19,7 @@ from ttsr_lightning.budgeted import (
     parse_memory_setting,
     plan_forward,
 )
-from ttsr_lightning.checkpoints import save_generator
+from ttsr_lightning.checkpoints.generator_file import save_generator
 from ttsr_lightning.errors import ConfigError
 from ttsr_lightning.evaluate import evaluate
 from ttsr_lightning.evaluation_module import EvaluationModule

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers.file_faults import killed_writers_leftover
-from ttsr_lightning.checkpoints import load_generator
+from ttsr_lightning.checkpoints.loading import load_generator
 from ttsr_lightning.official import main
 
 

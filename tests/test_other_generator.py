@@ -22,7 +22,7 @@ from helpers.interrupt import SimulatedKill
 from helpers.other_generator import DetailConvGenerator
 from helpers.sigkill import assert_same_training_state
 from ttsr_lightning import official
-from ttsr_lightning.checkpoints import load_generator, load_generator_weights
+from ttsr_lightning.checkpoints.loading import load_generator, load_generator_weights
 from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.evaluate import evaluate
 from ttsr_lightning.infer import prepare_inputs, super_resolve

@@ -25,7 +25,7 @@ from helpers.command_line import error_lines
 from helpers.file_faults import fill_disk_after
 from ttsr_lightning import files
 from ttsr_lightning.__main__ import main as train_main
-from ttsr_lightning.checkpoints import save_generator
+from ttsr_lightning.checkpoints.generator_file import save_generator
 from ttsr_lightning.cli import exit_code, one_line
 from ttsr_lightning.data import prepare
 from ttsr_lightning.data.errors import ImageError

@@ -5,7 +5,7 @@
     python -m ttsr_lightning.evaluate ckpt=run.ckpt data=paper sets=[CUFED5_L1,Sun80] save_images=true
     python -m ttsr_lightning.evaluate ckpt=run.ckpt trainer=ddp_cpu          # several processes, same rows
 
-``ckpt`` is any weights file :mod:`ttsr_lightning.checkpoints` reads (a training run's ``.ckpt``, the
+``ckpt`` is any weights file :mod:`ttsr_lightning.checkpoints.loading` reads (a training run's ``.ckpt``, the
 official ``TTSR.pt`` / ``TTSR-rec.pt``, a converted generator file); only the generator is built
 (:class:`~ttsr_lightning.evaluation_module.EvaluationModule`: no losses, no critic). The test sets are the
 ``test:`` part of the ``data`` config, optionally only those named in ``sets``; each is measured with
@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ttsr_lightning.budgeted import parse_halo, parse_memory_setting
 from ttsr_lightning.builders import finish_loggers, instantiate_group
 from ttsr_lightning.callbacks import EvaluationResults, ImagePanelLogger
-from ttsr_lightning.checkpoints import load_generator
+from ttsr_lightning.checkpoints.loading import load_generator
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.eval_sets import plain, validate_eval_set_specs
 from ttsr_lightning.distributed import launched_as_rank_zero

@@ -98,7 +98,7 @@ class EvaluationModule(LightningModule):
     @property
     def frozen_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of the weights this module rebuilds itself and run checkpoints leave
-        out (:func:`ttsr_lightning.checkpoints.strip_frozen_weights`): the LPIPS network."""
+        out (:func:`ttsr_lightning.checkpoints.run_checkpoint.strip_frozen_weights`): the LPIPS network."""
         return ("lpips.",)
 
     def setup(self, stage: str) -> None:

@@ -9,7 +9,7 @@ x4; the SR is saved as ``round((sr + 1) * 127.5)``.
   references by file stem (``a.png`` with ``a.jpg``) or with one reference image for all; the SR
   images are written as ``<out>/<stem>.png``. A single LR file goes to ``out`` (or
   ``<out>/<stem>.png`` when ``out`` is a folder).
-- ``ckpt``: any weights file :mod:`ttsr_lightning.checkpoints` reads (a training run's ``.ckpt``,
+- ``ckpt``: any weights file :mod:`ttsr_lightning.checkpoints.loading` reads (a training run's ``.ckpt``,
   the official ``TTSR.pt`` / ``TTSR-rec.pt``, a converted generator file). Without it, the paper's
   generator runs with random weights: a demo of the pipeline whose output is noise, and the log says
   so loudly. A checkpoint of another generator (:mod:`ttsr_lightning.models.interface`) runs its own
@@ -58,7 +58,8 @@ from ttsr_lightning.budgeted import (
     plan_for_inputs,
     plan_forward,
 )
-from ttsr_lightning.checkpoints import KINDS_EXPECTED, load_generator
+from ttsr_lightning.checkpoints.loading import load_generator
+from ttsr_lightning.checkpoints.torch_file import KINDS_EXPECTED
 from ttsr_lightning.cli import hydra_entry_point
 from ttsr_lightning.data.errors import ImageError
 from ttsr_lightning.data.image_io import (

@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ttsr_lightning.checkpoints import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION, convert
+from ttsr_lightning.checkpoints.generator_file import GENERATOR_FORMAT, GENERATOR_FORMAT_VERSION
+from ttsr_lightning.checkpoints.loading import convert
 from ttsr_lightning.cli import reported_errors
 from ttsr_lightning.files import remove_unfinished_writes
 from ttsr_lightning.models.interface import architecture

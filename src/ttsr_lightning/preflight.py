@@ -40,7 +40,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ttsr_lightning.checkpoints import KINDS_EXPECTED
+from ttsr_lightning.checkpoints.torch_file import KINDS_EXPECTED
 from ttsr_lightning.data.errors import DatasetLayoutError
 from ttsr_lightning.data.inspection import (
     ImageRequirement,

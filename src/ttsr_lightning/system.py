@@ -31,8 +31,8 @@ value on the host: the losses are logged as device tensors (the loggers read the
 
 Hyper-parameters are plain values (dicts with ``_target_``), so a checkpoint reloads under torch's
 weights-only loading and rebuilds every module by itself. Config validation lives in
-:mod:`ttsr_lightning.settings`, checkpoint contents in :mod:`ttsr_lightning.checkpoints`, the batch
-counter and RNG states in the ``ResumeCheckpoint`` callback.
+:mod:`ttsr_lightning.settings`, checkpoint contents in :mod:`ttsr_lightning.checkpoints.run_checkpoint`,
+the batch counter and RNG states in the ``ResumeCheckpoint`` callback.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from ttsr_lightning.checkpoints import restore_frozen_weights, strip_frozen_weights
+from ttsr_lightning.checkpoints.run_checkpoint import restore_frozen_weights, strip_frozen_weights
 from ttsr_lightning.errors import ConfigError, NonFiniteError
 from ttsr_lightning.evaluation_module import EvaluationModule
 from ttsr_lightning.losses import LossContext, LossTerm, WGANGPLoss

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ttsr_lightning.builders import finish_loggers, instantiate_group
 from ttsr_lightning.callbacks import AtomicCheckpointIO, EvaluationResults, ResumeCheckpoint
-from ttsr_lightning.checkpoints import check_run_checkpoint, load_generator_weights
+from ttsr_lightning.checkpoints.loading import load_generator_weights
+from ttsr_lightning.checkpoints.run_checkpoint import check_run_checkpoint
 from ttsr_lightning.cli import exit_code
 from ttsr_lightning.distributed import launched_as_rank_zero
 from ttsr_lightning.errors import NonFiniteError, Preempted

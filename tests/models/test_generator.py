@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from helpers.checkpoints import one_batch_run_checkpoint
 from helpers.config import compose_config
-from ttsr_lightning.checkpoints import load_generator
+from ttsr_lightning.checkpoints.loading import load_generator
 from ttsr_lightning.models import GeneratorOutput, LeanSearchTransfer, TTSRGenerator
 
 CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "generator" / "ttsr.yaml"

@@ -8,7 +8,7 @@ from typing import Any
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ttsr_lightning.checkpoints import save_torch_file
+from ttsr_lightning.checkpoints.torch_file import save_torch_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -17,9 +17,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning's own writer stages the file through fsspec, whose temporary file lives in the system's
     temporary folder: when that is another filesystem than the run folder (a tmpfs ``/tmp``, cluster
     scratch) the final move becomes copy-then-delete, and a kill or a full disk during the copy leaves
-    a truncated ``last.ckpt``. Here (:func:`ttsr_lightning.checkpoints.save_torch_file`) the temporary
-    file is a sibling of the checkpoint, fsynced, then renamed over it: the previous checkpoint stays
-    whole until the new one is complete. Give it to the
+    a truncated ``last.ckpt``. Here (:func:`ttsr_lightning.checkpoints.torch_file.save_torch_file`) the
+    temporary file is a sibling of the checkpoint, fsynced, then renamed over it: the previous checkpoint
+    stays whole until the new one is complete. Give it to the
     trainer as a plugin (``Trainer(plugins=[AtomicCheckpointIO()])``; ``train`` does).
     """
 
