@@ -8,6 +8,7 @@ import pytest
 import skimage.data
 import torch
 
+from helpers.config import TINY_GENERATOR
 from ttsr_lightning.budgeted import (
     DEFAULT_HALO,
     ForwardPlan,
@@ -22,12 +23,10 @@ from ttsr_lightning.models.block_transfer import block_table, chosen_blocks, tra
 from ttsr_lightning.models.patch_search import chunk_size_for_budget
 from ttsr_lightning.models.search_transfer import SearchTransfer
 
-TINY = {"n_feats": 8, "num_res_blocks": (1, 1, 1, 1), "vgg_weights": "random"}
-
 
 def generator(**kwargs: Any) -> TTSRGenerator:
     torch.manual_seed(0)
-    return TTSRGenerator(**{**TINY, **kwargs}).eval()
+    return TTSRGenerator(**{**TINY_GENERATOR, **kwargs}).eval()
 
 
 def photo_inputs(

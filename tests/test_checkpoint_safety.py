@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from helpers.checkpoints import one_batch_run_checkpoint
-from helpers.config import compose_config
+from helpers.config import TINY_GENERATOR, compose_config
 from helpers.file_faults import FullDisk
 from ttsr_lightning import files
 from ttsr_lightning.checkpoints.generator_file import save_generator
@@ -31,7 +31,6 @@ from ttsr_lightning.system import TTSRSystem
 from ttsr_lightning.train import train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-TINY: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 
 # The child: writes a new version of TARGET with AtomicCheckpointIO and freezes at PAUSE (after that
 # many bytes of the temporary file, or "fsync": written whole, not yet renamed), then waits for SIGKILL.
@@ -66,7 +65,7 @@ AtomicCheckpointIO().save_checkpoint(checkpoint, target)
 
 @pytest.fixture(scope="module")
 def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return one_batch_run_checkpoint(tmp_path_factory.mktemp("good") / "last.ckpt", TINY)
+    return one_batch_run_checkpoint(tmp_path_factory.mktemp("good") / "last.ckpt", TINY_GENERATOR)
 
 
 def other_filesystem_tmpdir() -> str | None:
@@ -155,7 +154,7 @@ def test_a_full_disk_during_training_keeps_the_last_good_checkpoints(
 
 def tiny_system(**generator: Any) -> TTSRSystem:
     return TTSRSystem(
-        generator={"_target_": "ttsr_lightning.models.TTSRGenerator", **TINY, **generator},
+        generator={"_target_": "ttsr_lightning.models.TTSRGenerator", **TINY_GENERATOR, **generator},
         discriminator=None,
         losses={
             "terms": {
@@ -179,7 +178,7 @@ def damaged_files(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     text.write_text("not a checkpoint\n")
     cases["text"] = (text, "cannot be read as a torch file")
     generator = folder / "generator.ckpt"
-    save_generator(TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random"), generator)
+    save_generator(TTSRGenerator(**TINY_GENERATOR), generator)
     cases["generator file"] = (generator, "holds generator weights only, not a training run's state")
     foreign = folder / "foreign.ckpt"
     torch.save({"epoch": 3, "model": {"w": torch.zeros(1)}}, foreign)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from helpers.checkpoints import one_batch_run_checkpoint
+from helpers.config import TINY_GENERATOR
 from ttsr_lightning.checkpoints.generator_file import (
     GENERATOR_FORMAT,
     GENERATOR_FORMAT_VERSION,
@@ -26,7 +27,6 @@ from ttsr_lightning.errors import CheckpointError
 from ttsr_lightning.models import TTSRGenerator
 
 PARITY_TOLERANCE = 1e-5  # max abs error, fp32
-TINY: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1]}
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +41,13 @@ def official_forward(shared_fixtures: Path) -> dict[str, Any]:
 
 def tiny_generator(seed: int = 0, **overrides: Any) -> TTSRGenerator:
     torch.manual_seed(seed)
-    return TTSRGenerator(**{**TINY, **overrides}, vgg_weights="random").eval()
+    return TTSRGenerator(**{**TINY_GENERATOR, **overrides}).eval()
 
 
 @pytest.fixture(scope="module")
 def run_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run's Lightning checkpoint after one training batch of a tiny TTSRSystem."""
-    return one_batch_run_checkpoint(
-        tmp_path_factory.mktemp("run") / "last.ckpt", {**TINY, "vgg_weights": "random"}
-    )
+    return one_batch_run_checkpoint(tmp_path_factory.mktemp("run") / "last.ckpt", TINY_GENERATOR)
 
 
 # ------------------------------------------------------------------------------ official weights
@@ -158,6 +156,7 @@ def test_init_weights_accepts_every_kind_and_names_what_differs(
     official = load_generator(official_weights).generator
     save_generator(official, tmp_path / "g.ckpt")
     for path in (official_weights, tmp_path / "g.ckpt"):
+        # the size of official_small_G.pt (fixtures/official/README.md), not the tiny one
         generator = TTSRGenerator(n_feats=16, num_res_blocks=[1, 1, 1, 1], vgg_weights="random")
         load_generator_weights(generator, path)
         for key, value in official.state_dict().items():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.config import TINY
 from ttsr_lightning.data.cufed5 import CUFED5Dataset
 from ttsr_lightning.metrics import y_psnr
 from ttsr_lightning.system import TTSRSystem
@@ -29,16 +30,8 @@ def test_two_process_ddp_trains_and_reduces_metrics_over_both_ranks(
         "trainer=ddp_cpu",
         f"hydra.run.dir={run_dir}",
         f"paths.data_dir={sample_data_dir}",
-        "model.generator.n_feats=8",
-        "model.generator.num_res_blocks=[1,1,1,1]",
-        "model.generator.vgg_weights=random",
-        "data.train.patch_size=32",
-        "data.train.batch_size=2",
-        "optim.warmup_epochs=1",
-        "trainer.max_epochs=2",
-        "trainer.limit_train_batches=2",
-        "trainer.check_val_every_n_epoch=1",
-        "trainer.enable_progress_bar=false",
+        *TINY,
+        "trainer.limit_val_batches=null",  # every validation image: the mean below covers all six
         "test=false",
         "logger=csv",
     ]  # fmt: skip

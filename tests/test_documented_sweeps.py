@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import SMOKE
+from helpers.config import SMOKE, TINY
 from ttsr_lightning.config_paths import REPO_ROOT
 
 DOCUMENTS = ("README.md", "experiments/README.md")
-# the smoke run (sample set, one batch of each phase, no logger) with the smallest generator
-TINY_OVERRIDES = [*SMOKE, "model.generator.n_feats=8"]
+# the smoke run (sample set, one batch of each phase, no logger) with debug=tiny's generator: SMOKE alone
+# keeps an experiment's widths; its schedule values still win over debug=tiny's (values apply last)
+TINY_OVERRIDES = [*SMOKE, *TINY]
 # appended to a command written for SLURM and GPUs, so that its jobs start here: submitit's local
 # executor, one node, one task, no GPU (it refuses the command's nodes=2)
 LOCAL_OVERRIDES = [

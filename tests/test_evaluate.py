@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from helpers.checkpoints import one_batch_run_checkpoint
-from helpers.config import compose_evaluate
+from helpers.config import TINY_GENERATOR, compose_evaluate
 from helpers.dataset_trees import astronaut_batch
 from helpers.file_faults import killed_writers_leftover
 from helpers.lpips_reference import seeded_alexnet_state_dict
@@ -43,7 +43,6 @@ from ttsr_lightning.pretrained import ALEXNET, lpips_heads_file, sha256_of_file
 from ttsr_lightning.protocols import load_protocols
 from ttsr_lightning.result_files import set_results_table
 
-TINY_GENERATOR: dict[str, Any] = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
 SETS = ["CUFED5_L1", "CUFED5_L3", "CUFED5_LR"]
 GROUPS = ("000", "001", "002")  # an odd number: two processes get 2 and 1 images of each set
 COLUMNS = ["set", "image", "ref", "reference", "protocol", "psnr", "ssim", "psnr_bicubic", "ssim_bicubic"]

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
-from helpers.config import TINY, compose_config, compose_evaluate
+from helpers.config import TINY, TINY_GENERATOR, compose_config, compose_evaluate
 from helpers.interrupt import SimulatedKill
 from helpers.other_generator import DetailConvGenerator
 from helpers.sigkill import assert_same_training_state
@@ -33,10 +33,11 @@ from ttsr_lightning.train import train
 
 TARGET = "helpers.other_generator.DetailConvGenerator"
 REPO = Path(__file__).resolve().parents[1]
-# the tiny schedule with the other generator in place of TTSR's (Hydra overrides only); every loss term
-# it supports: reconstruction, perceptual (random VGG19), adversarial; not the transferal perceptual one
+# debug=tiny's schedule with the other generator in place of TTSR's (Hydra overrides only: the value
+# overrides below apply after debug=tiny's config, so its TTSR sizes go with the deleted node); every loss
+# term it supports: reconstruction, perceptual (random VGG19), adversarial; not the transferal perceptual
 OTHER = [
-    *(override for override in TINY if not override.startswith("model.generator.")),
+    *TINY,
     "~model.generator",
     f"+model.generator={{_target_: {TARGET}, channels: 8, layers: 2}}",
     "loss.terms.perceptual.vgg_weights=random",
@@ -171,9 +172,7 @@ def test_convert_writes_a_generator_file_that_loads_and_initialises_a_run(
     load_generator_weights(fresh, converted)  # init_weights of a new run
     assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), from_file.parameters(), strict=True))
     with pytest.raises(CheckpointError, match="holds a DetailConvGenerator, this run trains a TTSRGenerator"):
-        load_generator_weights(
-            TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random"), converted
-        )
+        load_generator_weights(TTSRGenerator(**TINY_GENERATOR), converted)
 
 
 def test_a_checkpoint_whose_generator_cannot_be_imported_or_built_is_refused(

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader
 
+from helpers.config import TINY_GENERATOR, paper_losses
 from helpers.host_reads import HostReads
 from helpers.lpips_reference import seeded_alexnet_state_dict
 from ttsr_lightning import lpips_setting as lpips_module
@@ -18,35 +19,10 @@ from ttsr_lightning.errors import NonFiniteError
 from ttsr_lightning.pretrained import ALEXNET, sha256_of_file
 from ttsr_lightning.system import TTSRSystem
 
-GENERATOR = {
-    "_target_": "ttsr_lightning.models.TTSRGenerator",
-    "n_feats": 8,
-    "num_res_blocks": [1, 1, 1, 1],
-    "vgg_weights": "random",
-}
+GENERATOR = {"_target_": "ttsr_lightning.models.TTSRGenerator", **TINY_GENERATOR}
 DISCRIMINATOR = {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 32}
-LOSSES = {
-    "terms": {
-        "reconstruction": {"_target_": "ttsr_lightning.losses.ReconstructionLoss", "weight": 1.0},
-        "adversarial": {
-            "_target_": "ttsr_lightning.losses.WGANGPLoss",
-            "weight": 0.001,
-            "after_warmup": True,
-            "gp_weight": 10.0,
-        },
-        "perceptual": {
-            "_target_": "ttsr_lightning.losses.PerceptualLoss",
-            "weight": 0.01,
-            "after_warmup": True,
-            "vgg_weights": "random",
-        },
-        "transferal_perceptual": {
-            "_target_": "ttsr_lightning.losses.TransferalPerceptualLoss",
-            "weight": 0.01,
-            "after_warmup": True,
-        },
-    }
-}
+# the paper's objective as the package composes it (conf/loss/default.yaml), random VGG19 weights
+LOSSES = paper_losses()
 
 LOSSES_REC = {"terms": {"reconstruction": LOSSES["terms"]["reconstruction"]}}
 

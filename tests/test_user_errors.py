@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from helpers.command_line import error_lines
+from helpers.config import TINY, TINY_GENERATOR
 from helpers.file_faults import fill_disk_after
 from ttsr_lightning import files
 from ttsr_lightning.__main__ import main as train_main
@@ -37,8 +38,6 @@ from ttsr_lightning.infer import main as infer_main
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.official import main as official_main
 from ttsr_lightning.score import main as score_main
-
-TINY = ["debug=tiny"]  # conf/debug/tiny.yaml
 
 
 def one_error_line(
@@ -125,7 +124,7 @@ def test_a_wrongly_typed_or_out_of_range_value_is_one_line_and_exit_2(
 def test_train_refuses_a_busy_run_folder_an_empty_checkpoint_and_impossible_paths(
     tmp_path: Path, sample_data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    common = [*TINY, "trainer.max_epochs=2", "optim.warmup_epochs=1", f"paths.data_dir={sample_data_dir}"]
+    common = [*TINY, f"paths.data_dir={sample_data_dir}"]
     busy = tmp_path / "busy"
     with RunFolderLock(busy):  # a live run holds the folder
         status, line = one_error_line(train_main, [*common, f"hydra.run.dir={busy}"], monkeypatch, capsys)
@@ -142,7 +141,7 @@ def test_train_refuses_a_busy_run_folder_an_empty_checkpoint_and_impossible_path
     assert status == 2 and line == "error: /dev/null/run: Not a directory", line
 
     # a data folder that cannot be created (the sample set is built there on first use)
-    args = [*TINY, "trainer.max_epochs=2", "optim.warmup_epochs=1", "paths.data_dir=/dev/null/data"]
+    args = [*TINY, "paths.data_dir=/dev/null/data"]
     status, line = one_error_line(train_main, [*args, f"hydra.run.dir={tmp_path / 'r'}"], monkeypatch, capsys)
     assert status == 2 and line.startswith("error: /dev/null/data"), line
 
@@ -330,7 +329,7 @@ def test_convert_and_prepare_report_impossible_paths_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     weights = tmp_path / "generator.ckpt"
-    save_generator(TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random"), weights)
+    save_generator(TTSRGenerator(**TINY_GENERATOR), weights)
     cases = [
         (
             lambda: official_main(["convert", str(weights), "/dev/null/out.ckpt"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -29,12 +30,16 @@ SMOKE = [
     "trainer.enable_progress_bar=false",
 ]
 
-# The tiny generator of the tests that build one directly (8 channels, one residual block per stage).
-TINY_GENERATOR = {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random"}
+# The tiny generator of the tests that build one directly: debug=tiny's own (conf/debug/tiny.yaml: 8
+# channels, one residual block per stage, random VGG19), so a test's generator is the users' tiny one.
+TINY_GENERATOR: dict[str, Any] = OmegaConf.to_container(  # type: ignore[assignment]
+    OmegaConf.load(CONFIG_DIR / "debug" / "tiny.yaml").model.generator
+)
 
 # A model and schedule small enough for a CPU test (conf/debug/tiny.yaml: 8 channels, one residual block
 # per stage, two epochs of two batches): the users' `debug=tiny`. Given last, as the command line does
-# with it, so it shrinks an experiment's settings too.
+# with it, so it shrinks an experiment's settings too. The command-line entry points take it as it is
+# (they move `debug=` to the end as `+debug=`), so subprocess tests pass this same list.
 TINY = ["+debug=tiny"]
 
 

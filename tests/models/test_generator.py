@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from helpers.checkpoints import one_batch_run_checkpoint
-from helpers.config import compose_config
+from helpers.config import TINY_GENERATOR, compose_config
 from ttsr_lightning.checkpoints.loading import load_generator
 from ttsr_lightning.models import GeneratorOutput, LeanSearchTransfer, TTSRGenerator
 
@@ -22,12 +22,10 @@ def small(
     use_hard_attention: bool = True, use_soft_attention: bool = True, learnable_extractor: bool = True
 ) -> TTSRGenerator:
     return TTSRGenerator(
-        n_feats=8,
-        num_res_blocks=(1, 1, 1, 1),
+        **TINY_GENERATOR,
         use_hard_attention=use_hard_attention,
         use_soft_attention=use_soft_attention,
         learnable_extractor=learnable_extractor,
-        vgg_weights="random",
     )
 
 
@@ -57,7 +55,7 @@ def test_outputs_shapes_and_ranges() -> None:
     assert min(out.t_lv3.min(), out.t_lv2.min(), out.t_lv1.min()) >= 0
 
 
-def test_state_dict_keys_are_renamed_official_keys() -> None:
+def test_state_dict_holds_the_lte_and_the_main_net_only() -> None:
     prefixes = {key.split(".", 1)[0] for key in small().state_dict()}
     assert prefixes == {"lte", "main_net"}
 
@@ -96,6 +94,7 @@ def test_frozen_extractor() -> None:
 
 
 def test_config_rebuilds_the_same_architecture() -> None:
+    # not the tiny sizes: a width and four distinct stage depths, so a value dropped or swapped shows
     generator = TTSRGenerator(n_feats=16, num_res_blocks=[2, 1, 1, 3], csfi=False, vgg_weights="random")
     assert generator.config == {
         "n_feats": 16,
@@ -144,8 +143,9 @@ def test_config_has_exactly_the_constructor_arguments() -> None:
 
 
 def test_config_instantiates_with_hydra_lists() -> None:
+    # a second block in stage 2: the list reaches the network, not only its config
     generator = instantiate(
-        OmegaConf.load(CONFIG), n_feats=8, num_res_blocks=[1, 2, 1, 1], vgg_weights="random", csfi=False
+        OmegaConf.load(CONFIG), **{**TINY_GENERATOR, "num_res_blocks": [1, 2, 1, 1]}, csfi=False
     )
     assert isinstance(generator, TTSRGenerator)
     assert generator.config["num_res_blocks"] == [1, 2, 1, 1] and len(generator.main_net.RB11) == 2
@@ -153,7 +153,7 @@ def test_config_instantiates_with_hydra_lists() -> None:
 
 def test_batched_extractor_gives_the_same_outputs_and_gradients() -> None:
     torch.manual_seed(0)
-    generator = TTSRGenerator(n_feats=8, num_res_blocks=(1, 1, 1, 1), vgg_weights="random")
+    generator = TTSRGenerator(**TINY_GENERATOR)
     inputs = [torch.rand(2, 3, 8, 8) * 2 - 1] + [torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(3)]
     outputs, gradients = [], []
     for batched in (False, True):
@@ -173,9 +173,7 @@ def test_batched_extractor_gives_the_same_outputs_and_gradients() -> None:
 
 @pytest.mark.parametrize("csfi", [True, False])
 def test_bicubic_residual_starts_as_the_bicubic_upsampler_and_learns_a_correction(csfi: bool) -> None:
-    generator = TTSRGenerator(
-        n_feats=8, num_res_blocks=[1, 1, 1, 1], csfi=csfi, vgg_weights="random", bicubic_residual=True
-    )
+    generator = TTSRGenerator(**TINY_GENERATOR, csfi=csfi, bicubic_residual=True)
     inputs = images(batch=2)
     out = generator(**inputs)
     assert torch.equal(out.sr, inputs["lr_up"].clamp(-1, 1))  # untrained: exactly bicubic
@@ -188,7 +186,7 @@ def test_bicubic_residual_starts_as_the_bicubic_upsampler_and_learns_a_correctio
 
 
 def test_bicubic_residual_is_off_in_the_paper_network() -> None:
-    paper = TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random")
+    paper = TTSRGenerator(**TINY_GENERATOR)
     assert paper.config["bicubic_residual"] is False
     assert paper.main_net.output_conv.weight.abs().sum() > 0  # default initialisation
 
@@ -207,7 +205,7 @@ def test_relevance_kernel_is_off_by_default_and_set_by_the_hydra_config(tmp_path
     assert default.model.generator.relevance_kernel == "torch"
     assert _relevance_kernel(instantiate(default.model.generator)) == "torch"
     assert _relevance_kernel(instantiate(turned_on.model.generator)) == "triton"
-    constructed = TTSRGenerator(n_feats=8, num_res_blocks=[1, 1, 1, 1], vgg_weights="random")
+    constructed = TTSRGenerator(**TINY_GENERATOR)
     assert _relevance_kernel(constructed) == "torch"
 
 
@@ -216,8 +214,7 @@ def test_the_relevance_kernel_is_the_loading_commands_choice_never_the_files(tmp
     (their relevance_kernel setting), whatever the run that wrote the checkpoint used; a checkpoint
     written before the setting existed (no such key) loads the same."""
     path = one_batch_run_checkpoint(
-        tmp_path / "triton.ckpt",
-        {"n_feats": 8, "num_res_blocks": [1, 1, 1, 1], "vgg_weights": "random", "relevance_kernel": "triton"},
+        tmp_path / "triton.ckpt", {**TINY_GENERATOR, "relevance_kernel": "triton"}
     )
     assert _relevance_kernel(load_generator(path).generator) == "torch"
     assert _relevance_kernel(load_generator(path, relevance_kernel="triton").generator) == "triton"

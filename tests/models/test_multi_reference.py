@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from helpers.config import TINY_GENERATOR
 from ttsr_lightning.models import (
     LeanSearchTransfer,
     SearchTransfer,
@@ -271,7 +272,7 @@ def test_memory_is_linear_in_the_reference_area_not_a_canvas() -> None:
 
 def small_generator(**kwargs: Any) -> TTSRGenerator:
     torch.manual_seed(0)
-    return TTSRGenerator(n_feats=8, num_res_blocks=(1, 1, 1, 1), vgg_weights="random", **kwargs)
+    return TTSRGenerator(**{**TINY_GENERATOR, **kwargs})
 
 
 def generator_inputs(
