@@ -232,7 +232,7 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
     check_type("seed", seed, int)
     if not 0 <= seed < 2**32:
         raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
-    OptimSettings.from_dict(cfg.get("optim") or {})
+    optim = OptimSettings.from_dict(cfg.get("optim") or {})
     if cfg.get("loss") is not None:
         loss_terms(cfg["loss"])
     check_arguments("system", {"_target_": "ttsr_lightning.system.TTSRSystem", **(cfg.get("system") or {})})
@@ -251,7 +251,7 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
     if explicit and init_weights is not None:
         raise ConfigError("ckpt_path and init_weights are exclusive: a resumed run already has its weights")
     max_epochs = cfg["trainer"].get("max_epochs")
-    warmup_epochs = OptimSettings.from_dict(cfg.get("optim") or {}).warmup_epochs
+    warmup_epochs = optim.warmup_epochs
     if max_epochs is not None and max_epochs != -1 and max_epochs < warmup_epochs:
         raise ConfigError(
             f"trainer.max_epochs ({max_epochs}) is shorter than optim.warmup_epochs "

@@ -66,9 +66,8 @@ class EpochDataLoader(DataLoader):
 
     def _start_epoch(self) -> Iterator[Any]:
         epoch = self._sampler().epoch
-        resumed = self._resume is not None and self._resume[0] == epoch
-        self._position = (epoch, self._resume[1] if self._resume is not None and resumed else 0)
-        self._resume = None
+        resume, self._resume = self._resume, None
+        self._position = (epoch, resume[1] if resume is not None and resume[0] == epoch else 0)
         return super().__iter__()
 
     def _handed_out(self) -> None:
