@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers.config import SMOKE, TINY
-from ttsr_lightning.config_paths import REPO_ROOT
+from helpers.documented import documented_commands
 
 DOCUMENTS = ("README.md", "experiments/README.md")
 # the smoke run (sample set, one batch of each phase, no logger) with debug=tiny's generator: SMOKE alone
@@ -42,16 +42,12 @@ LOCAL_OVERRIDES = [
 
 def documented_multirun_commands() -> list[tuple[str, str]]:
     """(document, command) for every shell line of a code block that runs ``--multirun``."""
-    commands = []
-    for document in DOCUMENTS:
-        text = (REPO_ROOT / document).read_text()
-        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
-            joined = re.sub(r"\\\n\s*", "", block)
-            for line in joined.splitlines():
-                command = line.split(" # ")[0].strip()
-                if "--multirun" in command and command.startswith("python"):
-                    commands.append((document, command))
-    return commands
+    return [
+        (document, command)
+        for document in DOCUMENTS
+        for command in documented_commands(document)
+        if "--multirun" in command and command.startswith("python")
+    ]
 
 
 COMMANDS = documented_multirun_commands()

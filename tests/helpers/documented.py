@@ -8,16 +8,18 @@ import shlex
 from ttsr_lightning.config_paths import REPO_ROOT
 
 
-def documented_commands(document: str, section: str) -> list[str]:
-    """The shell lines of the ``bash`` code blocks under the heading ``section`` of ``document`` (up to
-    the next heading of the same or a higher level), continuation lines joined."""
-    text = (REPO_ROOT / document).read_text()
-    heading = re.search(rf"^(#+) {re.escape(section)}\n", text, flags=re.MULTILINE)
-    if heading is None:
-        raise AssertionError(f"{document} has no heading {section!r}")
-    level = len(heading.group(1))
-    following = re.search(rf"^#{{1,{level}}} ", text[heading.end() :], flags=re.MULTILINE)
-    body = text[heading.end() : heading.end() + following.start() if following else len(text)]
+def documented_commands(document: str, section: str | None = None) -> list[str]:
+    """The shell lines of the ``bash`` code blocks of ``document``, or of those under the heading
+    ``section`` (up to the next heading of the same or a higher level), continuation lines joined and
+    comments left out."""
+    body = (REPO_ROOT / document).read_text()
+    if section is not None:
+        heading = re.search(rf"^(#+) {re.escape(section)}\n", body, flags=re.MULTILINE)
+        if heading is None:
+            raise AssertionError(f"{document} has no heading {section!r}")
+        level = len(heading.group(1))
+        following = re.search(rf"^#{{1,{level}}} ", body[heading.end() :], flags=re.MULTILINE)
+        body = body[heading.end() : heading.end() + following.start() if following else len(body)]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", body, flags=re.DOTALL):
         for line in re.sub(r"\\\n\s*", "", block).splitlines():
