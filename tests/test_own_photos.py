@@ -63,6 +63,8 @@ def test_the_picture_shows_the_hr_and_five_references(
     assert [reference["level"] for reference in group["references"]] == [1, 2, 3, 4, 5]
     files = [group["hr"]["file"], *(reference["file"] for reference in group["references"])]
     assert len(shown) == len(files) == 6
+    lefts = [axis.get_position().x0 for _, axis in shown]
+    assert lefts == sorted(lefts)
     for (pixels, axis), file in zip(shown, files, strict=True):  # left to right: the HR, then L1 .. L5
         with Image.open(built_photos.out / file) as image:
             np.testing.assert_array_equal(pixels, np.asarray(image.convert("RGB")), err_msg=file)
