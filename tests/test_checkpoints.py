@@ -148,6 +148,8 @@ def test_version_1_generator_files_with_the_old_flag_names_still_load(tmp_path: 
     )
     loaded = load_generator(tmp_path / "v1.ckpt").generator
     assert loaded.config == generator.config
+    for key, value in state_dict.items():
+        assert torch.equal(loaded.state_dict()[key], value), key
 
 
 def test_init_weights_accepts_every_kind_and_names_what_differs(

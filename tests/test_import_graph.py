@@ -59,10 +59,33 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path) -> set[str]:
+    module = module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return imported_modules(path.read_text(), package)
+
+
+def is_module(name: str) -> bool:
+    folder = PACKAGE.joinpath(*name.split("."))
+    return folder.with_suffix(".py").is_file() or (folder / "__init__.py").is_file()
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """The modules of ttsr_lightning (named below it) that ``source``, a module of ``package`` ("" for
+    the top), imports, in every form: ``import ttsr_lightning.a``, ``from ttsr_lightning.a import x``,
+    ``from ttsr_lightning import a``, and the relative ``from .a import x`` and ``from . import a``."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ttsr_lightning"):
-            found.add(node.module.removeprefix("ttsr_lightning").lstrip("."))
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".") if package else []
+                base = parts[: len(parts) - (node.level - 1)]
+                origin = ".".join([*base, *([node.module] if node.module else [])])
+            elif node.module == "ttsr_lightning" or (node.module or "").startswith("ttsr_lightning."):
+                origin = node.module.removeprefix("ttsr_lightning").lstrip(".")
+            else:
+                continue
+            submodules = {f"{origin}.{a.name}".lstrip(".") for a in node.names}
+            found |= {name for name in submodules if is_module(name)} or {origin}
         elif isinstance(node, ast.Import):
             found |= {
                 a.name.removeprefix("ttsr_lightning.")
@@ -81,6 +104,23 @@ def layer(module: str) -> int:
 
 def graph() -> dict[str, set[str]]:
     return {module_name(path): imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_form_of_import_is_seen() -> None:
+    source = """
+import ttsr_lightning.infer
+from ttsr_lightning.score import main
+from ttsr_lightning import official
+from . import evaluate
+from .data import prepare
+from .models import TTSRGenerator
+"""
+    found = {"infer", "score", "official", "evaluate", "data.prepare", "models"}
+    assert imported_modules(source, "") == found
+    assert imported_modules("from .. import train\nfrom .generator import x", "models") == {
+        "train",
+        "models.generator",
+    }
 
 
 def test_every_import_goes_down_the_layers_and_no_entry_point_imports_another() -> None:

@@ -138,10 +138,13 @@ def test_search_transfer_is_the_lean_one_and_unknown_names_are_refused(
             compose_infer([f"lr={lr}", f"ref={ref}", f"out={tmp_path / 'sr.png'}", "relevance_kernel=cuda"])
         )
     # on the CPU the kernel is never tried: relevance_kernel=triton gives the torch result, with no warning
+    inputs = prepare_inputs(Image.open(lr).convert("RGB"), [(Image.open(ref).convert("RGB"), ref)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         on = load_generator(ckpt, relevance_kernel="triton").generator
+        sr = to_uint8_image(super_resolve(on, inputs, torch.device("cpu")).sr[0])
     assert on.search_transfer.relevance_kernel == "triton"
+    np.testing.assert_array_equal(sr, direct_sr(ckpt, lr, ref))
 
 
 def test_errors_name_the_file_or_the_argument(tmp_path: Path, pair: tuple[Path, Path], ckpt: Path) -> None:

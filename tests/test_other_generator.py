@@ -23,9 +23,11 @@ from helpers.other_generator import DetailConvGenerator
 from helpers.sigkill import assert_same_training_state
 from ttsr_lightning import official
 from ttsr_lightning.checkpoints.loading import load_generator, load_generator_weights
+from ttsr_lightning.data import CUFED5Dataset
 from ttsr_lightning.errors import CheckpointError, ConfigError
 from ttsr_lightning.evaluate import evaluate
 from ttsr_lightning.infer import prepare_inputs, super_resolve
+from ttsr_lightning.metrics import y_psnr
 from ttsr_lightning.models import TTSRGenerator
 from ttsr_lightning.panel_images import to_uint8_image
 from ttsr_lightning.tools.params import parameter_rows
@@ -115,8 +117,24 @@ def test_evaluate_rebuilds_it_from_the_run_checkpoint(
     cfg = compose_evaluate(tmp_path / "evaluate", sample_data_dir, overrides, data="sample")
     results = evaluate(cfg)
     assert [result["set"] for result in results] == ["CUFED5_L1", "CUFED5_all5"]
-    for result in results:
-        assert np.isfinite(result["psnr"]) and result["psnr"] != result["psnr_bicubic"], result
+    # each set's one image, super-resolved by the run's trained generator (not a fresh one) and measured
+    trained = DetailConvGenerator(channels=8, layers=2).eval()
+    state_dict = torch.load(whole_run, weights_only=True)["state_dict"]
+    trained.load_state_dict(
+        {k.removeprefix("generator."): v for k, v in state_dict.items() if k.startswith("generator.")}
+    )
+    root = sample_data_dir / "sample" / "CUFED" / "test" / "CUFED5"
+    for result, ref_level in zip(results, (1, "all5"), strict=True):
+        item = CUFED5Dataset(root, ref_level=ref_level)[0]
+        batch = {
+            key: value[None] if torch.is_tensor(value) else [image[None] for image in value]
+            for key, value in item.items()
+            if key in ("lr", "lr_up", "ref", "ref_down_up", "hr")
+        }
+        with torch.no_grad():
+            sr = trained(batch["lr"], batch["lr_up"], batch["ref"], batch["ref_down_up"]).sr
+        assert result["psnr"] == pytest.approx(float(y_psnr(sr, batch["hr"])[0]), abs=1e-6), result
+        assert result["psnr"] != result["psnr_bicubic"], result
     provenance = json.loads((tmp_path / "evaluate" / "results.json").read_text())["provenance"]
     # 4 batches of 1 + gan_k optimiser steps
     assert provenance["checkpoint"].startswith("training-run checkpoint (epoch 1, global step 12;")

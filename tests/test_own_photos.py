@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
 from PIL import Image
 
 from ttsr_lightning.config_paths import REPO_ROOT
@@ -42,9 +46,29 @@ def test_the_tables_hold_the_manifests_levels_and_each_runs_margin(
     assert table[3].endswith("| 28.500 | 29.500 | 29.400 | 29.300 | 29.200 | 29.000 | -0.500 |")
 
 
-def test_the_picture_shows_the_hr_and_five_references(built_photos: BuildResult, tmp_path: Path) -> None:
+def test_the_picture_shows_the_hr_and_five_references(
+    built_photos: BuildResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown = []
+    imshow = Axes.imshow
+
+    def recorded(axis: Axes, image: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        shown.append((np.asarray(image), axis))
+        return imshow(axis, image, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "imshow", recorded)
     picture = tmp_path / "figures" / "group.png"
     own_photos.draw_group(built_photos.out, built_photos.manifest, 0, picture)
+    group = built_photos.manifest["test"][0]
+    assert [reference["level"] for reference in group["references"]] == [1, 2, 3, 4, 5]
+    files = [group["hr"]["file"], *(reference["file"] for reference in group["references"])]
+    assert len(shown) == len(files) == 6
+    lefts = [axis.get_position().x0 for _, axis in shown]
+    assert lefts == sorted(lefts)
+    for (pixels, axis), file in zip(shown, files, strict=True):  # left to right: the HR, then L1 .. L5
+        with Image.open(built_photos.out / file) as image:
+            np.testing.assert_array_equal(pixels, np.asarray(image.convert("RGB")), err_msg=file)
+        assert axis.get_title().startswith("HR" if file == files[0] else f"L{files.index(file)}:"), file
     with Image.open(picture) as image:
         assert image.format == "PNG" and image.width > 4 * image.height  # six panels in a row
     assert [path.name for path in picture.parent.iterdir()] == ["group.png"]  # written atomically

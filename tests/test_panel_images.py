@@ -31,10 +31,15 @@ def test_panel_without_texture_transfer_has_four_tiles() -> None:
 
 
 def test_heatmap_is_nearest_upsampled_and_monotonic() -> None:
-    values = torch.tensor([[0.0, 1.0]])
-    colours = heatmap(values, (4, 8))
-    assert colours.shape == (4, 8, 3)
-    assert (colours[:, :4] == colours[0, 0]).all() and not np.array_equal(colours[0, 0], colours[0, 7])
+    values = torch.tensor([[0.0, 0.25, 0.5, 0.75, 1.0]])
+    colours = heatmap(values, (4, 10))
+    assert colours.shape == (4, 10, 3)
+    for column in range(5):  # each value fills its own 4x2 block, nothing blended
+        block = colours[:, 2 * column : 2 * column + 2].reshape(-1, 3)
+        assert (block == block[0]).all(), column
+    # a larger value, a brighter colour (viridis' lightness rises from dark blue to yellow)
+    brightness = colours[0, ::2].astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert (np.diff(brightness) > 0).all(), brightness
 
 
 def test_transfer_panel_shows_where_the_reference_changed_the_sr() -> None:

@@ -142,11 +142,20 @@ def test_after_warmup_every_loss_is_on_and_the_critic_steps_gan_k_times() -> Non
 
 def test_frozen_lte_copy_follows_the_lte_only_when_it_changed() -> None:
     system = make_system()
-    fit(system, epochs=2)
-    assert system.lte_copy is not None
-    # synced before the last TPL term, then the LTE stepped once more
-    assert system._lte_copy_stale
-    assert not any(p.requires_grad for p in system.lte_copy.parameters())
+    snapshots = fit(system, epochs=2)
+    lte_copy, lte = system.lte_copy, system.generator.lte
+    assert lte_copy is not None
+    assert not any(p.requires_grad for p in lte_copy.parameters())
+    # synced before the last batch's TPL term (the LTE as the warm-up epoch left it), then the LTE stepped
+    assert not changed(snapshots.epochs[0]["lte"], lte_copy.state_dict())
+    assert changed(lte_copy.state_dict(), lte.state_dict())
+    # the LTE changed since: the next use copies it
+    assert system._synced_lte_copy() is lte_copy and not changed(lte.state_dict(), lte_copy.state_dict())
+    # the LTE unchanged since: the next use copies nothing (a mark left in the copy stays)
+    with torch.no_grad():
+        next(lte_copy.parameters()).add_(1.0)
+    system._synced_lte_copy()
+    assert changed(lte.state_dict(), lte_copy.state_dict())
 
 
 def test_learning_rates_follow_the_config_per_parameter_group() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,6 @@ def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sa
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["callbacks"]["ResumeCheckpoint"]["batches_seen"]) == (1, 4)
     assert [s["last_epoch"] for s in last["lr_schedulers"]] == [1]  # one epoch after the 1-epoch warm-up
-    for level in ("L1", "L2", "L3", "L4", "L5", "LR", "stitched", "stitched_masa", "all5"):
-        for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
-            assert torch.isfinite(torch.tensor(metrics[f"test/CUFED5_{level}/{measure}"]))
     assert 0 < metrics["test/CUFED5_L1/ssim"] <= 1
     summary = json.loads((run / "run.json").read_text())
     assert summary["name"] == "tiny" and summary["smoke"] is True
@@ -41,6 +39,14 @@ def test_tiny_run_trains_validates_tests_and_writes_its_files(tmp_path: Path, sa
     assert rows[0] == "set,image,ref,reference,protocol,psnr,ssim,psnr_bicubic,ssim_bicubic"
     assert len(rows) == 1 + 9  # limit_test_batches=1: one image for each of the nine test sets
     assert {row.split(",")[4] for row in rows[1:]} == {"ttsr_official"}  # the default protocol
+    # the test metrics of each set are its one image's measures
+    levels = ("L1", "L2", "L3", "L4", "L5", "LR", "stitched", "stitched_masa", "all5")
+    per_image = {row["set"]: row for row in csv.DictReader(rows)}
+    assert set(per_image) == {f"CUFED5_{level}" for level in levels}
+    for set_name, row in per_image.items():
+        for measure in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic"):
+            logged = metrics[f"test/{set_name}/{measure}"]
+            assert logged == pytest.approx(float(row[measure]), abs=1e-5), (set_name, measure)
     assert summary["protocol"] == "ttsr_official"
     panels = list((run / "panels").rglob("*.png"))
     assert panels, "image panels were not written"

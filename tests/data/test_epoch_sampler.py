@@ -17,7 +17,9 @@ def test_yields_epoch_and_index_keys_in_a_seeded_order() -> None:
     first = list(sampler)
     assert len(sampler) == 5 and all(epoch == 0 for epoch, _ in first)
     assert sorted(index for _, index in first) == [3, 5, 7, 9, 11]
-    assert list(EpochSampler([3, 5, 7, 9, 11], shuffle=True, seed=1)) == first
+    assert list(EpochSampler([3, 5, 7, 9, 11], shuffle=True, seed=1)) == first  # the same seed, the same
+    assert [index for _, index in first] != [3, 5, 7, 9, 11]  # shuffled
+    assert list(EpochSampler([3, 5, 7, 9, 11], shuffle=True, seed=2)) != first  # another seed, another
     orders = []
     for epoch in range(4):
         sampler.set_epoch(epoch)

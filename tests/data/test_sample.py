@@ -72,15 +72,18 @@ def test_losing_the_rename_race_uses_the_winners_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write = sample._write_sample
+    winner: dict[str, int] = {}
 
     def write_then_lose_the_race(folder: Path) -> int:
         count = write(folder)
         shutil.copytree(folder, tmp_path / "CUFED")  # another rank's build lands first
+        winner["folder"] = (tmp_path / "CUFED").stat().st_ino
         return count
 
     monkeypatch.setattr(sample, "_write_sample", write_then_lose_the_race)
     assert build_sample_dataset(tmp_path) == tmp_path / "CUFED"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["CUFED"]  # our staging copy is gone
+    assert (tmp_path / "CUFED").stat().st_ino == winner["folder"]  # the winner's folder, not replaced
 
 
 def test_refuses_a_folder_that_is_not_the_sample(tmp_path: Path) -> None:

@@ -321,10 +321,31 @@ def test_generator_with_several_references_matches_the_oracle() -> None:
 
 def test_generator_gradients_reach_the_extractor_through_every_reference() -> None:
     generator = small_generator()
-    lr, lr_up, refs, refs_down_up = generator_inputs([(16, 12), (8, 20), (12, 12)], batch=1)
-    generator(lr, lr_up, refs, refs_down_up).sr.sum().backward()
+    ref_sizes = [(16, 12), (8, 20), (12, 12)]
+    lr, lr_up, refs, refs_down_up = generator_inputs(ref_sizes, lr_size=(10, 9), batch=1)
     assert generator.lte is not None
+    features: dict[int, tuple[torch.Tensor, ...]] = {}  # the LTE's levels of each image, by its storage
+
+    def keep_levels(module: Any, args: tuple[torch.Tensor], levels: tuple[torch.Tensor, ...]) -> None:
+        for level in levels:
+            level.retain_grad()
+        features[args[0].data_ptr()] = levels
+
+    hook = generator.lte.register_forward_hook(keep_levels)
+    try:
+        out = generator(lr, lr_up, refs, refs_down_up)
+        out.sr.sum().backward()
+    finally:
+        hook.remove()
+    assert out.hard_index is not None  # an LR of 10x9: each reference is the best somewhere
+    chosen, _ = split_hard_index(out.hard_index, [(h // 4, w // 4) for h, w in ref_sizes])
+    assert set(chosen.flatten().tolist()) == {0, 1, 2}
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.lte.parameters())
+    for number, (ref, ref_down_up) in enumerate(zip(refs, refs_down_up, strict=True)):
+        key_lv3 = features[ref_down_up.data_ptr()][2]  # through S
+        assert key_lv3.grad is not None and key_lv3.grad.abs().sum() > 0, number
+        for level, values in enumerate(features[ref.data_ptr()], start=1):  # through T
+            assert values.grad is not None and values.grad.abs().sum() > 0, (number, f"lv{level}")
 
 
 def test_generator_rejects_inconsistent_references() -> None:

@@ -94,6 +94,13 @@ def test_soft_attention_is_a_cosine_in_unit_range() -> None:
     )
     assert out.soft_attention.min() >= 0 and out.soft_attention.max() <= 1 + 1e-6
     assert out.hard_index.min() >= 0 and out.hard_index.max() < 16
+    # S is the cosine of each LR patch with the Ref patch it picked (features >= 0: never below 0)
+    query_patches = [patch_vector(query[0], row, col) for row in range(5) for col in range(6)]
+    picked = [patch_vector(key[0], *divmod(int(index), 4)) for index in out.hard_index[0]]
+    cosines = torch.stack(
+        [F.cosine_similarity(q, k, dim=0) for q, k in zip(query_patches, picked, strict=True)]
+    )
+    torch.testing.assert_close(out.soft_attention[0, 0].flatten(), cosines, rtol=0, atol=1e-6)
 
 
 def test_identical_query_and_key_select_themselves() -> None:
