@@ -262,10 +262,15 @@ def test_wandb_table_has_a_row_per_image_with_thumbnails(
 
 
 def run_evaluate_command(
-    data_dir: Path, run_dir: Path, ckpt: Path, *overrides: str, alexnet: Path | None = None
+    data_dir: Path,
+    run_dir: Path,
+    ckpt: Path,
+    *overrides: str,
+    alexnet: Path | None = None,
+    logger: str = "none",
 ) -> subprocess.CompletedProcess[str]:
     """``python -m ttsr_lightning.evaluate``; with ``alexnet``, LPIPS on that seeded AlexNet (taken for
-    torchvision's file by :data:`PATCHED_EVALUATE`, in every process)."""
+    torchvision's file by :data:`PATCHED_EVALUATE`, in every process); ``logger`` (a ``conf/logger`` name)."""
     entry_point = ["-m", "ttsr_lightning.evaluate"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     if alexnet is not None:
@@ -276,7 +281,7 @@ def run_evaluate_command(
     command = [
         sys.executable, *entry_point,
         f"ckpt={ckpt}", "data=cufed5", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
-        "logger=none", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *overrides,
+        f"logger={logger}", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *overrides,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
@@ -298,7 +303,8 @@ def test_two_processes_write_every_image_once_with_the_values_of_one(
     tmp_path: Path, data_dir: Path, lightning_checkpoint: Path, alexnet_file: Path
 ) -> None:
     """trainer=ddp_cpu with loader workers, 3 images per set (2 on rank 0, 1 on rank 1): the same rows
-    (LPIPS included), in the same order, as one process, and the panels and SR images of both ranks."""
+    (LPIPS included), in the same order, as one process, and the panels and SR images of both ranks; the
+    means logged are the per-set means written, to the bit."""
     sets = "sets=[CUFED5_L1,CUFED5_LR,CUFED5_stitched]"
     one = run_evaluate_command(
         data_dir, tmp_path / "one", lightning_checkpoint, sets, "save_images=true", alexnet=alexnet_file
@@ -306,7 +312,7 @@ def test_two_processes_write_every_image_once_with_the_values_of_one(
     assert one.returncode == 0, one.stderr[-3000:]
     two = run_evaluate_command(
         data_dir, tmp_path / "two", lightning_checkpoint, sets, "save_images=true", "trainer=ddp_cpu",
-        "data.test.num_workers=1", alexnet=alexnet_file,
+        "data.test.num_workers=1", alexnet=alexnet_file, logger="csv",
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
     single, ddp = (read_csv(tmp_path / run / "test_per_image.csv") for run in ("one", "two"))
@@ -318,7 +324,13 @@ def test_two_processes_write_every_image_once_with_the_values_of_one(
                 mine["image"],
                 measure,
             )
-    assert [row["images"] for row in read_csv(tmp_path / "two" / "test_per_set.csv")] == ["3", "3", "3"]
+    per_set = read_csv(tmp_path / "two" / "test_per_set.csv")
+    assert [row["images"] for row in per_set] == ["3", "3", "3"]
+    (metrics_file,) = (tmp_path / "two").rglob("metrics.csv")
+    logged = {key: float(value) for row in read_csv(metrics_file) for key, value in row.items() if value}
+    for row in per_set:
+        for measure in (*MEASURES, "lpips", "lpips_bicubic"):
+            assert logged[f"test/{row['set']}/{measure}"] == float(row[measure]), (row["set"], measure)
     panels = {}
     for run in ("one", "two"):
         assert len(list((tmp_path / run / "images").rglob("*.png"))) == 9

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchmetrics.utilities import dim_zero_cat
 
 from ttsr_lightning.metrics import MeanPerImage, y_psnr, y_ssim
+from ttsr_lightning.result_files import means_over_images, sort_rows
 
 _LUMA_SUM = (65.738 + 129.057 + 25.064) / 256.0  # Y gain of a grey step (R = G = B)
 
@@ -122,16 +124,30 @@ def test_y_ssim_rejects_images_smaller_than_its_window() -> None:
 @pytest.mark.parametrize("measure", [y_psnr, y_ssim])
 def test_metric_is_the_mean_of_per_image_values_over_batches(measure: Callable[..., torch.Tensor]) -> None:
     metric = MeanPerImage(functools.partial(measure, crop_border=2))
-    per_image = []
+    per_image: list[torch.Tensor] = []
     for seed, batch in enumerate((2, 3, 1)):
         sr, hr = _random_images(batch=batch, height=20, width=24, seed=10 + seed)
-        metric.update(sr, hr)
+        seen = sum(len(values) for values in per_image)
+        metric.update(sr, hr, range(seen, seen + batch))
         per_image.append(measure(sr, hr, crop_border=2))
     expected = torch.cat(per_image).mean()
     assert metric.compute().item() == pytest.approx(expected.item(), abs=1e-12)
+    assert not metric.state_dict()  # the per-image values stay out of checkpoints
     metric.reset()
     with pytest.warns(UserWarning, match="before the ``update``"):
         assert math.isnan(metric.compute().item())
+
+
+def _two_ranks(measure: Callable[..., torch.Tensor]) -> tuple[MeanPerImage, MeanPerImage]:
+    """Rank 0 and rank 1 of a metric: rank 0's compute gathers rank 1's states as DDP would (Metric.compute
+    calls torch.distributed.all_gather on each state and concatenates the ranks' values in rank order)."""
+    peer = MeanPerImage(measure)
+
+    def all_gather(tensor: torch.Tensor, group: object = None) -> list[torch.Tensor]:
+        states = {state.dtype: state for state in (dim_zero_cat(peer.values), dim_zero_cat(peer.indices))}
+        return [tensor, states[tensor.dtype]]  # values are float64, indices int64
+
+    return MeanPerImage(measure, dist_sync_fn=all_gather, distributed_available_fn=lambda: True), peer
 
 
 @pytest.mark.parametrize("measure", [y_psnr, y_ssim])
@@ -142,24 +158,38 @@ def test_metric_states_reduce_across_ranks_like_one_metric_over_all_images(
         _random_images(batch=batch, height=16, width=16, seed=20 + i) for i, batch in enumerate((4, 1, 2))
     ]
     single = MeanPerImage(measure)
-    for sr, hr in images:
-        single.update(sr, hr)
-    # Emulate torch.distributed.all_gather between two ranks: Metric.compute gathers each state
-    # with rank 1's copy and reduces it by its dist_reduce_fx, the code path DDP runs.
-    peer_state: dict[int, torch.Tensor] = {}
+    for (sr, hr), indices in zip(images, ([0, 1, 2, 3], [4], [5, 6]), strict=True):
+        single.update(sr, hr, indices)
+    rank0, rank1 = _two_ranks(measure)
+    rank0.update(*images[0], [0, 1, 2, 3])  # rank 0 sees 4 images, rank 1 sees 3 in two batches
+    rank1.update(*images[1], [4])
+    rank1.update(*images[2], [5, 6])
 
-    def all_gather(tensor: torch.Tensor, group: object = None) -> list[torch.Tensor]:
-        return [tensor, peer_state[id(tensor)]]
-
-    rank0 = MeanPerImage(measure, dist_sync_fn=all_gather, distributed_available_fn=lambda: True)
-    rank1 = MeanPerImage(measure)
-    rank0.update(*images[0])  # rank 0 sees 4 images, rank 1 sees 3 in two batches
-    rank1.update(*images[1])
-    rank1.update(*images[2])
-    peer_state.update({id(getattr(rank0, name)): getattr(rank1, name) for name in ("total", "count")})
-
-    assert rank0.compute().item() == pytest.approx(single.compute().item(), abs=1e-12)
+    assert rank0.compute().item() == single.compute().item()
     # Averaging the ranks' means instead would weight rank 1's images more.
-    mean_of_rank_means = ((rank0.total / rank0.count + rank1.total / rank1.count) / 2).item()
-    assert abs(mean_of_rank_means - single.compute().item()) > 1e-6
-    assert rank0.count.item() == 4  # compute() restored the local state after the synced computation
+    rank_means = [measure(*images[0]).mean(), torch.cat([measure(*images[1]), measure(*images[2])]).mean()]
+    assert abs(float(sum(rank_means)) / 2 - single.compute().item()) > 1e-6
+    assert len(dim_zero_cat(rank0.values)) == 4  # compute() restored the local state after the synced one
+
+
+def test_the_logged_mean_of_a_set_split_unevenly_over_two_ranks_is_its_written_mean() -> None:
+    """Three images on two ranks as RankShardSampler shares them (0 and 2 on rank 0, 1 on rank 1): the
+    metric's mean, gathered from both ranks, equals the per-set mean written from the rows, to the bit."""
+    psnrs = [31.76, 24.55, 27.15]
+    assert sum(psnrs[i] for i in (0, 2, 1)) / 3 != sum(psnrs) / 3  # summed in rank order: another mean
+
+    def image(index: int) -> torch.Tensor:
+        return torch.full((1, 3, 1, 1), psnrs[index], dtype=torch.float64)
+
+    rank0, rank1 = _two_ranks(lambda sr, hr: sr.flatten(1)[:, 0])
+    set_and_protocol = {"set": "CUFED5_L1", "set_index": 0, "protocol": "ttsr_official", "protocol_index": 0}
+    rows: list[list[dict[str, object]]] = [[], []]
+    for index in range(3):
+        rank = index % 2
+        metric = (rank0, rank1)[rank]
+        metric.update(image(index), image(index), [index])
+        image_row = {"index": index, "image": f"00{index}_0", "psnr": float(metric.last_values[0])}
+        rows[rank].append({**set_and_protocol, **image_row})
+    written = means_over_images(sort_rows(rows[0] + rows[1]), ("set", "protocol"), ("psnr",))
+    assert written[0]["images"] == 3
+    assert rank0.compute().item() == written[0]["psnr"] == sum(psnrs) / 3

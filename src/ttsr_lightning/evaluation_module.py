@@ -6,11 +6,13 @@ training and ``evaluate`` measure the same way.
 
 Each evaluation set (one dataloader each; names from the DataModule's ``val_set_names`` /
 ``test_set_names``) is scored under each :class:`~ttsr_lightning.protocols.Protocol` (validation: the
-first only), for the model and for the bicubic baseline (LR-up). The means are torchmetrics states
-reduced across DDP ranks, logged as ``<stage>/<set>/<measure>`` for the first protocol and
-``<stage>/<set>/<protocol>/<measure>`` for the others. With an LPIPS network (``lpips``), each image's
-LPIPS (lower is better) is measured once on its 8-bit RGB pixels (what ``save_images`` writes), whatever
-the protocol, logged as ``<stage>/<set>/lpips`` and ``lpips_bicubic`` and put in every protocol's row.
+first only), for the model and for the bicubic baseline (LR-up). Each mean is a
+:class:`~ttsr_lightning.metrics.MeanPerImage` over the set's images gathered from every DDP rank (the
+same mean, summed in the same order, as the per-set results written from the rows), logged as
+``<stage>/<set>/<measure>`` for the first protocol and ``<stage>/<set>/<protocol>/<measure>`` for the
+others. With an LPIPS network (``lpips``), each image's LPIPS (lower is better) is measured once on its
+8-bit RGB pixels (what ``save_images`` writes), whatever the protocol, logged as ``<stage>/<set>/lpips``
+and ``lpips_bicubic`` and put in every protocol's row.
 The evaluation steps *return* the batch's per-image results (:class:`EvaluationOutput`: one row per
 image and protocol); callbacks keep them (``EvaluationResults``: the result files and the W&B table,
 gathered from every rank; ``ImagePanelLogger``: the image panels). This module keeps no result lists.
@@ -167,11 +169,12 @@ class EvaluationModule(LightningModule):
         out = self(batch)
         hr = batch["hr"]
         batch_size = hr.shape[0]
+        indices = self.image_indices(batch, batch_idx)
         lpips_values: dict[str, Tensor] = {}
         if self.lpips is not None:
             for measure in LPIPS_MEASURES:
                 metric = self._lpips_metric(stage, set_name, measure)
-                metric.update(batch["lr_up"] if measure.endswith("_bicubic") else out.sr, hr)
+                metric.update(batch["lr_up"] if measure.endswith("_bicubic") else out.sr, hr, indices)
                 lpips_values[measure] = metric.last_values
                 self.log(
                     f"{stage}/{set_name}/{measure}",
@@ -186,7 +189,7 @@ class EvaluationModule(LightningModule):
             values: dict[str, Tensor] = {}
             for measure in MEASURES:
                 metric = self._metric(stage, set_name, protocol, measure)
-                metric.update(batch["lr_up"] if measure.endswith("_bicubic") else out.sr, hr)
+                metric.update(batch["lr_up"] if measure.endswith("_bicubic") else out.sr, hr, indices)
                 values[measure] = metric.last_values
                 prefix = f"{stage}/{set_name}/" if number == 0 else f"{stage}/{set_name}/{protocol.name}/"
                 self.log(
@@ -199,7 +202,7 @@ class EvaluationModule(LightningModule):
                     prog_bar=(number == 0 and measure == "psnr" and dataloader_idx == 0),
                 )
             values.update(lpips_values)
-            rows += self.rows(set_name, dataloader_idx, (number, protocol.name), batch, batch_idx, values)
+            rows += self.rows(set_name, dataloader_idx, (number, protocol.name), batch, indices, values)
         if stage == "val" and dataloader_idx == 0:
             # the monitored summary metric: PSNR on the first validation set, primary protocol
             summary = cast(Metric, self._metric(stage, set_name, self.protocols[0], "psnr"))
@@ -213,27 +216,35 @@ class EvaluationModule(LightningModule):
         )
 
     @staticmethod
+    def image_indices(batch: dict[str, Any], batch_idx: int) -> list[int]:
+        """The batch's images' indices in their set: the dataset's ``index``, else their position in
+        the loader's order."""
+        batch_size = batch["hr"].shape[0]
+        indices = batch.get("index")
+        if indices is None:
+            return [batch_idx * batch_size + i for i in range(batch_size)]
+        return [int(index) for index in indices]
+
+    @staticmethod
     def rows(
         set_name: str,
         set_index: int,
         protocol: tuple[int, str],
         batch: dict[str, Any],
-        batch_idx: int,
+        indices: list[int],
         values: dict[str, Tensor],
     ) -> list[dict[str, Any]]:
-        """One dict per image: set, set_index (dataloader), index (in the dataset), image and ref (file
-        stems), reference (the set's reference policy), protocol (its name; protocol_index its position)
-        and the measures in ``values`` (the four of :data:`~ttsr_lightning.result_files.MEASURES`, then
-        LPIPS's when measured)."""
-        batch_size = batch["hr"].shape[0]
-        indices = batch.get("index")
+        """One dict per image: set, set_index (dataloader), index (in the dataset: ``indices``, see
+        :meth:`image_indices`), image and ref (file stems), reference (the set's reference policy),
+        protocol (its name; protocol_index its position) and the measures in ``values`` (the four of
+        :data:`~ttsr_lightning.result_files.MEASURES`, then LPIPS's when measured)."""
         rows = []
-        for i in range(batch_size):
+        for i, index in enumerate(indices):
             rows.append(
                 {
                     "set": set_name,
                     "set_index": set_index,
-                    "index": int(indices[i]) if indices is not None else batch_idx * batch_size + i,
+                    "index": index,
                     "image": _item(batch.get("name"), i),
                     "ref": _item(batch.get("ref_name"), i),
                     "reference": _item(batch.get("reference_policy"), i),

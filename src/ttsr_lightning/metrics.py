@@ -22,19 +22,22 @@ torchmetrics' SSIM pads instead of using the valid region and kornia's YCbCr is 
 neither reproduces these numbers. The other conventions (BasicSR's float32 Y, mmagic's RGB) are
 :func:`psnr` / :func:`ssim` with another ``colour`` and :func:`image_values` rounding, chosen by a
 :class:`~ttsr_lightning.protocols.Protocol`; :class:`MeanPerImage` (and :class:`MeanDistancePerImage`,
-lower is better) wraps any per-image measure as a torchmetrics ``Metric`` (a per-image sum and a count,
-summed across DDP ranks).
+lower is better) wraps any per-image measure as a torchmetrics ``Metric``: it keeps every image's value,
+gathered from every DDP rank, and takes their mean as the result files do
+(:func:`~ttsr_lightning.result_files.mean_over_images`), so a logged mean is the written one.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from ttsr_lightning.result_files import mean_over_images
 
 # BT.601 studio-swing luma weights for 8-bit RGB (MATLAB rgb2ycbcr): numerators of /256, and its black level.
 _LUMA_NUMERATORS = (65.738, 129.057, 25.064)
@@ -268,10 +271,11 @@ def _ssim_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 class MeanPerImage(Metric):
     """Mean over images of a per-image similarity ``measure(sr, hr) -> (B,)`` (higher is better: PSNR,
-    SSIM; a distance is :class:`MeanDistancePerImage`); the sum and the count reduce by summation across
-    ranks, so the mean over several processes is the mean over all images. It is the running mean that
-    Lightning logs and monitors; the means a command writes are taken from the per-image rows
-    (:func:`ttsr_lightning.result_files.means_over_images`).
+    SSIM; a distance is :class:`MeanDistancePerImage`). It keeps each image's value and its index in
+    the set; torchmetrics gathers both from every rank (ranks may hold different numbers of images),
+    and the mean is :func:`~ttsr_lightning.result_files.mean_over_images` of the values in index order:
+    the computation, and the order of the sum, of the per-set means the result files hold. It is the
+    mean that Lightning logs and monitors.
 
     ``kwargs`` go to torchmetrics' ``Metric`` (e.g. ``sync_on_compute``, ``process_group``).
     """
@@ -280,31 +284,36 @@ class MeanPerImage(Metric):
     is_differentiable = False
     higher_is_better = True
 
-    total: torch.Tensor
-    count: torch.Tensor
+    # one (B,) tensor per update; while compute runs, one tensor of every rank's values
+    values: list[torch.Tensor]
+    indices: list[torch.Tensor]
 
     def __init__(self, measure: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.measure = measure
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+        self.add_state("indices", default=[], dist_reduce_fx="cat")
         self.last_values = torch.empty(0, dtype=torch.float64)
 
-    def update(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        """sr, hr: (B, 3, H, W) in [-1, 1]; adds B per-image values.
+    def update(self, sr: torch.Tensor, hr: torch.Tensor, indices: Sequence[int]) -> None:
+        """sr, hr: (B, 3, H, W) in [-1, 1]; indices: the B images' indices in their set (dataset order).
 
-        The batch's per-image values stay readable as ``last_values`` (B,) (per-image result tables).
+        The batch's per-image values stay readable as ``last_values`` (B,) float64 (per-image result tables).
         """
-        values = self.measure(sr.detach(), hr.detach())
+        values = self.measure(sr.detach(), hr.detach()).to(torch.float64)
+        if len(indices) != values.numel():
+            raise ValueError(f"{values.numel()} per-image values but {len(indices)} image indices")
         self.last_values = values
-        self.total += values.sum()
-        self.count += values.numel()
+        self.values.append(values)
+        self.indices.append(torch.tensor(indices, dtype=torch.int64, device=values.device))
 
     def compute(self) -> torch.Tensor:
         """Mean of the per-image values seen so far (float64 scalar; NaN before any update)."""
-        if self.count == 0:
-            return torch.tensor(math.nan, dtype=torch.float64, device=self.total.device)
-        return self.total / self.count
+        ordered: list[float] = []
+        if len(self.values):  # empty before any update (on every rank)
+            order = torch.argsort(dim_zero_cat(self.indices), stable=True)
+            ordered = dim_zero_cat(self.values)[order].tolist()
+        return torch.tensor(mean_over_images(ordered), dtype=torch.float64, device=self.device)
 
 
 class MeanDistancePerImage(MeanPerImage):

@@ -8,7 +8,8 @@ columns are absent and the provenance's ``lpips`` says why). Files written into 
 
 - ``test_per_image.csv``: one row per image and protocol, in set order, then protocol, then dataset order;
 - ``test_per_set.csv`` and ``results.md``: per set and protocol its reference policy, the number of
-  images and the mean of each measure (model and bicubic baseline); with several protocols
+  images and the mean of each measure (model and bicubic baseline; :func:`mean_over_images`, the
+  mean Lightning logs too); with several protocols
   ``results.md`` also has the summary of each protocol on its own reference policy, and
   ``protocols.png`` plots it;
 - ``results.json``: the provenance (how the numbers were obtained: weights, protocols, commit, ...),
@@ -17,6 +18,7 @@ columns are absent and the provenance's ``lpips`` says why). Files written into 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,13 +60,21 @@ def sort_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
+def mean_over_images(values: Sequence[float]) -> float:
+    """The mean of one measure over a set's images, summed in the order given; NaN for no image.
+    Every per-set mean is this: the ones a command writes or prints (:func:`means_over_images`) and
+    the ones Lightning logs (:class:`~ttsr_lightning.metrics.MeanPerImage`)."""
+    return sum(values) / len(values) if values else math.nan
+
+
 def means_over_images(
     rows: Sequence[Mapping[str, Any]], group_by: Sequence[str], measures: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """The mean of each measure over the images of a group: one dict per group of rows sharing their
-    values of ``group_by`` (in the order the groups first appear), with those values, ``images`` (the
-    group's number of rows) and the means. Every per-set or per-protocol mean a command writes or
-    prints is taken here, from the per-image rows."""
+    """The :func:`mean_over_images` of each measure over the images of a group: one dict per group of
+    rows sharing their values of ``group_by`` (in the order the groups first appear), with those
+    values, ``images`` (the group's number of rows) and the means, each summed in the rows' order.
+    Every per-set or per-protocol mean a command writes or prints is taken here, from the per-image
+    rows."""
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row[key] for key in group_by), []).append(row)
@@ -72,7 +82,7 @@ def means_over_images(
         {
             **dict(zip(group_by, key, strict=True)),
             "images": len(group),
-            **{measure: sum(row[measure] for row in group) / len(group) for measure in measures},
+            **{measure: mean_over_images([row[measure] for row in group]) for measure in measures},
         }
         for key, group in groups.items()
     ]
