@@ -97,7 +97,11 @@ def test_functions_return_one_value_per_image() -> None:
     assert batched.shape == (3,) and batched.dtype == torch.float64
     singles = torch.cat([y_psnr(sr[i : i + 1], hr[i : i + 1]) for i in range(3)])
     assert torch.equal(batched, singles)
-    assert y_ssim(sr, hr).shape == (3,)
+    ssims = y_ssim(sr, hr)
+    assert ssims.shape == (3,) and ssims.dtype == torch.float64
+    single_ssims = torch.cat([y_ssim(sr[i : i + 1], hr[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(ssims, single_ssims, rtol=0, atol=1e-12)
+    assert len(set(ssims.tolist())) == 3  # three images, three values: not one value repeated
 
 
 @pytest.mark.parametrize(
