@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import skimage.data
 import torch
+from torch import nn
 
 from helpers.config import TINY_GENERATOR
 from ttsr_lightning.budgeted import (
@@ -14,10 +15,12 @@ from ttsr_lightning.budgeted import (
     ForwardPlan,
     MemoryBudgetError,
     budgeted_forward,
+    lte_halo,
     main_net_receptive_field,
     plan_forward,
 )
 from ttsr_lightning.budgeted.forward import _lte_strips
+from ttsr_lightning.budgeted.plan import _Footprint, tile_windows
 from ttsr_lightning.models import LTE, MainNet, TTSRGenerator, patch_search
 from ttsr_lightning.models.block_transfer import block_table, chosen_blocks, transfer_window, window_rows
 from ttsr_lightning.models.patch_search import chunk_size_for_budget
@@ -27,6 +30,26 @@ from ttsr_lightning.models.search_transfer import SearchTransfer
 def generator(**kwargs: Any) -> TTSRGenerator:
     torch.manual_seed(0)
     return TTSRGenerator(**{**TINY_GENERATOR, **kwargs}).eval()
+
+
+def narrow_generator(**kwargs: Any) -> TTSRGenerator:
+    """The tiny generator with an LTE of other widths: VGG19's layers to relu3_1 at a quarter of their
+    channels (lv1, lv2, lv3 of 16, 32, 64), its main network built for them as the generator does."""
+    model = generator(**kwargs)
+    assert model.lte is not None
+    narrow = {
+        "slice1": {"0": (3, 16)},
+        "slice2": {"2": (16, 16), "5": (16, 32)},
+        "slice3": {"7": (32, 32), "10": (32, 64)},
+    }
+    for level, convs in narrow.items():
+        for index, (in_channels, out_channels) in convs.items():
+            setattr(getattr(model.lte, level), index, nn.Conv2d(in_channels, out_channels, 3, padding=1))
+    net = model.main_net
+    model.main_net = MainNet(
+        net.n_feats, net.num_res_blocks, True, net.use_soft_attention, net.csfi, model.lte.channels[::-1]
+    )
+    return model.eval()
 
 
 def photo_inputs(
@@ -209,9 +232,11 @@ def test_receptive_field_of_the_paper_network() -> None:
 # --------------------------------------------------------------------------------------- tiles
 def test_lte_strips_give_the_whole_image_features() -> None:
     """Exact up to float rounding: a convolution over a strip may sum in another order (oneDNN picks
-    its kernel by shape)."""
+    its kernel by shape). The halo, read off the LTE's layers, is VGG19's reach of 10 pixels beyond a
+    lv3 block on the 4-pixel grid of its poolings."""
     torch.manual_seed(0)
     lte = LTE("random").eval()
+    assert lte_halo(lte) == 12
     image = torch.rand(2, 3, 76, 36) * 2 - 1
     with torch.no_grad():
         whole = lte(image)
@@ -381,3 +406,66 @@ def test_plan_must_match_the_input() -> None:
     lr, lr_up, refs, down_ups = photo_inputs((9, 11), [(24, 28)])
     with pytest.raises(ValueError, match=r"the plan is for an LR of \(10, 11\)"):
         budgeted_forward(model, lr, lr_up, refs[0], down_ups[0], untiled(model, (10, 11), refs))
+
+
+# --------------------------------------------------------------------------------------- other widths
+def test_the_plan_reads_the_widths_off_the_generators_modules() -> None:
+    """The footprint's widths are the modules' own: the LTE's convolutions, the main network's
+    channels; an LTE of other widths or a wider main network changes the estimate by what they hold."""
+    sizes = ((40, 50), [(64, 80), (40, 40)])
+    paper_lte, wide, narrow = generator(), generator(n_feats=32), narrow_generator(n_feats=32)
+    paper, wider, narrower = (_Footprint.of(model, 2, *sizes) for model in (paper_lte, wide, narrow))
+    for model, footprint in ((paper_lte, paper), (narrow, narrower)):
+        assert model.lte is not None
+        convs = [
+            [layer for layer in level if isinstance(layer, nn.Conv2d)][-1]
+            for level in (model.lte.slice1, model.lte.slice2, model.lte.slice3)
+        ]
+        assert footprint.lte_channels == tuple(conv.out_channels for conv in convs)
+        assert footprint.n_feats == model.main_net.conv11_tail.out_channels
+        assert footprint.lte_halo == 12
+    heads = (paper_lte.main_net.conv33_head, paper_lte.main_net.conv22_head, paper_lte.main_net.conv11_head)
+    assert tuple(head.in_channels - 8 for head in heads if head is not None) == paper.lte_channels
+    assert paper.lte_channels == (64, 128, 256) and narrower.lte_channels == (16, 32, 64)
+    assert (paper.n_feats, wider.n_feats) == (8, 32)
+    assert paper.table_values_per_lv3 == 64 * 16 + 128 * 4 + 256 == 4 * narrower.table_values_per_lv3
+    assert paper.tables() == wider.tables() == 4 * narrower.tables()
+    assert paper.keys() == 4 * narrower.keys() and paper.query(10) == 4 * narrower.query(10)
+    assert paper.lte_strip(3) == 4 * narrower.lte_strip(3)
+    # a main-network window: 8 output-resolution maps of n_feats channels (16 per LR position)
+    assert wider.window(1) - paper.window(1) == 2 * 8 * (32 - 8) * 16 * 4
+    assert wider.window(1) - narrower.window(1) == 2 * 3 * narrower.table_values_per_lv3 * 4
+    # the search dominates these plans: narrower features, a smaller estimate
+    plans = [plan_forward(model, *sizes, None, batch=2) for model in (paper_lte, narrow)]
+    cpu_tile = 2**28  # the search's default relevance tile on CPU
+    assert plans[0].estimated_bytes == paper.search(40, cpu_tile) > narrower.search(40, cpu_tile)
+    assert plans[1].estimated_bytes == narrower.search(40, cpu_tile)
+    # without texture transfer the main network does: its estimate grows with n_feats
+    base = {"use_hard_attention": False, "use_soft_attention": False, "learnable_extractor": False}
+    base_plans = [plan_forward(generator(n_feats=n, **base), (40, 50), [], None) for n in (8, 32)]
+    assert base_plans[1].estimated_bytes - base_plans[0].estimated_bytes == 40 * 50 * 8 * (32 - 8) * 16 * 4
+
+
+@pytest.mark.parametrize("widths", ["n_feats_32", "narrow_lte"])
+def test_the_budgeted_forward_of_a_generator_of_other_widths_is_exact(widths: str) -> None:
+    """Untiled, the forward bit for bit. Within a budget one LR position short of the whole image's
+    main network, planned from the modules' widths (two tiles), and in LTE strips of the LTE's own
+    halo: the whole image's numbers up to float rounding (the plan's halo is the receptive field)."""
+    model = generator(n_feats=32) if widths == "n_feats_32" else narrow_generator()
+    halo = main_net_receptive_field((1, 1, 1, 1))
+    lr_size, ref_sizes = (2 * halo + 9, 2 * halo + 14), [(28, 36), (24, 20)]
+    lr, lr_up, refs, down_ups = photo_inputs(lr_size, ref_sizes)
+    with torch.no_grad():
+        expected = model(lr, lr_up, refs, down_ups)
+    whole = budgeted_forward(model, lr, lr_up, refs, down_ups, untiled(model, lr_size, refs))
+    for name in ("sr", "soft_attention", "hard_index"):
+        assert torch.equal(getattr(whole, name), getattr(expected, name)), name
+    footprint = _Footprint.of(model, 1, lr_size, ref_sizes)
+    budget = footprint.resident() + footprint.window(lr_size[0] * lr_size[1] - 1)
+    plan = plan_forward(model, lr_size, ref_sizes, budget)
+    assert plan.tiled and plan.halo == halo and plan.estimated_bytes <= budget
+    assert len(tile_windows(lr_size, plan.tile, plan.halo)) == 2
+    tiled = budgeted_forward(model, lr, lr_up, refs, down_ups, plan._replace(strip_rows=5))
+    assert torch.equal(tiled.hard_index, whole.hard_index)
+    torch.testing.assert_close(tiled.soft_attention, whole.soft_attention, rtol=0, atol=1e-5)
+    torch.testing.assert_close(tiled.sr, whole.sr, rtol=0, atol=1e-5)

@@ -1,7 +1,7 @@
 """Super-resolution of any image size within a memory budget (evaluation and inference, no autograd).
 
 - :mod:`.memory`: the ``max_memory`` setting and the memory a device has free;
-- :mod:`.receptive_field`: how far the main network and the LTE see, from their configuration;
+- :mod:`.receptive_field`: how far the main network and the LTE see, from their configuration and layers;
 - :mod:`.plan`: whether and how to tile, from the image sizes, the network and the budget;
 - :mod:`.forward`: the forward that follows a plan (lean and untiled, or in tiles).
 
@@ -25,12 +25,11 @@ from ttsr_lightning.budgeted.plan import (
     plan_for_inputs,
     plan_forward,
 )
-from ttsr_lightning.budgeted.receptive_field import LTE_HALO, main_net_receptive_field
+from ttsr_lightning.budgeted.receptive_field import lte_halo, main_net_receptive_field
 
 __all__ = [
     "AUTO_FRACTION",
     "DEFAULT_HALO",
-    "LTE_HALO",
     "ForwardPlan",
     "GlobalAttention",
     "MemoryBudgetError",
@@ -39,6 +38,7 @@ __all__ = [
     "budgeted_forward",
     "format_bytes",
     "global_attention",
+    "lte_halo",
     "main_net_receptive_field",
     "memory_budget",
     "parse_halo",

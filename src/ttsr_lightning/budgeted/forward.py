@@ -3,15 +3,16 @@ lean, and in tiles when the whole image does not fit.
 
 :func:`plan_forward` decides, from the image sizes and a budget in bytes, how
 :func:`budgeted_forward` runs; :class:`ForwardPlan` says what it chose. Without a budget, or when the
-whole image fits, the plan is *untiled*: the generator's forward step by step with every map dropped
-as soon as it is used, and the same outputs, bit for bit (SR, S, hard attention; the textures T are
-not returned). Otherwise:
+whole image fits, the plan is *untiled*: the generator's forward step by step (its own LTE, search and
+main network) with every map dropped as soon as it is used, and the same outputs, bit for bit (SR, S,
+hard attention; the textures T are not returned). Otherwise:
 
 - the search stays global: S and the hard attention are those of the whole LR image against every
-  reference. The LTE runs in row strips with a halo of 12 pixels (its receptive field reaches 10
-  beyond a lv3 block), which gives the same features; the relevance tiles are sized from the budget;
+  reference (the lean search-transfer's own search). The LTE runs in row strips with a halo as wide
+  as its layers reach (:func:`lte_halo`: 12 pixels for the paper's LTE), which gives the same
+  features; the relevance tiles are sized from the budget;
 - the Ref value features are kept as the transfer's block tables (1,792 floats per reference lv3
-  position), filled strip by strip;
+  position for the paper's LTE), filled strip by strip;
 - the main network runs on overlapping tiles of the LR grid: each tile with ``halo`` LR pixels of
   context on its inner sides, its textures transferred from the global hard attention (exactly the
   whole image's textures at those positions, the official fold's dimmed ring only at the true image
@@ -37,8 +38,9 @@ from typing import NamedTuple
 import torch
 
 from ttsr_lightning.budgeted.plan import ForwardPlan, Window, lean_or_base, tile_windows
-from ttsr_lightning.budgeted.receptive_field import LTE_HALO
+from ttsr_lightning.budgeted.receptive_field import lte_halo
 from ttsr_lightning.models.block_transfer import (
+    TEXTURE_BLOCKS,
     ChosenBlocks,
     chosen_blocks,
     empty_block_table,
@@ -49,7 +51,6 @@ from ttsr_lightning.models.block_transfer import (
 from ttsr_lightning.models.generator import GeneratorOutput, TTSRGenerator, check_lr_up, reference_lists
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.lte import LTE
-from ttsr_lightning.models.patch_search import search
 
 
 @torch.no_grad()
@@ -88,10 +89,6 @@ def budgeted_forward(
     return GeneratorOutput(sr, attention.soft_attention, attention.hard_index, None, None, None)
 
 
-# Block size of the textures T_lv3, T_lv2, T_lv1 (the order of the tables).
-_BLOCKS = (1, 2, 4)
-
-
 class GlobalAttention(NamedTuple):
     """What every tile of the main network reads: the search over the whole LR image.
 
@@ -114,20 +111,19 @@ def global_attention(
     ref_down_up: torch.Tensor | Sequence[torch.Tensor],
     plan: ForwardPlan,
 ) -> GlobalAttention | None:
-    """The LTE (in strips), the search (with the lean search-transfer's ``relevance_kernel``) and the
-    value tables, as ``plan`` says; None without texture transfer. Needs the lean search-transfer."""
+    """The LTE (in strips), the lean search-transfer's search (:meth:`LeanSearchTransfer.tiled_search`,
+    in the plan's relevance tiles) and the value tables, as ``plan`` says; None without texture
+    transfer. Needs the lean search-transfer."""
     if generator.lte is None or generator.search_transfer is None:
         return None
     assert isinstance(generator.search_transfer, LeanSearchTransfer)
     batch, _, height, width = lr_up.shape
     height, width = height // 4, width // 4
     refs, refs_down_up = reference_lists(ref, ref_down_up, batch)
-    lte = generator.lte
+    lte, search = generator.lte, generator.search_transfer.tiled_search
     keys = [_lv3_in_strips(lte, image, plan.strip_rows) for image in refs_down_up]
-    chunk_size = generator.search_transfer.chunk_size if plan.search_tile_bytes is None else None
-    kernel = generator.search_transfer.relevance_kernel
     if plan.strip_rows >= height:
-        best_relevance, hard_index = search(lte(lr_up)[2], keys, chunk_size, plan.search_tile_bytes, kernel)
+        best_relevance, hard_index = search(lte(lr_up)[2], keys, plan.search_tile_bytes)
     else:
         # LR strip by strip: only a strip's query features exist at a time. A strip's 3x3 patches
         # reach one lv3 row beyond it: searched with those rows, whose own results are dropped.
@@ -136,9 +132,7 @@ def global_attention(
         for first in range(0, height, plan.strip_rows):
             last = min(height, first + plan.strip_rows)
             top, bottom = max(0, first - 1), min(height, last + 1)
-            best, index = search(
-                _lv3_rows(lte, lr_up, top, bottom), keys, chunk_size, plan.search_tile_bytes, kernel
-            )
+            best, index = search(_lv3_rows(lte, lr_up, top, bottom), keys, plan.search_tile_bytes)
             rows = slice(first - top, last - top)
             best_relevance[:, first:last] = best.view(batch, bottom - top, width)[:, rows]
             hard_index[:, first:last] = index.view(batch, bottom - top, width)[:, rows]
@@ -163,12 +157,12 @@ def window_sr(
     and dropped after; with ``release_tables`` the attention's tables are emptied once they are made
     (the last tile)."""
     if attention is None:
-        return generator.main_net(_crop(lr, window))
+        return generator.synthesise(_crop(lr, window))
     textures = _WindowTextures(attention.tables, attention.chosen, window, release_tables)
-    return generator.main_net(
+    return generator.synthesise(
         _crop(lr, window),
-        _crop(attention.soft_attention, window) if generator.use_soft_attention else None,
-        *(textures.maker(level) for level in range(len(_BLOCKS))),
+        _crop(attention.soft_attention, window),
+        *(textures.maker(level) for level in range(len(TEXTURE_BLOCKS))),
     )
 
 
@@ -180,7 +174,7 @@ class _WindowTextures:
     def __init__(
         self, tables: list[torch.Tensor], chosen: ChosenBlocks, window: Window, release: bool
     ) -> None:
-        self.tables, self.release, self.pending = tables, release, len(_BLOCKS)
+        self.tables, self.release, self.pending = tables, release, len(TEXTURE_BLOCKS)
         self.rows = window_rows(chosen, window)
         self.batch, self.size = chosen.rows.size(0), (window[2], window[3])
 
@@ -189,7 +183,8 @@ class _WindowTextures:
         return functools.partial(self._make, level)
 
     def _make(self, level: int) -> torch.Tensor:
-        texture = transfer_window(self.tables[level], self.rows, self.batch, self.size, _BLOCKS[level])
+        block = TEXTURE_BLOCKS[level]
+        texture = transfer_window(self.tables[level], self.rows, self.batch, self.size, block)
         self.pending -= 1
         if self.release and not self.pending:
             self.tables.clear()
@@ -220,8 +215,10 @@ def _place(
 
 def _lte_rows(lte: LTE, image: torch.Tensor, first: int, last: int) -> tuple[torch.Tensor, ...]:
     """(lv1, lv2, lv3) of lv3 rows [first, last) of ``image`` (B, 3, H, W), from one LTE pass with
-    LTE_HALO rows of context above and below (none at the image border): the whole image's features."""
-    top, bottom = max(0, 4 * first - LTE_HALO), min(image.size(2), 4 * last + LTE_HALO)
+    :func:`lte_halo` rows of context above and below (none at the image border): the whole image's
+    features."""
+    halo = lte_halo(lte)
+    top, bottom = max(0, 4 * first - halo), min(image.size(2), 4 * last + halo)
     levels = lte(image[:, :, top:bottom])
     return tuple(
         level[:, :, (4 * first - top) // scale : (4 * last - top) // scale]
@@ -268,8 +265,8 @@ def _value_tables(
             if not tables:
                 tables = [
                     empty_block_table(level, level.size(0), level.size(1), ref_sizes, block)
-                    for level, block in zip(lv3_first_levels, _BLOCKS, strict=True)
+                    for level, block in zip(lv3_first_levels, TEXTURE_BLOCKS, strict=True)
                 ]
-            for table, level, block in zip(tables, lv3_first_levels, _BLOCKS, strict=True):
+            for table, level, block in zip(tables, lv3_first_levels, TEXTURE_BLOCKS, strict=True):
                 fill_block_table(table, level, ref_sizes, number, block, first)
     return tables

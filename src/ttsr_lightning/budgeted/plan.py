@@ -10,7 +10,8 @@ from typing import NamedTuple
 import torch
 
 from ttsr_lightning.budgeted.memory import format_bytes
-from ttsr_lightning.budgeted.receptive_field import LTE_HALO, main_net_receptive_field
+from ttsr_lightning.budgeted.receptive_field import lte_halo, main_net_receptive_field
+from ttsr_lightning.models.block_transfer import TEXTURE_BLOCKS
 from ttsr_lightning.models.generator import TTSRGenerator
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.patch_search import default_search_tile_bytes, search_tile_bytes_per_position
@@ -37,11 +38,6 @@ def parse_halo(value: object, key: str = "halo") -> int:
 
 
 _ELEMENT_BYTES = 4  # counted in float32, an upper bound under autocast
-# Channels of image-sized maps alive at once inside an LTE pass (lv1, conv1_2, its pooling, lv2...), +5 %.
-_LTE_CHANNELS_ALIVE = 160
-# Floats per reference lv3 position of the three value block tables (lv1 64x4x4, lv2 128x2x2, lv3 256).
-_TABLE_VALUES_PER_LV3 = 64 * 16 + 128 * 4 + 256
-_FEATURE_CHANNELS = 256  # lv3 features (query, keys)
 # Output-resolution maps of n_feats channels alive at once in the main network without autograd (the
 # finest scale's exchange and merge: input, concatenation of three, convolution), with the coarser
 # branches and a margin.
@@ -103,17 +99,55 @@ class _Footprint(NamedTuple):
     """Estimated memory of each step of :func:`budgeted_forward` for given image sizes (bytes).
 
     batch; lr: (h, w); refs_lv3: (Hi, Wi) lv3 positions of each reference (none without texture
-    transfer); n_feats of the main network.
+    transfer); n_feats: the main network's channels; lte_channels: the LTE's (lv1, lv2, lv3) channels
+    and lte_halo its strips' halo (:func:`lte_halo`; zeros without texture transfer).
     """
 
     batch: int
     lr: tuple[int, int]
     refs_lv3: list[tuple[int, int]]
     n_feats: int
+    lte_channels: tuple[int, int, int]
+    lte_halo: int
+
+    @classmethod
+    def of(
+        cls,
+        generator: TTSRGenerator,
+        batch: int,
+        lr_size: tuple[int, int],
+        ref_sizes: Sequence[tuple[int, int]],
+    ) -> _Footprint:
+        """The footprint of ``generator`` on these sizes (ref_sizes in pixels), its widths read off
+        its modules."""
+        lte, n_feats = generator.lte, generator.main_net.n_feats
+        if lte is None:
+            return cls(batch, lr_size, [], n_feats, (0, 0, 0), 0)
+        refs_lv3 = [(height // 4, width // 4) for height, width in ref_sizes]
+        return cls(batch, lr_size, refs_lv3, n_feats, lte.channels, lte_halo(lte))
 
     @property
     def textures(self) -> bool:
         return bool(self.refs_lv3)
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of the lv3 features searched (query, keys)."""
+        return self.lte_channels[2]
+
+    @property
+    def table_values_per_lv3(self) -> int:
+        """Floats per reference lv3 position of the three value block tables (lv3, lv2 2x2, lv1 4x4
+        blocks: 1,792 for the paper's LTE); as many per LR position in a window's textures."""
+        levels = zip(self.lte_channels[::-1], TEXTURE_BLOCKS, strict=True)
+        return sum(channels * block * block for channels, block in levels)
+
+    @property
+    def lte_channels_alive(self) -> int:
+        """Channels of image-sized maps alive at once inside an LTE pass: lv1 and the next
+        convolution's output (conv1_2 in VGG19), two maps of lv1's width, and the pooling of the
+        latter (a quarter of one), with a margin: 2.5 lv1 widths (160 for the paper's LTE)."""
+        return self.lte_channels[0] * 5 // 2
 
     @property
     def tallest(self) -> int:
@@ -125,8 +159,8 @@ class _Footprint(NamedTuple):
         if not self.textures:
             return 0
         widest = 4 * max([self.lr[1]] + [width for _, width in self.refs_lv3])
-        rows = 4 * self.tallest if strip_rows >= self.tallest else 4 * strip_rows + 2 * LTE_HALO
-        return self.batch * rows * widest * _LTE_CHANNELS_ALIVE * _ELEMENT_BYTES
+        rows = 4 * self.tallest if strip_rows >= self.tallest else 4 * strip_rows + 2 * self.lte_halo
+        return self.batch * rows * widest * self.lte_channels_alive * _ELEMENT_BYTES
 
     def strip_rows_within(self, available: int) -> int:
         """The most lv3 rows per LTE strip that fit ``available`` bytes (0 when none does)."""
@@ -138,14 +172,14 @@ class _Footprint(NamedTuple):
     def query(self, strip_rows: int) -> int:
         """lv3 of the LR rows searched at once: all of them, or a strip and the row on each side."""
         rows = self.lr[0] if strip_rows >= self.lr[0] else strip_rows + 2
-        return self.batch * _FEATURE_CHANNELS * rows * self.lr[1] * _ELEMENT_BYTES
+        return self.batch * self.feature_channels * rows * self.lr[1] * _ELEMENT_BYTES
 
     def keys(self) -> int:
-        return sum(self.batch * _FEATURE_CHANNELS * h * w * _ELEMENT_BYTES for h, w in self.refs_lv3)
+        return sum(self.batch * self.feature_channels * h * w * _ELEMENT_BYTES for h, w in self.refs_lv3)
 
     def tables(self) -> int:
         lv3_positions = sum((h + 2) * (w + 2) for h, w in self.refs_lv3)
-        return self.batch * lv3_positions * _TABLE_VALUES_PER_LV3 * _ELEMENT_BYTES
+        return self.batch * lv3_positions * self.table_values_per_lv3 * _ELEMENT_BYTES
 
     def resident(self) -> int:
         """What lives through the main-network tiles: the SR, S, hard attention, the value tables."""
@@ -156,7 +190,7 @@ class _Footprint(NamedTuple):
         if not self.textures:
             return 0
         largest_key = max(
-            self.batch * _FEATURE_CHANNELS * (h + 2) * (w + 2) * _ELEMENT_BYTES for h, w in self.refs_lv3
+            self.batch * self.feature_channels * (h + 2) * (w + 2) * _ELEMENT_BYTES for h, w in self.refs_lv3
         )
         query = 2 * self.query(strip_rows)
         return query + self.keys() + largest_key + tile_bytes + self.resident() - self.tables()
@@ -164,7 +198,7 @@ class _Footprint(NamedTuple):
     def window(self, positions: int) -> int:
         """The main network on a window of LR positions, its textures and their gather indices."""
         maps = _MAIN_NET_MAPS_ALIVE * self.n_feats * 16
-        textures = _TABLE_VALUES_PER_LV3 + 9 * 2 if self.textures else 0  # + nine int64 row indices
+        textures = self.table_values_per_lv3 + 9 * 2 if self.textures else 0  # + nine int64 row indices
         return self.batch * positions * (maps + textures) * _ELEMENT_BYTES
 
     def peak(self, strip_rows: int, tile_bytes: int, window_positions: int) -> int:
@@ -235,20 +269,15 @@ def plan_forward(
     """
     height, width = lr_size
     textures = generator.lte is not None
-    footprint = _Footprint(
-        batch,
-        (height, width),
-        [(h // 4, w // 4) for h, w in ref_sizes] if textures else [],
-        generator.config["n_feats"],
-    )
+    footprint = _Footprint.of(generator, batch, lr_size, ref_sizes)
     default_tile = default_search_tile_bytes(next(generator.parameters()).device)
     whole = footprint.peak(footprint.tallest, default_tile, height * width)
     untiled = ForwardPlan(lr_size, lr_size, 0, footprint.tallest, None, whole, max_memory)
     if max_memory is None or whole <= max_memory or not lean_or_base(generator):
         return untiled
 
-    config = generator.config
-    halo = min(halo, main_net_receptive_field(config["num_res_blocks"], config["csfi"], textures))
+    net = generator.main_net
+    halo = min(halo, main_net_receptive_field(net.num_res_blocks, net.csfi, net.use_hard_attention))
     smallest_window = footprint.window(min(height, _MIN_TILE + 2 * halo) * min(width, _MIN_TILE + 2 * halo))
     if footprint.resident() + smallest_window > max_memory:
         raise MemoryBudgetError(_tables_too_large(footprint, ref_sizes, max_memory, smallest_window))
@@ -308,9 +337,10 @@ def _tables_too_large(
     footprint: _Footprint, ref_sizes: Sequence[tuple[int, int]], budget: int, smallest_window: int
 ) -> str:
     height, width = footprint.lr
+    table_bytes = footprint.table_values_per_lv3 * _ELEMENT_BYTES // 16
     references = (
         f"the reference(s) {_references(ref_sizes)} need {format_bytes(footprint.tables())} for their "
-        f"texture tables (~{_TABLE_VALUES_PER_LV3 * _ELEMENT_BYTES // 16} bytes per reference pixel), "
+        f"texture tables (~{table_bytes} bytes per reference pixel), "
         if footprint.textures
         else ""
     )
@@ -325,11 +355,12 @@ def _search_too_large(
     footprint: _Footprint, ref_sizes: Sequence[tuple[int, int]], budget: int, needed: int
 ) -> str:
     height, width = footprint.lr
+    feature_bytes = footprint.feature_channels * _ELEMENT_BYTES // 16
     return (
         f"memory budget {format_bytes(budget)} too small: the search of the LR {width}x{height} against "
         f"the reference(s) {_references(ref_sizes)} needs {format_bytes(needed)} (the references' lv3 "
-        "features, 64 bytes per reference pixel, beside a strip of the LR's and at least one row of "
-        "relevance); raise the budget or use a smaller reference"
+        f"features, {feature_bytes} bytes per reference pixel, beside a strip of the LR's and at least "
+        "one row of relevance); raise the budget or use a smaller reference"
     )
 
 

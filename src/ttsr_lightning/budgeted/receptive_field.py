@@ -1,14 +1,30 @@
 """How far the generator's parts see: the main network's receptive field walked backwards through its
-layers from its configuration (tested against the gradient of the network itself), and the LTE's."""
+layers from its configuration (tested against the gradient of the network itself), and the LTE's,
+read off its layers."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-# Image pixels of context above and below each LTE strip: the LTE (VGG19 to relu3_1) reaches 10 pixels
-# beyond a lv3 block; 12 keeps the strips on the 4-pixel grid of its two poolings (exact features).
-LTE_HALO = 12
+from torch import nn
+
+from ttsr_lightning.models.lte import LTE
+
+
+def lte_halo(lte: LTE) -> int:
+    """Image pixels of context above and below each LTE strip for the strip's features to be the
+    whole image's: how far the LTE's convolutions reach beyond a lv3 block (each by its radius in
+    the pixels of its level), rounded up to the lv3 grid of its poolings. 12 for VGG19 to relu3_1
+    (a reach of 10)."""
+    reach, stride = 0, 1
+    for layer in lte.modules():
+        if isinstance(layer, nn.Conv2d):
+            reach += stride * (layer.kernel_size[0] // 2)
+        elif isinstance(layer, nn.MaxPool2d):
+            pool_stride = layer.stride
+            stride *= pool_stride if isinstance(pool_stride, int) else pool_stride[0]
+    return stride * math.ceil(reach / stride)
 
 
 Interval = tuple[int, int]

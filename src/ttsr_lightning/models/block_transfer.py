@@ -28,6 +28,9 @@ from ttsr_lightning.models.patch_search import device_ints, split_unchecked
 
 # The official fold divides by a constant 9, not by the true overlap count (see SearchTransfer).
 _FOLD_DIVISOR = 9.0
+# Block size s of the textures T_lv3, T_lv2, T_lv1 (in that order): the s x s block of each level that
+# one lv3 position covers (the LTE's levels are at 1/4, 1/2 and 1 of the image).
+TEXTURE_BLOCKS = (1, 2, 4)
 
 
 def _grid_layout(ref_sizes: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:

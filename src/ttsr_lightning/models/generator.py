@@ -10,7 +10,7 @@ from torch import nn
 
 from ttsr_lightning.models.lean_search_transfer import LeanSearchTransfer
 from ttsr_lightning.models.lte import LTE
-from ttsr_lightning.models.main_net import MainNet
+from ttsr_lightning.models.main_net import TEXTURE_CHANNELS, MainNet, Texture
 from ttsr_lightning.models.patch_search import check_relevance_kernel
 from ttsr_lightning.models.search_transfer import SearchTransfer
 from ttsr_lightning.pretrained import VggWeights
@@ -147,7 +147,11 @@ class TTSRGenerator(nn.Module):
                 if search_transfer == "lean"
                 else SEARCH_TRANSFERS[search_transfer]()
             )
-        self.main_net = MainNet(n_feats, num_res_blocks, use_hard_attention, use_soft_attention, csfi)
+        # The fusion heads take the textures this LTE's levels give: (lv3, lv2, lv1) channels.
+        texture_channels = TEXTURE_CHANNELS if self.lte is None else self.lte.channels[::-1]
+        self.main_net = MainNet(
+            n_feats, num_res_blocks, use_hard_attention, use_soft_attention, csfi, texture_channels
+        )
         if bicubic_residual:
             output_conv = self.main_net.output_conv
             nn.init.zeros_(output_conv.weight)
@@ -169,6 +173,19 @@ class TTSRGenerator(nn.Module):
             "lte": lte_params,
         }
 
+    def synthesise(
+        self,
+        lr: torch.Tensor,
+        soft_attention: torch.Tensor | None = None,
+        t_lv3: Texture | None = None,
+        t_lv2: Texture | None = None,
+        t_lv1: Texture | None = None,
+    ) -> torch.Tensor:
+        """The main network's output (B, 3, 4h, 4w) for ``lr`` (B, 3, h, w) and what the search and
+        transfer gave at its positions (S, the textures or functions making them; none in Base):
+        S reaches the main network only with ``use_soft_attention``. See :meth:`output_image`."""
+        return self.main_net(lr, soft_attention if self.use_soft_attention else None, t_lv3, t_lv2, t_lv1)
+
     def output_image(self, main_net_output: torch.Tensor, lr_up: torch.Tensor) -> torch.Tensor:
         """The SR image (B, 3, 4h, 4w) in [-1, 1] from the main network's output: that output itself
         (the paper), or with ``bicubic_residual`` the bicubic input corrected by it."""
@@ -186,7 +203,8 @@ class TTSRGenerator(nn.Module):
         check_lr_up(lr, lr_up)
         batch = lr.size(0)
         if self.lte is None or self.search_transfer is None:
-            return GeneratorOutput(self.output_image(self.main_net(lr), lr_up), None, None, None, None, None)
+            sr = self.synthesise(lr)
+            return GeneratorOutput(self.output_image(sr, lr_up), None, None, None, None, None)
         refs, refs_down_up = reference_lists(ref, ref_down_up, batch)
         if len(refs) > 1 and not isinstance(self.search_transfer, LeanSearchTransfer):
             raise ValueError(
@@ -211,13 +229,7 @@ class TTSRGenerator(nn.Module):
             textures = self.search_transfer(query_lv3, keys, value_lv1, value_lv2, value_lv3)
             del value_lv1, value_lv2, value_lv3
         del query_lv3, keys, values  # the Ref features live on in the textures only
-        sr = self.main_net(
-            lr,
-            textures.soft_attention if self.use_soft_attention else None,
-            textures.t_lv3,
-            textures.t_lv2,
-            textures.t_lv1,
-        )
+        sr = self.synthesise(lr, textures.soft_attention, textures.t_lv3, textures.t_lv2, textures.t_lv1)
         return GeneratorOutput(self.output_image(sr, lr_up), *textures)
 
 

@@ -27,7 +27,7 @@ from typing import TypeAlias
 import torch
 from torch import nn
 
-from ttsr_lightning.models.block_transfer import chosen_blocks, transfer_grid, window_rows
+from ttsr_lightning.models.block_transfer import TEXTURE_BLOCKS, chosen_blocks, transfer_grid, window_rows
 from ttsr_lightning.models.patch_search import check_relevance_kernel, relevance_at, search, split_unchecked
 from ttsr_lightning.models.search_transfer import SearchTransfer, TransferredTextures
 
@@ -122,9 +122,7 @@ class LeanSearchTransfer(nn.Module):
                     query_lv3.float(), keys[0].float(), values_lv1[0], values_lv2[0], values_lv3[0]
                 )
         ref_sizes = [(key.size(2), key.size(3)) for key in keys]
-        best_relevance, hard_index = search(
-            query_lv3, keys, chunk_size=self.chunk_size, relevance_kernel=self.relevance_kernel
-        )
+        best_relevance, hard_index = self.tiled_search(query_lv3, keys)
         if torch.is_grad_enabled() and (query_lv3.requires_grad or any(key.requires_grad for key in keys)):
             # The search ran without a graph (keeping one would keep every relevance block for the
             # backward). The max of the relevance has the same gradient as the relevance at the
@@ -136,13 +134,23 @@ class LeanSearchTransfer(nn.Module):
 
         chosen = chosen_blocks(hard_index, ref_sizes, (height, width))
         rows = window_rows(chosen, (0, 0, height, width))
-        return TransferredTextures(
-            soft_attention=soft_attention.view(batch, 1, height, width),
-            hard_index=hard_index,
-            t_lv3=transfer_grid(values_lv3, rows, ref_sizes, (height, width), block=1),
-            t_lv2=transfer_grid(values_lv2, rows, ref_sizes, (height, width), block=2),
-            t_lv1=transfer_grid(values_lv1, rows, ref_sizes, (height, width), block=4),
+        t_lv3, t_lv2, t_lv1 = (
+            transfer_grid(values, rows, ref_sizes, (height, width), block)
+            for values, block in zip((values_lv3, values_lv2, values_lv1), TEXTURE_BLOCKS, strict=True)
         )
+        soft_attention = soft_attention.view(batch, 1, height, width)
+        return TransferredTextures(soft_attention, hard_index, t_lv3, t_lv2, t_lv1)
+
+    def tiled_search(
+        self, query_lv3: torch.Tensor, keys: Sequence[torch.Tensor], tile_bytes: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The search in relevance tiles with this module's settings, without a graph: tiles of
+        ``chunk_size`` LR positions, or (given ``tile_bytes``, or with ``chunk_size`` None) of
+        ``tile_bytes`` of memory, each computed by ``relevance_kernel``. query_lv3: (B, C, h, w);
+        keys: R tensors (B, C, Hi, Wi). Returns (B, h*w) S and (B, h*w) int64 ``hard_index``
+        (:func:`~ttsr_lightning.models.patch_search.search`)."""
+        chunk_size = self.chunk_size if tile_bytes is None else None
+        return search(query_lv3, keys, chunk_size, tile_bytes, self.relevance_kernel)
 
     def _direct(self, query_lv3: torch.Tensor, keys: Sequence[torch.Tensor]) -> bool:
         """Whether this search is small enough for the straightforward formulation."""

@@ -45,6 +45,15 @@ class LTE(nn.Module):
                 level_slice.add_module(str(index), vgg_layers[index])
         self.requires_grad_(requires_grad)
 
+    @property
+    def channels(self) -> tuple[int, int, int]:
+        """Channels of (lv1, lv2, lv3): the output channels of each level's last convolution."""
+        widths = [
+            [layer.out_channels for layer in level_slice if isinstance(layer, nn.Conv2d)][-1]
+            for level_slice in (self.slice1, self.slice2, self.slice3)
+        ]
+        return widths[0], widths[1], widths[2]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         lv1 = self.slice1(self.normalize(x))
         lv2 = self.slice2(lv1)

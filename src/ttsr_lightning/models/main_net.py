@@ -20,7 +20,7 @@ from ttsr_lightning.models.blocks import (
 )
 from ttsr_lightning.models.csfi import CSFI2, CSFI3, MergeTail
 
-# Channels of the transferred textures T_lv3, T_lv2, T_lv1 (LTE relu3_1, relu2_1, relu1_1).
+# Channels of the transferred textures T_lv3, T_lv2, T_lv1 of the paper's LTE (relu3_1, relu2_1, relu1_1).
 TEXTURE_CHANNELS = (256, 128, 64)
 
 # A transferred texture, or a function that makes it when its stage needs it (see MainNet.forward).
@@ -54,6 +54,8 @@ class MainNet(nn.Module):
             its residual add) and ``tail`` = the MergeTail convs without the merge
             (conv3x3 n -> n/2, conv1x1 n/2 -> 3, clamp). The paper does not specify this variant;
             this construction has 4,081,987 / 6,294,803 / 8,984,547 parameters for n_feats 64/80/96.
+        texture_channels: channels of (T_lv3, T_lv2, T_lv1), the LTE's (lv3, lv2, lv1) channels that
+            the fusion heads take (the generator passes its LTE's; the paper's by default).
 
     Submodule names follow the official ``MainNet`` (SFE, conv11_head, RB11, conv11_tail, conv12,
     conv22_head, ex12, RB21, RB22, ..., merge_tail), so official keys load by name.
@@ -61,10 +63,11 @@ class MainNet(nn.Module):
     ``forward(lr, soft_attention, t_lv3, t_lv2, t_lv1)``:
         lr: (B, 3, h, w) in [-1, 1];
         soft_attention: (B, 1, h, w) in [0, 1] (S), given iff ``use_soft_attention=True``;
-        t_lv3 (B, 256, h, w), t_lv2 (B, 128, 2h, 2w), t_lv1 (B, 64, 4h, 4w): transferred
-        textures, given iff ``use_hard_attention=True``; each may be a function returning it, called
-        once when its stage fuses it (then the map, T_lv1 as large as 64 output channels, exists
-        only through its fusion rather than through the whole network).
+        t_lv3 (B, C3, h, w), t_lv2 (B, C2, 2h, 2w), t_lv1 (B, C1, 4h, 4w): transferred textures,
+        (C3, C2, C1) = ``texture_channels`` (256, 128, 64 for the paper's LTE), given iff
+        ``use_hard_attention=True``; each may be a function returning it, called once when its stage
+        fuses it (then the map, T_lv1 as large as 64 output channels, exists only through its fusion
+        rather than through the whole network).
         Returns sr (B, 3, 4h, 4w) in [-1, 1] (clamped; no global skip from the bicubic input).
         Without autograd the activations are updated in place and dropped as soon as the data flow
         allows (:mod:`~ttsr_lightning.models.blocks`): the same output, bit for bit, with fewer
@@ -78,6 +81,7 @@ class MainNet(nn.Module):
         use_hard_attention: bool = True,
         use_soft_attention: bool = True,
         csfi: bool = True,
+        texture_channels: Sequence[int] = TEXTURE_CHANNELS,
     ) -> None:
         super().__init__()
         if n_feats < 2:
@@ -86,7 +90,9 @@ class MainNet(nn.Module):
             raise ValueError(
                 "use_soft_attention=True needs use_hard_attention=True (S weights the fused textures)"
             )
-        sfe_blocks, stage1_blocks, stage2_blocks, stage3_blocks = _stage_block_counts(num_res_blocks)
+        self.num_res_blocks = _stage_block_counts(num_res_blocks)
+        sfe_blocks, stage1_blocks, stage2_blocks, stage3_blocks = self.num_res_blocks
+        self.n_feats = n_feats
         self.use_hard_attention = use_hard_attention
         self.use_soft_attention = use_soft_attention
         self.csfi = csfi
@@ -95,7 +101,7 @@ class MainNet(nn.Module):
         # Texture-fusion heads: 3x3 conv of cat(F, T), no activation (official).
         self.conv11_head, self.conv22_head, self.conv33_head = (
             (conv3x3(n_feats + channels, n_feats) if use_hard_attention else None)
-            for channels in TEXTURE_CHANNELS
+            for channels in texture_channels
         )
         self.RB11 = res_blocks(stage1_blocks, n_feats)
         self.conv11_tail = conv3x3(n_feats, n_feats)
