@@ -153,15 +153,25 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-def test_evaluate_with_max_memory_writes_its_results(tmp_path: Path, data_dir: Path, ckpt: Path) -> None:
+def test_evaluate_with_max_memory_writes_its_results(
+    tmp_path: Path, data_dir: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     results = {}
     for setting in ("64MiB", "null"):
         output_dir = tmp_path / setting
         overrides = [f"ckpt={ckpt}", "sets=[CUFED5_L1]", f"max_memory={setting}"]
-        evaluate(compose_evaluate(output_dir, data_dir, overrides))
+        with caplog.at_level(logging.INFO, logger="ttsr_lightning"):
+            evaluate(compose_evaluate(output_dir, data_dir, overrides))
         assert (output_dir / "results.md").is_file() and (output_dir / "test_per_image.csv").is_file()
         results[setting] = (output_dir / "test_per_image.csv").read_text()
-    assert results["64MiB"] == results["null"]  # these images fit: the same SR, the same numbers
+    plans = [
+        record.getMessage() for record in caplog.records if record.getMessage().startswith("max_memory=")
+    ]
+    # the budget was planned (only with a setting), and these images fit in it whole
+    assert plans and all(
+        plan.startswith(f"max_memory={64 * 2**20}: LR ") and "untiled" in plan for plan in plans
+    )
+    assert results["64MiB"] == results["null"]  # untiled: the same SR, the same numbers
     with pytest.raises(ConfigError, match="max_memory: expected auto, null or a size"):
         evaluate(
             compose_evaluate(
