@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import InstantiationException, MissingConfigException
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
 
 from helpers.config import TINY
+from ttsr_lightning.builders import instantiate_group, instantiate_node
 from ttsr_lightning.cli import one_line
 from ttsr_lightning.errors import ConfigError
 
@@ -132,16 +134,18 @@ def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoint
     assert not (tmp_path / "outputs").exists()  # no other run folder
 
 
-def test_one_line_names_the_config_key_of_a_failed_instantiation() -> None:
-    try:
-        try:
-            raise ConfigError("batch_size must be >= 1, got 0")
-        except ConfigError as cause:
-            raise InstantiationException(
-                "Error in call to target 'x.DataModule':\nConfigError('...')\nfull_key: data.train"
-            ) from cause
-    except InstantiationException as exc:
-        assert one_line(exc) == "data.train: batch_size must be >= 1, got 0"
+def test_a_failed_instantiation_names_its_config_key() -> None:
+    critic = {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 7}
+    with pytest.raises(ConfigError) as caught:
+        instantiate_node("model.discriminator", critic)
+    assert one_line(caught.value) == (
+        "model.discriminator: in_size must be a positive multiple of 32 (five stride-2 convs), got 7"
+    )
+    with pytest.raises(ConfigError, match="^callbacks.early: Error loading 'no.such.Callback'"):
+        instantiate_group("callbacks", OmegaConf.create({"early": {"_target_": "no.such.Callback"}}))
+
+
+def test_hydra_messages_are_joined_on_one_line() -> None:
     message = (
         "In 'config': Could not find 'x/y'\n\nAvailable options in 'x':\n\ta\n\tb\nConfig search path:\n\tp"
     )

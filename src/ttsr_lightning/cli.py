@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from typing import Any, NoReturn
 
 import hydra
 from hydra.errors import HydraException, InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
@@ -51,6 +51,7 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
     DatasetError,
     FileNotFoundError,
     HydraException,
+    MisconfigurationException,
     OmegaConfBaseException,
 )
 REPORTED_ERRORS: tuple[type[BaseException], ...] = (
@@ -73,18 +74,18 @@ register_resolvers()
 
 
 def one_line(exc: BaseException) -> str:
-    """The exception's message on one line; for a config that failed to instantiate, the cause's
-    message prefixed with the config key."""
+    """The exception's message on one line; for a config that failed to instantiate, the cause's (the
+    suite's own instantiations name the config key: builders.instantiate_node)."""
     if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
-        key = re.search(r"full_key: (\S+)", str(exc))
-        cause = one_line(exc.__cause__)
-        return f"{key.group(1)}: {cause}" if key else cause
+        return one_line(exc.__cause__)
     if isinstance(exc, OSError) and exc.filename is not None:
         target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
         return f"{target}: {exc.strerror or type(exc).__name__}"
     message = str(exc) or type(exc).__name__
     if isinstance(exc, OmegaConfBaseException):
         message = message.splitlines()[0]  # the rest repeats the key and the object type
+        if exc.full_key and exc.full_key not in message:  # e.g. an interpolation typed by a schema
+            message = f"{exc.full_key}: {message}"
     refusal = exc.__cause__
     if isinstance(refusal, ValidationError) and isinstance(exc, HydraException) and refusal.full_key:
         # a value the schema refuses (conf/<group> + config_schema.py): the key, then why
