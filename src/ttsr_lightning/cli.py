@@ -1,8 +1,11 @@
 """Command-line entry points: Hydra's ``main`` with errors a person can read.
 
-A bad argument, file or config value (an unknown override or config group, a value a check refuses, a
-missing or mismatched checkpoint, a dataset that is not laid out as expected, ...) prints one line
-``error: <what, naming the key or file>`` on stderr and exits with status 2. A run stopped by a
+A bad argument, file or config value (an unknown override or config group, a value a schema refuses:
+``<key>: <why>`` from OmegaConf's ValidationError, a value a check or a constructor refuses: the suite's
+instantiations name the config key themselves (builders.instantiate_node), a value Lightning's Trainer
+refuses (its MisconfigurationException), a missing or mismatched checkpoint, a dataset that is not
+laid out as expected, ...) prints one line ``error: <what, naming the key or file>`` on stderr and
+exits with status 2. A run stopped by a
 non-finite loss prints its one line and exits with status 1; one stopped by SIGTERM (after writing the
 checkpoint it resumes from) with status 143, as a process killed by SIGTERM, so that no scheduler takes
 it for a finished job. An operating-system error (a path that cannot be read, created or written:

@@ -13,7 +13,8 @@ raises :class:`ConfigError` naming the config key and what was expected.
   weight (>= 0), phase and module config, typed by the schema's LossTermConfig; a term is on iff its
   weight is > 0;
 - :func:`check_run_config`: the whole config of a training run, before any data or model is built: the
-  ``seed``'s range, the trainer's counts that Lightning does not check when it builds the Trainer
+  ``seed``'s range, the typed groups once more (:func:`check_typed_groups`: a key Hydra's ``+`` added
+  to one), the trainer's counts that Lightning does not check when it builds the Trainer
   (:data:`TRAINER_MINIMUMS`), ``ckpt_path`` and ``init_weights`` (files that exist), and
   ``trainer.max_epochs`` against the warm-up.
 """
@@ -299,8 +300,9 @@ def check_typed_groups(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(schema_error(key, exc)) from None
 
 
-# The trainer's counts that Lightning's Trainer takes without a check when it is built (it refuses a
-# bad max_epochs, max_steps or limit_*_batches itself, naming the key): (lowest value, what is allowed).
+# The trainer's counts that Lightning's Trainer takes without a check when it is built (0 or -3 alike;
+# it refuses a bad max_epochs, max_steps, limit_*_batches or precision itself, naming the key):
+# (lowest value, what is allowed).
 TRAINER_MINIMUMS: dict[str, tuple[float, str]] = {
     "min_epochs": (0, "an integer >= 0, or null"),
     "min_steps": (0, "an integer >= 0, or null"),
