@@ -53,7 +53,8 @@ class PathsConfig:
     root_dir: str = MISSING
     data_dir: str = MISSING
     log_dir: str = MISSING
-    output_dir: str = MISSING
+    # the job's folder (${hydra:runtime.output_dir}): null where no Hydra job runs (the compose API)
+    output_dir: str | None = MISSING
 
 
 @dataclass
