@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import MissingConfigException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import OmegaConf
 
 from helpers.config import TINY
 from ttsr_lightning.builders import instantiate_group, instantiate_node
-from ttsr_lightning.cli import one_line
+from ttsr_lightning.cli import exit_code, one_line
 from ttsr_lightning.errors import ConfigError
 
 
@@ -143,6 +144,16 @@ def test_a_failed_instantiation_names_its_config_key() -> None:
     )
     with pytest.raises(ConfigError, match="^callbacks.early: Error loading 'no.such.Callback'"):
         instantiate_group("callbacks", OmegaConf.create({"early": {"_target_": "no.such.Callback"}}))
+
+
+def test_a_value_lightning_refuses_is_a_usage_error() -> None:
+    """Lightning's Trainer refuses its own values (``max_epochs``, ``limit_*_batches``, ...) naming them;
+    also when it does so outside an instantiation (at fit), it is the user's value: exit status 2."""
+    refusal = MisconfigurationException(
+        "`max_epochs` must be a non-negative integer or -1. You passed in -3."
+    )
+    assert exit_code(refusal) == 2
+    assert one_line(refusal) == "`max_epochs` must be a non-negative integer or -1. You passed in -3."
 
 
 def test_hydra_messages_are_joined_on_one_line() -> None:

@@ -143,6 +143,16 @@ def test_a_wrongly_typed_or_out_of_range_value_is_one_line_and_exit_2(
     assert status == 2 and line.startswith(f"error: {expected}"), line
 
 
+def test_a_value_the_trainer_refuses_comes_before_any_data_is_read_or_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    data_dir = tmp_path / "data"  # the sample set would be built here on first use
+    args = [*TINY, f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'run'}", "+trainer.max_steps=-3"]
+    status, line = one_error_line(train_main, args, monkeypatch, capsys)
+    assert status == 2 and line.startswith("error: trainer: `max_steps` must be a non-negative integer"), line
+    assert not data_dir.exists()
+
+
 def test_train_refuses_a_busy_run_folder_an_empty_checkpoint_and_impossible_paths(
     tmp_path: Path, sample_data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
