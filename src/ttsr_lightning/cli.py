@@ -3,17 +3,16 @@
 A bad argument, file or config value (an unknown override or config group, a value a schema refuses:
 ``<key>: <why>`` from OmegaConf's ValidationError, a value a check or a constructor refuses: the suite's
 instantiations name the config key themselves (builders.instantiate_node), a value Lightning's Trainer
-refuses (its MisconfigurationException), a missing or mismatched checkpoint, a dataset that is not
-laid out as expected, ...) prints one line ``error: <what, naming the key or file>`` on stderr and
-exits with status 2. A run stopped by a
-non-finite loss prints its one line and exits with status 1; one stopped by SIGTERM (after writing the
-checkpoint it resumes from) with status 143, as a process killed by SIGTERM, so that no scheduler takes
-it for a finished job. An operating-system error (a path that cannot be read, created or written:
-missing, permission denied, a file where a folder should be, a full disk) prints one line naming the
-path and exits with status 2, or 1 when the machine failed (disk full, I/O error). Anything else is a
-bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every error. The commands
-that parse their own arguments (``official convert``, ``data.prepare``) report through
-:func:`reported_errors` the same way.
+refuses (its MisconfigurationException), a missing or mismatched checkpoint, a dataset that is not laid
+out as expected, ...) prints one line ``error: <what, naming the key or file>`` on stderr and exits with
+status 2. A run stopped by a non-finite loss prints its one line and exits with status 1; one stopped by
+SIGTERM (after writing the checkpoint it resumes from) with status 143, as a process killed by SIGTERM,
+so that no scheduler takes it for a finished job. An operating-system error (a path that cannot be read,
+created or written: missing, permission denied, a file where a folder should be, a full disk) prints one
+line naming the path and exits with status 2, or 1 when the machine failed (disk full, I/O error).
+Anything else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every
+error. The commands that parse their own arguments (``official convert``, ``data.prepare``) report
+through :func:`reported_errors` the same way.
 
 How: Hydra is told to re-raise (``HYDRA_FULL_ERROR=1`` inside the process; the user's own setting is
 remembered in ``TTSR_SHOW_TRACEBACK`` so DDP child processes, which inherit the environment, decide the
