@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import InstantiationException, MissingConfigException
+from hydra.errors import MissingConfigException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import OmegaConf
 
 from helpers.config import TINY
-from ttsr_lightning.cli import one_line
+from ttsr_lightning.builders import instantiate_group, instantiate_node
+from ttsr_lightning.cli import exit_code, one_line
 from ttsr_lightning.errors import ConfigError
 
 
@@ -132,16 +135,28 @@ def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoint
     assert not (tmp_path / "outputs").exists()  # no other run folder
 
 
-def test_one_line_names_the_config_key_of_a_failed_instantiation() -> None:
-    try:
-        try:
-            raise ConfigError("batch_size must be >= 1, got 0")
-        except ConfigError as cause:
-            raise InstantiationException(
-                "Error in call to target 'x.DataModule':\nConfigError('...')\nfull_key: data.train"
-            ) from cause
-    except InstantiationException as exc:
-        assert one_line(exc) == "data.train: batch_size must be >= 1, got 0"
+def test_a_failed_instantiation_names_its_config_key() -> None:
+    critic = {"_target_": "ttsr_lightning.models.Discriminator", "in_size": 7}
+    with pytest.raises(ConfigError) as caught:
+        instantiate_node("model.discriminator", critic)
+    assert one_line(caught.value) == (
+        "model.discriminator: in_size must be a positive multiple of 32 (five stride-2 convs), got 7"
+    )
+    with pytest.raises(ConfigError, match="^callbacks.early: Error loading 'no.such.Callback'"):
+        instantiate_group("callbacks", OmegaConf.create({"early": {"_target_": "no.such.Callback"}}))
+
+
+def test_a_value_lightning_refuses_is_a_usage_error() -> None:
+    """Lightning's Trainer refuses its own values (``max_epochs``, ``limit_*_batches``, ...) naming them;
+    also when it does so outside an instantiation (at fit), it is the user's value: exit status 2."""
+    refusal = MisconfigurationException(
+        "`max_epochs` must be a non-negative integer or -1. You passed in -3."
+    )
+    assert exit_code(refusal) == 2
+    assert one_line(refusal) == "`max_epochs` must be a non-negative integer or -1. You passed in -3."
+
+
+def test_hydra_messages_are_joined_on_one_line() -> None:
     message = (
         "In 'config': Could not find 'x/y'\n\nAvailable options in 'x':\n\ta\n\tb\nConfig search path:\n\tp"
     )

@@ -1,20 +1,39 @@
-"""Lightning parts from Hydra config groups (callbacks, loggers), and closing the loggers."""
+"""Objects from ``_target_`` configs, each refusal naming its config key; Lightning parts from Hydra
+config groups (callbacks, loggers), and closing the loggers."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch import Trainer
 from omegaconf import DictConfig
 
+from ttsr_lightning.cli import one_line
+from ttsr_lightning.errors import ConfigError
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a dict-of-configs group (callbacks, loggers) that has a ``_target_``."""
+
+def instantiate_node(key: str, node: Any, **kwargs: Any) -> Any:
+    """``instantiate(node, **kwargs)`` for the config at ``key``; a target that cannot be imported or a
+    constructor's refusal (Lightning's MisconfigurationException included) becomes a ConfigError
+    ``<key>: <the cause, on one line>`` (the cause alone where it names a key below ``key`` itself)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = one_line(exc)
+        raise ConfigError(cause if cause.startswith(f"{key}.") else f"{key}: {cause}") from exc
+
+
+def instantiate_group(key: str, group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of the dict-of-configs group at ``key`` (callbacks, loggers) that has a
+    ``_target_``; a refusal names the entry's key (``callbacks.<name>``)."""
     if not group:
         return []
     return [
-        instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node
+        instantiate_node(f"{key}.{name!s}", node)
+        for name, node in group.items()
+        if isinstance(node, DictConfig) and "_target_" in node
     ]
 
 

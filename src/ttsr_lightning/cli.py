@@ -1,16 +1,18 @@
 """Command-line entry points: Hydra's ``main`` with errors a person can read.
 
-A bad argument, file or config value (an unknown override or config group, a value a check refuses, a
-missing or mismatched checkpoint, a dataset that is not laid out as expected, ...) prints one line
-``error: <what, naming the key or file>`` on stderr and exits with status 2. A run stopped by a
-non-finite loss prints its one line and exits with status 1; one stopped by SIGTERM (after writing the
-checkpoint it resumes from) with status 143, as a process killed by SIGTERM, so that no scheduler takes
-it for a finished job. An operating-system error (a path that cannot be read, created or written:
-missing, permission denied, a file where a folder should be, a full disk) prints one line naming the
-path and exits with status 2, or 1 when the machine failed (disk full, I/O error). Anything else is a
-bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every error. The commands
-that parse their own arguments (``official convert``, ``data.prepare``) report through
-:func:`reported_errors` the same way.
+A bad argument, file or config value (an unknown override or config group, a value a schema refuses:
+``<key>: <why>`` from OmegaConf's ValidationError, a value a check or a constructor refuses: the suite's
+instantiations name the config key themselves (builders.instantiate_node), a value Lightning's Trainer
+refuses (its MisconfigurationException), a missing or mismatched checkpoint, a dataset that is not laid
+out as expected, ...) prints one line ``error: <what, naming the key or file>`` on stderr and exits with
+status 2. A run stopped by a non-finite loss prints its one line and exits with status 1; one stopped by
+SIGTERM (after writing the checkpoint it resumes from) with status 143, as a process killed by SIGTERM,
+so that no scheduler takes it for a finished job. An operating-system error (a path that cannot be read,
+created or written: missing, permission denied, a file where a folder should be, a full disk) prints one
+line naming the path and exits with status 2, or 1 when the machine failed (disk full, I/O error).
+Anything else is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every
+error. The commands that parse their own arguments (``official convert``, ``data.prepare``) report
+through :func:`reported_errors` the same way.
 
 How: Hydra is told to re-raise (``HYDRA_FULL_ERROR=1`` inside the process; the user's own setting is
 remembered in ``TTSR_SHOW_TRACEBACK`` so DDP child processes, which inherit the environment, decide the
@@ -22,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from typing import Any, NoReturn
 
 import hydra
 from hydra.errors import HydraException, InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
@@ -51,6 +53,7 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
     DatasetError,
     FileNotFoundError,
     HydraException,
+    MisconfigurationException,
     OmegaConfBaseException,
 )
 REPORTED_ERRORS: tuple[type[BaseException], ...] = (
@@ -73,18 +76,18 @@ register_resolvers()
 
 
 def one_line(exc: BaseException) -> str:
-    """The exception's message on one line; for a config that failed to instantiate, the cause's
-    message prefixed with the config key."""
+    """The exception's message on one line; for a config that failed to instantiate, the cause's (the
+    suite's own instantiations name the config key: builders.instantiate_node)."""
     if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
-        key = re.search(r"full_key: (\S+)", str(exc))
-        cause = one_line(exc.__cause__)
-        return f"{key.group(1)}: {cause}" if key else cause
+        return one_line(exc.__cause__)
     if isinstance(exc, OSError) and exc.filename is not None:
         target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
         return f"{target}: {exc.strerror or type(exc).__name__}"
     message = str(exc) or type(exc).__name__
     if isinstance(exc, OmegaConfBaseException):
         message = message.splitlines()[0]  # the rest repeats the key and the object type
+        if exc.full_key and exc.full_key not in message:  # e.g. an interpolation typed by a schema
+            message = f"{exc.full_key}: {message}"
     refusal = exc.__cause__
     if isinstance(refusal, ValidationError) and isinstance(exc, HydraException) and refusal.full_key:
         # a value the schema refuses (conf/<group> + config_schema.py): the key, then why

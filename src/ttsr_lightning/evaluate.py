@@ -31,13 +31,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ttsr_lightning.budgeted import parse_halo, parse_memory_setting
-from ttsr_lightning.builders import finish_loggers, instantiate_group
+from ttsr_lightning.builders import finish_loggers, instantiate_group, instantiate_node
 from ttsr_lightning.callbacks import EvaluationResults, ImagePanelLogger
 from ttsr_lightning.checkpoints.loading import load_generator
 from ttsr_lightning.cli import hydra_entry_point
@@ -117,23 +116,29 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     if isinstance(wanted, str):  # sets=CUFED5_L1, without brackets
         wanted = [wanted]
     sets = select_test_sets(cfg.data.test.sets, None if wanted is None else list(wanted))
+    # the Trainer first: Lightning refuses its own values (limit_test_batches, ...) before any data or
+    # weights are read
+    if cfg.logger and "wandb" in cfg.logger:
+        with open_dict(cfg):
+            cfg.logger.wandb.job_type = "evaluate"
+    loggers: list[Logger] = instantiate_group("logger", cfg.get("logger"))
+    results = EvaluationResults(
+        str(output_dir), save_images=cfg.save_images, thumbnail_size=cfg.thumbnail_size
+    )
+    panels = ImagePanelLogger(str(output_dir / "panels"), max_images=cfg.num_image_panels)
+    trainer: Trainer = instantiate_node(
+        "trainer", cfg.trainer, callbacks=[results, panels], logger=loggers or False
+    )
     if launched_as_rank_zero():  # before the other processes exist
         preflight_evaluation(cfg, sets, output_dir)
     generator, description, generator_config = load_generator(
         cfg.ckpt, cfg.search_transfer, relevance_kernel=cfg.relevance_kernel
     )
     log.info("ckpt %s: %s", cfg.ckpt, description)
-    datamodule = instantiate(cfg.data.test, sets=sets)
+    datamodule = instantiate_node("data.test", cfg.data.test, sets=sets)
     protocols = protocols_from_config(OmegaConf.to_container(cfg.protocol, resolve=True))  # type: ignore[arg-type]
     module = EvaluationModule(generator, protocols, max_memory=max_memory, lpips=cfg.lpips, halo=halo)
 
-    if cfg.logger and "wandb" in cfg.logger:
-        with open_dict(cfg):
-            cfg.logger.wandb.job_type = "evaluate"
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
-    results = EvaluationResults(
-        str(output_dir), save_images=cfg.save_images, thumbnail_size=cfg.thumbnail_size
-    )
     data_name = str(cfg.data.get("name", "unknown"))
     source = source_run(Path(cfg.ckpt))
     results.provenance.update(
@@ -154,8 +159,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
         git_commit=git_commit(),
         generator=generator_config,
     )
-    panels = ImagePanelLogger(str(output_dir / "panels"), max_images=cfg.num_image_panels)
-    trainer: Trainer = instantiate(cfg.trainer, callbacks=[results, panels], logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams({**results.provenance, "test_sets": sets})
     try:

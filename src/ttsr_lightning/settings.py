@@ -1,26 +1,28 @@
-"""Config validation: every value that would only fail (or mislead) later is refused at start-up.
+"""Config validation: what no schema says and no constructor refuses, refused at start-up.
 
-One small module owns it, so the LightningModule keeps only the training policy and the entry points
-stay thin. Each check raises :class:`ConfigError` naming the config key and what was expected.
+Types and keys are the schemas' (config_schema.py: the suite's own groups refuse a wrong type or an
+unknown key as the config composes); the classes a config builds refuse their own values (Lightning's
+Trainer its ``max_epochs``, ``max_steps`` and ``limit_*_batches``; torch's optimisers their learning
+rates and betas; the DataModules their batch sizes), reported naming the key (cli.py). What is left is
+here, so the LightningModule keeps only the training policy and the entry points stay thin. Each check
+raises :class:`ConfigError` naming the config key and what was expected.
 
 - :class:`OptimSettings`: the ``optim`` group (each network's optimiser and scheduler, the warm-up, the
-  critic steps, the non-finite policy), as a frozen dataclass, typed by its schema (config_schema.py);
+  critic steps, the non-finite policy), as a frozen dataclass, typed by its schema; its ranges;
 - :class:`LossTermSettings` / :func:`loss_terms`: the ``loss`` group, ``loss.terms.<name>``: each term's
-  weight, phase and module config; a term is on iff its weight is > 0;
-- :func:`check_run_config`: the whole config of a training run, before any data or model is built:
-  the type of every value (``seed``, ``system``, and every argument of the ``_target_``
-  classes of ``model``, ``data``, ``loss``, ``trainer`` and ``callbacks``, read off their signatures:
-  :func:`check_arguments`), the ranges of the trainer's counts, ``ckpt_path``, ``init_weights`` and
+  weight (>= 0), phase and module config, typed by the schema's LossTermConfig; a term is on iff its
+  weight is > 0;
+- :func:`check_run_config`: the whole config of a training run, before any data or model is built: the
+  ``seed``'s range, the typed groups once more (:func:`check_typed_groups`: a key Hydra's ``+`` added
+  to one), the trainer's counts that Lightning does not check when it builds the Trainer
+  (:data:`TRAINER_MINIMUMS`), ``ckpt_path`` and ``init_weights`` (files that exist), and
   ``trainer.max_epochs`` against the warm-up.
 """
 
 from __future__ import annotations
 
 import inspect
-import types
-import typing
 import warnings
-from collections import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +34,29 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ttsr_lightning.config_paths import CONFIG_DIR
-from ttsr_lightning.config_schema import OptimConfig
+from ttsr_lightning.config_schema import (
+    DataConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    LossConfig,
+    LossTermConfig,
+    OptimConfig,
+    PathsConfig,
+    SystemConfig,
+)
 from ttsr_lightning.errors import ConfigError
 
 # the keys of a loss term's config that are policy (the training step's), not constructor arguments
 TERM_POLICY_KEYS = ("weight", "after_warmup")
+# the groups typed by a schema besides optim and loss (config_schema.py); a `_target_` node whose target
+# is another class than its schema's (a generator of one's own) is that class's config
+TYPED_GROUPS: dict[str, type] = {
+    "paths": PathsConfig,
+    "system": SystemConfig,
+    "data": DataConfig,
+    "model.generator": GeneratorConfig,
+    "model.discriminator": DiscriminatorConfig,
+}
 # the data configs at the default run's scale: what +scale=miniature trains on
 MINIATURE_DATA = ("sample", "photos")
 
@@ -80,8 +100,6 @@ class OptimSettings:
             raise ConfigError(f"optim.max_nonfinite_skips must be >= 0, got {self.max_nonfinite_skips}")
         for network in ("generator", "discriminator"):
             config = getattr(self, network)
-            for part in ("optimizer", "scheduler"):
-                check_arguments(f"optim.{network}.{part}", config[part])
             stand_in = {name: [torch.nn.Parameter(torch.zeros(1))] for name in ("", *config["param_groups"])}
             build_optimizer(f"optim.{network}", config, stand_in, self.extra_arguments(config, "cpu"))
 
@@ -151,7 +169,8 @@ def _cause(exc: BaseException) -> str:
     """The innermost message of an instantiation error, on one line."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
-    return " ".join(str(exc).split()) or type(exc).__name__
+    message = str(exc).splitlines()[0] if isinstance(exc, OmegaConfBaseException) else str(exc)
+    return " ".join(message.split()) or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -170,29 +189,32 @@ def loss_terms(losses: Mapping[str, Any]) -> dict[str, LossTermSettings]:
 
     Each term is a mapping with ``_target_`` (a loss module, see :mod:`ttsr_lightning.losses.context`),
     ``weight`` (a number >= 0; a term is on iff its weight is > 0) and optionally ``after_warmup``
-    (true or false, default false); every other key is a constructor argument.
+    (true or false, default false), typed by config_schema.LossTermConfig; every other key is a
+    constructor argument.
     """
-    unknown = sorted(set(losses) - {"terms"})
-    if unknown:
-        raise ConfigError(f"loss: unknown key(s) {unknown}; expected terms (loss.terms.<name>)")
-    terms = losses.get("terms")
-    if not isinstance(terms, Mapping) or not terms:
-        raise ConfigError(f"loss.terms: expected a mapping of name -> loss term config, got {terms!r}")
+    try:
+        group = OmegaConf.merge(OmegaConf.structured(LossConfig), losses)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(schema_error("loss", exc)) from None
+    if not group.terms:
+        raise ConfigError("loss.terms: expected a mapping of name -> loss term config, got an empty one")
     checked: dict[str, LossTermSettings] = {}
-    for name, entry in terms.items():
+    for name, entry in group.terms.items():
         key = f"loss.terms.{name}"
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("_target_"), str):
+        if not isinstance(entry, DictConfig):
             raise ConfigError(f"{key}: expected a mapping with _target_ (a loss module), got {entry!r}")
-        if "weight" not in entry:
-            raise ConfigError(f"{key}.weight: missing (a number >= 0; 0 turns the term off)")
-        check_type(f"{key}.weight", entry["weight"], float)
-        check_type(f"{key}.after_warmup", entry.get("after_warmup", False), bool)
-        weight = float(entry["weight"])
-        if weight < 0:
-            raise ConfigError(f"{key}.weight must be >= 0, got {weight}")
-        _refuse_policy_clash(key, entry["_target_"])
-        module = {k: v for k, v in entry.items() if k not in TERM_POLICY_KEYS}
-        checked[str(name)] = LossTermSettings(weight, bool(entry.get("after_warmup", False)), module)
+        # open: a term's other keys are the constructor arguments of its own class
+        term = OmegaConf.structured(LossTermConfig, flags={"struct": False})
+        try:
+            plain = OmegaConf.to_container(OmegaConf.merge(term, entry), resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(schema_error(key, exc)) from None
+        assert isinstance(plain, dict)
+        if plain["weight"] < 0:
+            raise ConfigError(f"{key}.weight must be >= 0, got {plain['weight']}")
+        _refuse_policy_clash(key, plain["_target_"])
+        module = {str(k): v for k, v in plain.items() if k not in TERM_POLICY_KEYS}
+        checked[str(name)] = LossTermSettings(plain["weight"], plain["after_warmup"], module)
     if not any(term.weight > 0 for term in checked.values()):
         raise ConfigError("loss.terms: every weight is 0, nothing would be optimised")
     return checked
@@ -229,155 +251,75 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
             "or data=photos (your own photos at the same scale)"
         )
     seed = cfg.get("seed", 0)
-    check_type("seed", seed, int)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
     if not 0 <= seed < 2**32:
         raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
     optim = OptimSettings.from_dict(cfg.get("optim") or {})
     if cfg.get("loss") is not None:
         loss_terms(cfg["loss"])
-    check_arguments("system", {"_target_": "ttsr_lightning.system.TTSRSystem", **(cfg.get("system") or {})})
-    for group in ("model", "data", "loss", "trainer", "callbacks"):
-        check_arguments(group, cfg.get(group))
+    check_typed_groups(cfg)
     check_trainer_ranges(cfg.get("trainer") or {})
     ckpt_path, init_weights = cfg.get("ckpt_path"), cfg.get("init_weights")
-    check_type("ckpt_path", ckpt_path, str | None)
-    check_type("init_weights", init_weights, str | None)
     # `last`: the run folder's last.ckpt when there is one (then init_weights is not used), else nothing
     explicit = ckpt_path not in (None, "last")
     if explicit and not Path(str(ckpt_path)).is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at {ckpt_path} (give the path to a .ckpt file, or last)")
-    if init_weights is not None and not Path(init_weights).is_file():
+    if init_weights is not None and not Path(str(init_weights)).is_file():
         raise ConfigError(f"init_weights: no weights file at {init_weights}")
     if explicit and init_weights is not None:
         raise ConfigError("ckpt_path and init_weights are exclusive: a resumed run already has its weights")
     max_epochs = cfg["trainer"].get("max_epochs")
     warmup_epochs = optim.warmup_epochs
-    if max_epochs is not None and max_epochs != -1 and max_epochs < warmup_epochs:
+    if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)):
+        # Lightning's Trainer refuses a negative count, not one of another type
+        raise ConfigError(f"trainer.max_epochs: expected an integer or null, got {max_epochs!r}")
+    # -1: no limit; other negative counts are Lightning's Trainer's to refuse
+    if max_epochs is not None and 0 <= max_epochs < warmup_epochs:
         raise ConfigError(
             f"trainer.max_epochs ({max_epochs}) is shorter than optim.warmup_epochs "
             f"({warmup_epochs}): the adversarial/perceptual phase would never start"
         )
 
 
-# ----------------------------------------------------------------------------------- value types
-# The trainer's counts and fractions: (lowest value, what is allowed). Fractions of batches (floats)
-# must also be <= 1.
+def check_typed_groups(cfg: Mapping[str, Any]) -> None:
+    """The groups of :data:`TYPED_GROUPS` against their schemas once more: a ``+key`` typed on the command
+    line is added to a typed group as the config composes (Hydra's ``+`` opens it), and refused here."""
+    for key, schema in TYPED_GROUPS.items():
+        node: Any = cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            continue
+        target = getattr(schema, "_target_", None)
+        if target is not None and node.get("_target_") != target:
+            continue
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), node)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(schema_error(key, exc)) from None
+
+
+# The trainer's counts that Lightning's Trainer takes without a check when it is built (0 or -3 alike;
+# it refuses a bad max_epochs, max_steps, limit_*_batches or precision itself, naming the key):
+# (lowest value, what is allowed).
 TRAINER_MINIMUMS: dict[str, tuple[float, str]] = {
-    "max_epochs": (-1, "an integer >= 0, or -1 for no limit"),
-    "min_epochs": (0, "an integer >= 0"),
-    "max_steps": (-1, "an integer >= 0, or -1 for no limit"),
-    "min_steps": (0, "an integer >= 0"),
+    "min_epochs": (0, "an integer >= 0, or null"),
+    "min_steps": (0, "an integer >= 0, or null"),
     "check_val_every_n_epoch": (1, "an integer >= 1, or null"),
-    "log_every_n_steps": (1, "an integer >= 1"),
+    "log_every_n_steps": (1, "an integer >= 1, or null"),
     "accumulate_grad_batches": (1, "an integer >= 1"),
-    "num_sanity_val_steps": (-1, "an integer >= 0, or -1 for all"),
+    "num_sanity_val_steps": (-1, "an integer >= 0, or -1 for all, or null"),
     "gradient_clip_val": (0, "a number >= 0, or null"),
-    "limit_train_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
-    "limit_val_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
-    "limit_test_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
-    "limit_predict_batches": (0, "a batch count >= 0 or a fraction in [0, 1]"),
 }
-_HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
 def check_trainer_ranges(trainer: Mapping[str, Any]) -> None:
-    """ConfigError naming ``trainer.<key>`` for a count or fraction out of its range."""
+    """ConfigError naming ``trainer.<key>`` for a count of :data:`TRAINER_MINIMUMS` out of its range."""
     for key, (lowest, allowed) in TRAINER_MINIMUMS.items():
         value = trainer.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            fraction_too_big = isinstance(value, float) and key.startswith("limit_") and value > 1
-            if value < lowest or fraction_too_big:
-                raise ConfigError(f"trainer.{key}: expected {allowed}, got {value!r}")
-
-
-def check_arguments(key: str, node: Any) -> None:
-    """Checks every value of ``node`` (and of the mappings and lists below it) that is an argument of
-    a ``_target_`` against the type annotation of that argument; ConfigError naming the key, the value
-    and the type expected. Targets that cannot be imported are left to instantiation, which names them."""
-    if isinstance(node, list | tuple):
-        for index, item in enumerate(node):
-            check_arguments(f"{key}[{index}]", item)
-        return
-    if not isinstance(node, Mapping):
-        return
-    hints: dict[str, Any] = {}
-    target = node.get("_target_")
-    if isinstance(target, str):
-        try:
-            function = get_object(target)
-            hints = typing.get_type_hints(function.__init__ if inspect.isclass(function) else function)
-        except Exception:  # an unknown target, or annotations that cannot be evaluated: left to Hydra
-            hints = {}
-    for name, value in node.items():
-        if name in _HYDRA_KEYS:
+        if value is None:
             continue
-        child = f"{key}.{name}"
-        if name in hints and not (isinstance(value, Mapping) and "_target_" in value):
-            check_type(child, value, hints[name])
-        check_arguments(child, value)
-
-
-def check_type(key: str, value: Any, hint: Any) -> None:
-    """ConfigError naming ``key`` when ``value`` (a plain config value) does not fit ``hint``."""
-    if not _fits(value, hint):
-        raise ConfigError(f"{key}: expected {_describe(hint)}, got {value!r}")
-
-
-def _members(hint: Any) -> tuple[Any, ...] | None:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return None
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether ``value`` fits ``hint``; annotations this check cannot judge (classes, callables) fit."""
-    members = _members(hint)
-    if members is not None:
-        return any(_fits(value, member) for member in members)
-    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if hint is type(None) or hint is None:
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str or hint is Path:
-        return isinstance(value, str)
-    if origin is typing.Literal:
-        return value in arguments and type(value) in {type(argument) for argument in arguments}
-    if origin in (list, tuple, abc.Sequence):
-        if not isinstance(value, list | tuple):
-            return False
-        if origin is tuple and arguments and arguments[-1] is not Ellipsis:
-            return len(value) == len(arguments) and all(map(_fits, value, arguments))
-        return not arguments or all(_fits(item, arguments[0]) for item in value)
-    if origin in (dict, abc.Mapping) or hint in (dict, abc.Mapping):
-        return isinstance(value, Mapping)
-    return hint is not torch.Tensor  # a config value is never a tensor (torch.optim: float | Tensor)
-
-
-def _describe(hint: Any) -> str:
-    members = _members(hint)
-    if members is not None:
-        literals = [v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
-        others = [
-            _describe(m)
-            for m in members
-            if typing.get_origin(m) is not typing.Literal and m is not torch.Tensor
-        ]
-        return " or ".join(dict.fromkeys([f"one of {literals}"] * bool(literals) + others))
-    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Literal:
-        return f"one of {list(arguments)}"
-    if origin in (list, tuple, abc.Sequence):
-        if origin is tuple and arguments and arguments[-1] is not Ellipsis:
-            return f"a list of {len(arguments)} ({', '.join(_describe(a) for a in arguments)})"
-        return f"a list of ({_describe(arguments[0])})" if arguments else "a list"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
-    if hint is type(None) or hint is None:
-        return "null"
-    if origin in (dict, abc.Mapping) or hint in (dict, abc.Mapping):
-        return "a mapping"
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
+        kinds = (int, float) if key == "gradient_clip_val" else (int,)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < lowest:
+            raise ConfigError(f"trainer.{key}: expected {allowed}, got {value!r}")

@@ -43,11 +43,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from ttsr_lightning.builders import instantiate_node
 from ttsr_lightning.checkpoints.run_checkpoint import restore_frozen_weights, strip_frozen_weights
 from ttsr_lightning.errors import ConfigError, NonFiniteError
 from ttsr_lightning.evaluation_module import EvaluationModule
@@ -113,7 +112,7 @@ class TTSRSystem(EvaluationModule):
             )
         optim_settings = OptimSettings.from_dict(dict(optim))
         term_settings = loss_terms(losses)
-        built_generator = _build(generator, "model.generator")
+        built_generator = instantiate_node("model.generator", generator)
         if not isinstance(built_generator, nn.Module):
             raise ConfigError(
                 "model.generator: expected the config of a generator module (an nn.Module with forward(lr, "
@@ -130,7 +129,10 @@ class TTSRSystem(EvaluationModule):
             name: term for name, term in term_settings.items() if term.weight > 0
         }
         self.loss_terms = nn.ModuleDict(
-            {name: _build(term.module, f"loss.terms.{name}") for name, term in self.term_settings.items()}
+            {
+                name: instantiate_node(f"loss.terms.{name}", term.module)
+                for name, term in self.term_settings.items()
+            }
         )
         needs = self._loss_needs()
         # the term whose critic the WGAN-GP critic steps train (TTSR: adversarial)
@@ -143,7 +145,7 @@ class TTSRSystem(EvaluationModule):
                 f"model.discriminator must be configured when loss.terms.{self.critic_term}.weight > 0"
             )
         self.discriminator: Discriminator | None = (
-            instantiate(discriminator) if self.critic_term is not None else None
+            instantiate_node("model.discriminator", discriminator) if self.critic_term is not None else None
         )
         # Frozen twin of the texture extractor (TTSR's LTE) for the terms that need it, the transferal
         # perceptual loss (the official LTE_copy).
@@ -437,15 +439,6 @@ class TTSRSystem(EvaluationModule):
 
 def _gradients(optimizer: Any) -> list[Tensor]:
     return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-
-
-def _build(config: dict[str, Any] | None, key: str) -> Any:
-    """``instantiate(config)``; a constructor's refusal becomes a ConfigError naming the config key."""
-    try:
-        return instantiate(config)
-    except InstantiationException as exc:
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        raise ConfigError(f"{key}: {cause}") from exc
 
 
 class _frozen:

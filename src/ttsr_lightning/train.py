@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ttsr_lightning.builders import finish_loggers, instantiate_group
+from ttsr_lightning.builders import finish_loggers, instantiate_group, instantiate_node
 from ttsr_lightning.callbacks import AtomicCheckpointIO, EvaluationResults, ResumeCheckpoint
 from ttsr_lightning.checkpoints.loading import load_generator_weights
 from ttsr_lightning.checkpoints.run_checkpoint import check_run_checkpoint
@@ -67,16 +66,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def fit_and_test(cfg: DictConfig) -> dict[str, float]:
-    """:func:`train` once its config is checked and its run folder locked: the pre-flight (rank 0, before
-    the other processes exist), then fit and test."""
+    """:func:`train` once its config is checked and its run folder locked: the Trainer, the pre-flight
+    (rank 0, before the other processes exist), then fit and test."""
     output_dir = Path(cfg.paths.output_dir)
+    # the Trainer first: Lightning refuses its own values (max_epochs, limit_*_batches, ...) before the
+    # pre-flight reads any data or weights
+    callbacks: list[Callback] = instantiate_group("callbacks", cfg.get("callbacks"))
+    _continue_wandb_run(cfg.get("logger"), output_dir)
+    loggers: list[Logger] = instantiate_group("logger", cfg.get("logger"))
+    # checkpoints are written atomically, next to their destination (see AtomicCheckpointIO)
+    plugins = [AtomicCheckpointIO(), *(instantiate_node("trainer.plugins", cfg.trainer.get("plugins")) or [])]
+    trainer: Trainer = instantiate_node(
+        "trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins
+    )
     if launched_as_rank_zero():
         preflight_training(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data.train)
+    datamodule = instantiate_node("data.train", cfg.data.train)
     system = build_system(cfg)
-    callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
     resume = next((callback for callback in callbacks if isinstance(callback, ResumeCheckpoint)), None)
     ckpt_path = cfg.ckpt_path
     if resume is not None:
@@ -93,11 +101,6 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
     remove_unfinished_writes(
         {output_dir, *(Path(getattr(c, "dirpath", None) or output_dir) for c in callbacks)}
     )
-    _continue_wandb_run(cfg.get("logger"), output_dir)
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
-    # checkpoints are written atomically, next to their destination (see AtomicCheckpointIO)
-    plugins = [AtomicCheckpointIO(), *(instantiate(cfg.trainer.get("plugins")) or [])]
-    trainer: Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
 
     run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()}
     run_info.update(parameter_counts(system.generator, system.discriminator))
@@ -126,7 +129,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
                         lpips=system.lpips_description,
                         git_commit=run_info["git_commit"],
                     )
-            results = trainer.test(system, datamodule=instantiate(cfg.data.test))
+            results = trainer.test(system, datamodule=instantiate_node("data.test", cfg.data.test))
             metrics.update({k: float(v) for r in results for k, v in r.items()})
             set_results = [
                 row
