@@ -16,7 +16,7 @@ from omegaconf.errors import ValidationError
 from helpers.config import compose_config
 from ttsr_lightning.config_schema import TARGET_SCHEMAS, SystemConfig
 from ttsr_lightning.errors import ConfigError
-from ttsr_lightning.settings import check_run_config, check_typed_groups, loss_terms
+from ttsr_lightning.settings import check_run_config, check_typed_groups, loss_terms, resolved_run_config
 from ttsr_lightning.system import TTSRSystem
 
 HYDRA_KEYS = {"_target_", "_convert_"}
@@ -97,7 +97,7 @@ def test_a_key_added_to_a_typed_group_is_refused_before_the_run(
     """Hydra's ``+`` opens a typed group as the config composes; the run's checks refuse the key."""
     cfg = compose_config(tmp_path, tmp_path, [override])
     with pytest.raises(ConfigError, match=refusal):
-        check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        check_run_config(resolved_run_config(cfg))
 
 
 def test_a_generator_of_ones_own_is_its_classs_config(tmp_path: Path) -> None:

@@ -97,12 +97,7 @@ def png_16_bit(path: Path) -> Path:
             "trainer.log_every_n_steps=0",
             "trainer.log_every_n_steps: expected an integer >= 1, or null, got 0",
         ),
-        # data.train.seed is ${seed}, typed by the data schema
-        (
-            "seed=abc",
-            "data.train.seed: While dereferencing interpolation '${seed}': Value 'abc' of type 'str' could "
-            "not be converted to Integer",
-        ),
+        ("seed=abc", "seed: expected an integer, got 'abc'"),  # named as typed, not as ${seed} in data
         ("seed=-1", "seed must be in [0, 2**32), got -1"),
         (
             "data.train.batch_size=abc",

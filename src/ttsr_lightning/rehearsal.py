@@ -60,7 +60,7 @@ from ttsr_lightning.preflight import (
     uses_gpu,
 )
 from ttsr_lightning.run_folder import program, run_overrides
-from ttsr_lightning.settings import check_run_config
+from ttsr_lightning.settings import check_run_config, resolved_run_config
 
 PREEMPTED_STATUS = 128 + signal.SIGTERM
 CONTINUE_PREFIX = "continue it with: "
@@ -136,7 +136,7 @@ class RecipeShape:
 
 def rehearse(cfg: DictConfig) -> dict[str, Any]:
     """Runs the rehearsal of the module docstring; returns its report (also written to the run folder)."""
-    check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    check_run_config(resolved_run_config(cfg))
     settings = RehearsalSettings.from_config(cfg.rehearsal)
     if not cfg.train:
         raise ConfigError("debug=rehearse rehearses a training: it needs train=true")

@@ -237,6 +237,23 @@ def _refuse_policy_clash(key: str, target: str) -> None:
         )
 
 
+def resolved_run_config(cfg: DictConfig) -> dict[str, Any]:
+    """A training run's config resolved to plain values, for :func:`check_run_config`. ``seed`` is
+    checked first: the data groups interpolate it (``seed: ${seed}``), so resolving them would name
+    their key, not the one the user typed."""
+    check_seed(cfg.get("seed", 0))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    return {str(key): value for key, value in resolved.items()}
+
+
+def check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
+
+
 def check_run_config(cfg: Mapping[str, Any]) -> None:
     """The whole config of a training run (resolved to plain values), as the module docstring says."""
     if cfg.get("table") is not None or cfg.get("sets") is not None:
@@ -250,11 +267,7 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
             "that order; here the experiment's paper-scale data and model won); its data is data=sample, "
             "or data=photos (your own photos at the same scale)"
         )
-    seed = cfg.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed: expected an integer, got {seed!r}")
-    if not 0 <= seed < 2**32:
-        raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
+    check_seed(cfg.get("seed", 0))
     optim = OptimSettings.from_dict(cfg.get("optim") or {})
     if cfg.get("loss") is not None:
         loss_terms(cfg["loss"])

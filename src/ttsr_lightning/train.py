@@ -33,7 +33,7 @@ from ttsr_lightning.run_folder import (
     unfinished_runs,
     wandb_run_id,
 )
-from ttsr_lightning.settings import check_run_config
+from ttsr_lightning.settings import check_run_config, resolved_run_config
 from ttsr_lightning.system import TTSRSystem
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Every config value is checked first; the run folder is locked while the run lives (a second live
     run into it is refused; the other ranks of a DDP run share their rank 0's lock)."""
-    check_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    check_run_config(resolved_run_config(cfg))
     with run_folder_lock(Path(cfg.paths.output_dir), enabled=launched_as_rank_zero()):
         return fit_and_test(cfg)
 
