@@ -133,6 +133,12 @@ def test_a_diverging_run_stops_naming_the_term_and_leaves_only_finite_checkpoint
     assert "epoch 0, batch 1 of the epoch (training batch 2 of the run)" in pasted.stderr
     assert "batch skipped (1 of optim.max_nonfinite_skips=1)" in pasted.stderr, pasted.stderr[-3000:]
     assert not (tmp_path / "outputs").exists()  # no other run folder
+    # lr 1000 diverges again at the next batch: the continued run stops there, after the skipped one, and
+    # its own command asks for one skip more
+    assert pasted.returncode == 1, pasted.stderr[-3000:]
+    again = error_line(pasted)
+    assert "(training batch 3 of the run)" in again and "optim.max_nonfinite_skips=1;" in again, again
+    assert again.endswith(f"optim.max_nonfinite_skips=2 ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
 
 
 def test_a_failed_instantiation_names_its_config_key() -> None:
