@@ -29,7 +29,7 @@ LOSSES = {
         ({"generator": {"optimizer": {"lr": -1.0}}}, "optim.generator.optimizer: Invalid learning rate"),
         # the optimiser's arguments are its class's: torch refuses them, under the optimiser's key
         ({"generator": {"optimizer": {"lr": "abc"}}}, "optim.generator.optimizer: '<=' not supported"),
-        ({"warmup_epochs": -1}, "optim.warmup_epochs"),
+        ({"warmup_epochs": -1}, "optim.warmup_epochs must be >= 0, got -1"),
         (
             {
                 "generator": {
@@ -84,7 +84,7 @@ def test_the_loss_group_holds_terms_only() -> None:
         loss_terms({"terms": {**LOSSES["terms"], "edge": 1.0}})
 
 
-def test_a_term_is_on_iff_its_weight_is_positive_and_keeps_its_phase_and_module() -> None:
+def test_each_term_keeps_its_weight_phase_and_module_in_config_order() -> None:
     terms = loss_terms(
         {"terms": {**LOSSES["terms"], "perceptual": {**LOSSES["terms"]["perceptual"], "weight": 0}}}
     )
@@ -120,6 +120,6 @@ def test_run_keys(run: dict[str, Any], message: str) -> None:
         check_run_config({"trainer": {}, "optim": {}, **run})
 
 
-def test_the_miniature_scale_trains_on_the_sample_or_your_photos() -> None:
+def test_the_miniature_scale_is_accepted_with_the_sample_or_your_photos() -> None:
     for data in ("sample", "photos"):
         check_run_config({"trainer": {}, "optim": {}, "study": "miniature", "data": {"name": data}})
