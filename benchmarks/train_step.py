@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.config_paths import packaged_option
 from ttsr_lightning.markdown import markdown_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -149,7 +149,7 @@ def synthetic_batches(
 def paper_losses() -> dict[str, Any]:
     """The package's loss group (conf/loss/default.yaml: the paper's terms and weights), random VGG."""
     config = OmegaConf.create({"model": {"generator": {"vgg_weights": "random"}}})
-    config.loss = OmegaConf.load(CONFIG_DIR / "loss" / "default.yaml")
+    config.loss = packaged_option("loss", "default")
     losses: dict[str, Any] = OmegaConf.to_container(config.loss, resolve=True)  # type: ignore[assignment]
     return losses
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ttsr_lightning.config_schema import store_schemas
 
@@ -32,6 +32,14 @@ RUNS_FROM_CLONE = PACKAGE_DIR.parent.name == "src" and (REPO_ROOT / "pyproject.t
 
 if not (CONFIG_DIR / "config.yaml").is_file():  # pragma: no cover - a broken install
     raise ImportError(f"ttsr-lightning: its Hydra configs are missing from {CONFIG_DIR} (a broken install)")
+
+
+def packaged_option(group: str, option: str) -> DictConfig:
+    """conf/<group>/<option>.yaml's own values, its defaults list (the group's schema) left out: the
+    option as its file gives it, for a config built outside Hydra's composition."""
+    packaged = OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml")
+    assert isinstance(packaged, DictConfig)
+    return OmegaConf.masked_copy(packaged, [str(key) for key in packaged if key != "defaults"])
 
 
 def launch_dir() -> str:

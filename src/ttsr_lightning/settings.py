@@ -33,7 +33,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ttsr_lightning.config_paths import CONFIG_DIR
+from ttsr_lightning.config_paths import packaged_option
 from ttsr_lightning.config_schema import (
     DataConfig,
     DiscriminatorConfig,
@@ -80,7 +80,9 @@ class OptimSettings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> OptimSettings:
         try:
-            typed = OmegaConf.merge(OmegaConf.structured(OptimConfig), _packaged_optim(), values)
+            typed = OmegaConf.merge(
+                OmegaConf.structured(OptimConfig), packaged_option("optim", "default"), values
+            )
             plain = OmegaConf.to_container(typed, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(schema_error("optim", exc)) from None
@@ -149,13 +151,6 @@ def schema_error(group: str, exc: OmegaConfBaseException) -> str:
     """A schema's refusal as one line naming the key: ``<group>.<key>: <what>``."""
     what = str(exc).splitlines()[0]
     return f"{group}.{exc.full_key}: {what}" if exc.full_key else f"{group}: {what}"
-
-
-def _packaged_optim() -> Any:
-    """conf/optim/default.yaml's values (its defaults list aside)."""
-    packaged = OmegaConf.load(CONFIG_DIR / "optim" / "default.yaml")
-    assert isinstance(packaged, DictConfig)
-    return OmegaConf.masked_copy(packaged, [str(key) for key in packaged if key != "defaults"])
 
 
 def _parameters(target: str) -> Mapping[str, inspect.Parameter]:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ttsr_lightning.config_paths import packaged_option
 from ttsr_lightning.models import Discriminator
 
-CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "discriminator" / "srntt.yaml"
+CONFIG = packaged_option("model/discriminator", "srntt")  # conf/model/discriminator/srntt.yaml
 
 
 def test_official_count_and_keys() -> None:
@@ -40,9 +40,9 @@ def test_size_errors() -> None:
 
 
 def test_config_has_exactly_the_constructor_arguments() -> None:
-    config = OmegaConf.to_container(OmegaConf.load(CONFIG))
+    config = OmegaConf.to_container(CONFIG)
     assert isinstance(config, dict)
     parameters = inspect.signature(Discriminator).parameters
     assert set(config) == {"_target_"} | set(parameters)
     assert config["in_size"] == "${data.train.patch_size}"  # the critic sees the HR training patch
-    assert isinstance(instantiate(OmegaConf.load(CONFIG), in_size=160), Discriminator)
+    assert isinstance(instantiate(CONFIG, in_size=160), Discriminator)

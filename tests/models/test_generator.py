@@ -13,9 +13,10 @@ from omegaconf import OmegaConf
 from helpers.checkpoints import one_batch_run_checkpoint
 from helpers.config import TINY_GENERATOR, compose_config
 from ttsr_lightning.checkpoints.loading import load_generator
+from ttsr_lightning.config_paths import packaged_option
 from ttsr_lightning.models import GeneratorOutput, LeanSearchTransfer, TTSRGenerator
 
-CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "generator" / "ttsr.yaml"
+CONFIG = packaged_option("model/generator", "ttsr")  # conf/model/generator/ttsr.yaml
 
 
 def small(
@@ -131,7 +132,7 @@ def test_input_shape_validation() -> None:
 
 
 def test_config_has_exactly_the_constructor_arguments() -> None:
-    config = OmegaConf.to_container(OmegaConf.load(CONFIG))
+    config = OmegaConf.to_container(CONFIG)
     assert isinstance(config, dict)
     parameters = inspect.signature(TTSRGenerator).parameters
     assert set(config) == {"_target_"} | set(parameters)
@@ -144,9 +145,7 @@ def test_config_has_exactly_the_constructor_arguments() -> None:
 
 def test_config_instantiates_with_hydra_lists() -> None:
     # a second block in stage 2: the list reaches the network, not only its config
-    generator = instantiate(
-        OmegaConf.load(CONFIG), **{**TINY_GENERATOR, "num_res_blocks": [1, 2, 1, 1]}, csfi=False
-    )
+    generator = instantiate(CONFIG, **{**TINY_GENERATOR, "num_res_blocks": [1, 2, 1, 1]}, csfi=False)
     assert isinstance(generator, TTSRGenerator)
     assert generator.config["num_res_blocks"] == [1, 2, 1, 1] and len(generator.main_net.RB11) == 2
 
